@@ -1,0 +1,147 @@
+"""The ``cdasi-outcomes`` command line (contract.md section 3).
+
+Exit codes: 0 success (warnings allowed), 1 the data is invalid, 2 unusable arguments or an
+unreadable file, 3 an internal error (a bug: please report it). Never a traceback, unless
+``CDASI_DEBUG=1`` is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import CdasiError, InvalidDataError
+from .options import DeriveOptions, ResponseRule, parse_arms
+
+__all__ = ["main", "build_parser"]
+
+
+def _add_inputs(p: argparse.ArgumentParser) -> None:
+    p.add_argument("visits", metavar="VISITS", help="the visit export: CSV (comma, semicolon or tab), XLSX or Parquet")
+    p.add_argument("--therapies", metavar="F", help="optional therapy episodes file; wins over systemic_therapy")
+    p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
+
+
+def _add_definitions(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--response", metavar="RULE", default="points:4",
+                   help="response rule: points:N, percent:P, atmost:S or clear (default: points:4)")
+    p.add_argument("--confirm", action="store_true",
+                   help="a response must be confirmed at the next follow-up visit")
+    p.add_argument("--arms", metavar="LIST", default="MMF,IVIG,JAKi",
+                   help="comma-separated arms (default: MMF,IVIG,JAKi; agent codes such as MTX or HCQ allowed)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cdasi-outcomes",
+        description="CDASI outcome analytics for cutaneous and clinically amyopathic dermatomyositis.",
+        epilog="Exit codes: 0 ok, 1 invalid data, 2 unusable arguments or unreadable file, 3 internal error.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("validate", help="check an export and print a report of problems",
+                       description="Check a visit export (and therapies file) and print every problem found: "
+                                   "rule, column, rows and example patient ids.")
+    _add_inputs(p)
+    p.add_argument("--format", choices=("text", "json"), default="text", help="report format (default: text)")
+
+    p = sub.add_parser("analyze", help="derive therapy lines and responses; write results.json, lines.csv, "
+                                       "trajectories.csv",
+                       description="Validate the export, derive therapy lines, baselines, follow-up windows and "
+                                   "response events, and write DIR/results.json, DIR/lines.csv and "
+                                   "DIR/trajectories.csv (and DIR/attrition.csv).")
+    _add_inputs(p)
+    _add_definitions(p)
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
+
+    p = sub.add_parser("sample", help="write a synthetic cohort in the input format",
+                       description="Write a seeded synthetic cohort (visits.csv and therapies.csv) calibrated on "
+                                   "published CADM series. Synthetic: never real patients.")
+    p.add_argument("--patients", type=int, default=400, metavar="N", help="number of patients (default: 400)")
+    p.add_argument("--seed", type=int, default=20210301, metavar="S", help="random seed (default: 20210301)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
+    return parser
+
+
+def _cmd_validate(args) -> int:
+    from .pipeline import load
+
+    prepared, _ = load(args.visits, args.therapies, args.mapping)
+    rep = prepared.report
+    if args.format == "json":
+        print(json.dumps({"input": prepared.sources, "counts": prepared.counts} | rep.to_dict(), indent=2))
+    else:
+        c = prepared.counts
+        print(f"{Path(args.visits).name}: {c.get('rows_read', 0)} rows, {c.get('visits', 0)} visits, "
+              f"{c.get('patients', 0)} patients")
+        print(rep.to_text())
+        print("VALID" if rep.ok else "INVALID", "-", f"{len(rep.errors)} error(s), {len(rep.warnings)} warning(s)")
+    return 0 if rep.ok else 1
+
+
+def _cmd_analyze(args) -> int:
+    from .pipeline import analyze, load, write_outputs
+
+    options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
+                            arms=parse_arms(args.arms))
+    t0 = time.perf_counter()
+    prepared, timings = load(args.visits, args.therapies, args.mapping)
+    try:
+        analysis = analyze(prepared, options, timings)
+    except InvalidDataError as exc:
+        print(exc.report.to_text(), file=sys.stderr)
+        print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
+              file=sys.stderr)
+        return 1
+    analysis.timings_s["total"] = time.perf_counter() - t0
+    paths = write_outputs(analysis, args.out)
+    lines = analysis.derivation.to_dict()
+    print(f"{prepared.counts['patients']} patients, {prepared.counts['visits']} visits, "
+          f"{lines['derived']} lines derived, {lines['included']} included, {lines['events']} responses "
+          f"({options.response}{', confirmed' if options.confirm else ''}).")
+    if prepared.report.warnings:
+        print(f"{len(prepared.report.warnings)} warning(s); see results.json or `cdasi-outcomes validate`.")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def _cmd_sample(args) -> int:
+    from .sample import write_sample
+
+    if args.patients < 1:
+        raise CdasiError("--patients must be at least 1")
+    paths = write_sample(args.out, n_patients=args.patients, seed=args.seed)
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "sample": _cmd_sample}[args.command]
+    try:
+        return handler(args)
+    except CdasiError as exc:
+        print(f"cdasi-outcomes {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: say so plainly, without a traceback
+        if os.environ.get("CDASI_DEBUG"):
+            raise
+        print(f"cdasi-outcomes {args.command}: internal error: {type(exc).__name__}: {exc}\n"
+              "This is a bug in cdasi-outcomes; rerun with CDASI_DEBUG=1 for details and please report it.",
+              file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

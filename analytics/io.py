@@ -1,0 +1,299 @@
+"""Reading a visit export (CSV, XLSX, Parquet) into a table of text, with headers matched to
+the schema. Parsing values is the validator's job: nothing here guesses types, so nothing is
+silently mangled (patient id ``007`` stays ``007``)."""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import io
+import math
+import tomllib
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .errors import InputError, MappingError
+from .schema import THERAPY_COLUMNS, VISIT_COLUMNS, Column, normalise_header
+
+__all__ = ["ColumnMapping", "RawTable", "load_mapping", "read_table", "read_bytes"]
+
+_MAX_BYTES = 2 * 1024**3
+
+
+@dataclass(frozen=True)
+class ColumnMapping:
+    """The user's TOML mapping file: extra header names and drug synonyms.
+
+    ``columns`` maps a header in the export to a schema column; ``drugs`` maps a drug
+    name to an agent (a generic name or any known synonym)."""
+
+    columns: dict[str, str] = field(default_factory=dict)
+    drugs: dict[str, str] = field(default_factory=dict)
+    source: str | None = None
+
+
+def load_mapping(path: str | Path | None) -> ColumnMapping:
+    if path is None:
+        return ColumnMapping()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8-sig"))
+    except FileNotFoundError:
+        raise MappingError(f"mapping file {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MappingError(f"cannot read mapping file {p}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"mapping file {p} is not valid TOML: {exc}") from None
+    return mapping_from_dict(raw, source=str(p))
+
+
+def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:
+    where = source or "mapping"
+    unknown_tables = set(raw) - {"columns", "drugs"}
+    if unknown_tables:
+        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; use [columns] and [drugs]")
+    columns = raw.get("columns", {})
+    drugs = raw.get("drugs", {})
+    if not isinstance(columns, dict) or not isinstance(drugs, dict):
+        raise MappingError(f"{where}: [columns] and [drugs] must be tables of \"name\" = \"target\"")
+    valid = {c.name for c in (*VISIT_COLUMNS, *THERAPY_COLUMNS)}
+    for k, v in {**columns, **drugs}.items():
+        if not isinstance(v, str):
+            raise MappingError(f"{where}: the value for {k!r} must be a string, not {v!r}")
+    bad = {k: v for k, v in columns.items() if v not in valid}
+    if bad:
+        k, v = next(iter(bad.items()))
+        raise MappingError(f"{where}: [columns] maps {k!r} to {v!r}, which is not a known column; "
+                           f"known columns: {', '.join(sorted(valid))}")
+    return ColumnMapping(dict(columns), dict(drugs), source)
+
+
+@dataclass
+class RawTable:
+    """A table of text cells ("" for blank) with headers renamed to schema names where they match.
+
+    ``rows`` are spreadsheet row numbers (the header is row 1)."""
+
+    data: pd.DataFrame
+    kind: str  # visits | therapies
+    name: str
+    sha256: str
+    fmt: str
+    headers: dict[str, str]  # schema name -> header as written in the file
+    unmatched: list[str]  # headers that matched no schema column (kept as they are)
+    duplicate_headers: dict[str, list[str]]  # schema name -> the several headers that matched it
+    sheet: str | None = None
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.data)
+
+    def rows(self, mask_or_index: Iterable) -> list[int]:
+        idx = self.data.index[mask_or_index] if not isinstance(mask_or_index, pd.Index) else mask_or_index
+        return [int(i) + 2 for i in idx]
+
+
+def _schema_for(kind: str) -> tuple[Column, ...]:
+    if kind == "visits":
+        return VISIT_COLUMNS
+    if kind == "therapies":
+        return THERAPY_COLUMNS
+    raise ValueError(f"kind must be 'visits' or 'therapies', not {kind!r}")
+
+
+def _header_lookup(kind: str, mapping: ColumnMapping) -> dict[str, str]:
+    lookup: dict[str, str] = {}
+    schema = _schema_for(kind)
+    names = {c.name for c in schema}
+    for c in schema:
+        for alias in c.aliases:
+            lookup.setdefault(normalise_header(alias), c.name)
+    for c in schema:  # exact names win over aliases
+        lookup[normalise_header(c.name)] = c.name
+    for header, target in mapping.columns.items():
+        if target in names:
+            lookup[normalise_header(header)] = target
+    return lookup
+
+
+def _sniff_delimiter(text: str) -> str:
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    counts = {d: first.count(d) for d in (",", ";", "\t", "|")}
+    best = max(counts, key=counts.get)
+    if counts[best] == 0:
+        return ","
+    try:  # a header with quoted commas: let csv's sniffer decide between the candidates
+        return csv.Sniffer().sniff(text[:20000], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return best
+
+
+def _cell_text(v) -> str:
+    if v is None or v is pd.NaT:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    if isinstance(v, (bool, np.bool_)):
+        return "true" if v else "false"
+    if isinstance(v, (pd.Timestamp, _dt.datetime)):
+        if pd.isna(v):
+            return ""
+        return v.date().isoformat() if (v.hour, v.minute, v.second) == (0, 0, 0) else v.isoformat()
+    if isinstance(v, _dt.date):
+        return v.isoformat()
+    if isinstance(v, (np.floating,)):
+        return _cell_text(float(v))
+    return str(v).strip()
+
+
+def _objects_to_text(df: pd.DataFrame) -> pd.DataFrame:
+    out = {}
+    for i, col in enumerate(df.columns):
+        s = df.iloc[:, i]
+        if pd.api.types.is_datetime64_any_dtype(s):
+            text = s.dt.strftime("%Y-%m-%d").where(s.notna(), "")
+        else:
+            text = s.map(_cell_text)
+        out[i] = text.astype(str)
+    frame = pd.DataFrame(out)
+    frame.columns = [_cell_text(c) if not isinstance(c, str) else c for c in df.columns]
+    return frame
+
+
+def _read_csv(data: bytes, name: str) -> pd.DataFrame:
+    if b"\x00" in data[:65536]:
+        raise InputError(f"{name} looks like a binary file, not CSV, XLSX or Parquet "
+                         "(it contains NUL bytes); export the visits as CSV (UTF-8), XLSX or Parquet")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{name} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
+                         "re-save it as 'CSV UTF-8' (Excel) or export it as XLSX") from None
+    if not text.strip():
+        return pd.DataFrame()
+    sep = _sniff_delimiter(text)
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, header=None, dtype=str, keep_default_na=False,
+                            na_filter=False, skip_blank_lines=True, engine="c")
+    except pd.errors.ParserError as exc:
+        raise InputError(f"{name} is not a well-formed table (delimiter {sep!r}): {exc}. "
+                         "Check for stray delimiters or unbalanced quotes in that line") from None
+    except (ValueError, csv.Error, MemoryError) as exc:
+        raise InputError(f"cannot read {name} as CSV: {exc}") from None
+    if frame.empty:
+        return pd.DataFrame()
+    header = [str(h).strip() for h in frame.iloc[0].tolist()]
+    body = frame.iloc[1:].reset_index(drop=True)
+    body.columns = header
+    return body.apply(lambda s: s.str.strip())
+
+
+def _read_excel(data: bytes, name: str, kind: str) -> tuple[pd.DataFrame, str]:
+    try:
+        book = pd.ExcelFile(io.BytesIO(data), engine="openpyxl")
+        sheets = book.sheet_names
+        wanted = next((s for s in sheets if normalise_header(s) == kind), sheets[0] if sheets else None)
+        if wanted is None:
+            return pd.DataFrame(), ""
+        frame = book.parse(wanted, header=None, dtype=object)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError, TypeError, IndexError, EOFError) as exc:
+        raise InputError(f"cannot read {name} as an XLSX workbook: {exc}") from None
+    frame = frame.dropna(how="all")
+    if frame.empty:
+        return pd.DataFrame(), wanted
+    header = [_cell_text(h) for h in frame.iloc[0].tolist()]
+    body = frame.iloc[1:].reset_index(drop=True)
+    body.columns = range(body.shape[1])
+    body = _objects_to_text(body)
+    body.columns = header
+    return body, wanted
+
+
+def _read_parquet(data: bytes, name: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises many types for corrupt files
+        raise InputError(f"cannot read {name} as Parquet: {exc}") from None
+    return _objects_to_text(frame.reset_index(drop=True))
+
+
+def _detect_format(data: bytes, name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if data[:4] == b"PAR1" or suffix in (".parquet", ".pq"):
+        return "parquet"
+    if data[:4] == b"PK\x03\x04" or suffix in (".xlsx", ".xlsm"):
+        return "xlsx"
+    if suffix == ".xls":
+        raise InputError(f"{name} is an old binary .xls workbook; save it as .xlsx or CSV (UTF-8)")
+    return "csv"
+
+
+def read_bytes(data: bytes, name: str = "visits.csv", kind: str = "visits",
+               mapping: ColumnMapping | None = None) -> RawTable:
+    """Read an export from bytes (an upload). See :func:`read_table`."""
+    mapping = mapping or ColumnMapping()
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError("read_bytes needs bytes; use read_table for a path")
+    data = bytes(data)
+    fmt = _detect_format(data, name)
+    sheet = None
+    if fmt == "csv":
+        frame = _read_csv(data, name)
+    elif fmt == "xlsx":
+        frame, sheet = _read_excel(data, name, kind)
+    else:
+        frame = _read_parquet(data, name)
+
+    lookup = _header_lookup(kind, mapping)
+    headers: dict[str, str] = {}
+    duplicates: dict[str, list[str]] = {}
+    unmatched: list[str] = []
+    new_names: list[str] = []
+    for i, original in enumerate(frame.columns):
+        original = str(original)
+        target = lookup.get(normalise_header(original))
+        if target is None:
+            label = original if original else f"column_{i + 1}"
+            while label in new_names:
+                label += "_"
+            unmatched.append(label)
+            new_names.append(label)
+        elif target in headers:
+            duplicates.setdefault(target, [headers[target]]).append(original)
+            new_names.append(f"{original} (duplicate of {target})")
+        else:
+            headers[target] = original
+            new_names.append(target)
+    frame.columns = new_names
+    return RawTable(frame, kind, name, hashlib.sha256(data).hexdigest(), fmt, headers, unmatched,
+                    duplicates, sheet)
+
+
+def read_table(path: str | Path, kind: str = "visits", mapping: ColumnMapping | None = None) -> RawTable:
+    """Read a CSV (comma, semicolon, tab; UTF-8 with or without BOM), XLSX or Parquet export.
+
+    Raises :class:`InputError` when the file cannot be read at all; everything else is left
+    to :func:`analytics.validate.prepare`."""
+    p = Path(path)
+    try:
+        if p.is_dir():
+            raise InputError(f"{p} is a folder; give the visits file itself")
+        size = p.stat().st_size
+        if size > _MAX_BYTES:
+            raise InputError(f"{p} is {size / 1e9:.1f} GB; the limit is {_MAX_BYTES / 1e9:.0f} GB")
+        data = p.read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"{p} does not exist") from None
+    except PermissionError:
+        raise InputError(f"{p} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {p}: {exc.strerror or exc}") from None
+    return read_bytes(data, p.name, kind, mapping)

@@ -1,0 +1,91 @@
+"""Load, validate, derive and write: the one path the CLI, the dashboard and a notebook share.
+
+>>> from analytics.pipeline import load, analyze
+>>> prepared, timings = load("sample_data/visits.csv", therapies="sample_data/therapies.csv")
+>>> result = analyze(prepared)                      # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import __version__
+from .derive import EXCLUSION_REASONS, Derivation, derive
+from .export import write_csv, write_json
+from .io import ColumnMapping, load_mapping, read_table
+from .options import DeriveOptions
+from .validate import Prepared, prepare
+
+__all__ = ["load", "analyze", "Analysis", "write_outputs"]
+
+
+def load(visits: str | Path, therapies: str | Path | None = None,
+         mapping: str | Path | ColumnMapping | None = None) -> tuple[Prepared, dict]:
+    """Read and validate the export. Returns the prepared data (with its report) and timings."""
+    t0 = time.perf_counter()
+    m = mapping if isinstance(mapping, ColumnMapping) else load_mapping(mapping)
+    raw_v = read_table(visits, "visits", m)
+    raw_t = read_table(therapies, "therapies", m) if therapies is not None else None
+    t1 = time.perf_counter()
+    prepared = prepare(raw_v, raw_t, m)
+    if m.source:
+        prepared.sources["mapping"] = {"name": Path(m.source).name}
+    t2 = time.perf_counter()
+    return prepared, {"load": t1 - t0, "validate": t2 - t1}
+
+
+@dataclass
+class Analysis:
+    prepared: Prepared
+    derivation: Derivation
+    timings_s: dict = field(default_factory=dict)
+
+    def results(self) -> dict:
+        """The results.json document (contract.md section 3)."""
+        p, d, o = self.prepared, self.derivation, self.derivation.options
+        visits = p.visits
+        n_visits = len(visits)
+        documented = 100.0 * visits["cdasi_activity"].notna().sum() / n_visits if n_visits else None
+        lines = d.to_dict()
+        return {
+            "tool": {"name": "cdasi-outcomes", "version": __version__},
+            "input": {"sha256": p.sources["visits"]["sha256"], "file": p.sources["visits"]["name"],
+                      "patients": p.counts.get("patients", 0), "visits": n_visits,
+                      "rows_read": p.counts.get("rows_read", 0), "time_basis": p.time_basis,
+                      "sources": p.sources},
+            "definitions": {"response": str(o.response), "response_text": o.response.describe(),
+                            "confirm": o.confirm, "baseline_window_days": list(o.baseline_window_days),
+                            "arms": list(o.arms), "episode_source": d.episode_source,
+                            "exclusion_reasons": list(EXCLUSION_REASONS)},
+            "lines": lines,
+            "attrition": d.attrition.to_dict(orient="records"),
+            "quality": {"cdasi_documented_pct": documented},
+            "timings_s": self.timings_s,
+            "warnings": [f"[{f.rule}] {f.message}" for f in p.report.warnings],
+            "validation": {"errors": len(p.report.errors), "warnings": len(p.report.warnings)},
+        }
+
+
+def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None) -> Analysis:
+    """Derive lines from validated data. Raises InvalidDataError when the report has errors."""
+    prepared.raise_if_invalid()
+    t0 = time.perf_counter()
+    derivation = derive(prepared, options)
+    timings = dict(timings or {})
+    timings["derive"] = time.perf_counter() - t0
+    return Analysis(prepared, derivation, timings)
+
+
+def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
+    """Write results.json, lines.csv and trajectories.csv into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    d = analysis.derivation
+    paths = {"lines": write_csv(d.lines, out / "lines.csv"),
+             "trajectories": write_csv(d.trajectories, out / "trajectories.csv"),
+             "attrition": write_csv(d.attrition, out / "attrition.csv")}
+    analysis.timings_s.setdefault("total", sum(v for k, v in analysis.timings_s.items() if k != "total"))
+    paths["results"] = write_json(analysis.results(), out / "results.json")
+    return paths

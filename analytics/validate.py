@@ -1,0 +1,521 @@
+"""Validation and cleaning: from text tables to typed visits and therapy episodes.
+
+:func:`prepare` checks every rule, collects the problems into one
+:class:`~analytics.report.ValidationReport`, and returns the cleaned tables. Rows with an
+error are left out of the cleaned tables, but a report with an error stops the analysis
+(``Prepared.raise_if_invalid``), so nothing is silently dropped.
+
+Rules (``Finding.rule``):
+
+=========================  ========  ==========================================================
+rule                       severity  when
+=========================  ========  ==========================================================
+empty_file                 error     the file has no header or no data rows
+duplicate_column           error     two headers match the same column
+missing_column             error     a required column is absent
+identifier_column          error     a header looks like names, MRNs, dates of birth, addresses...
+identifier_value           error     free text holds an email address, phone number or SSN
+age_over_89                error     an age over 89 not written as "90+"
+missing_patient_id         error     patient_id is blank
+missing_visit_time         error     visit_date / visit_day is blank
+bad_date                   error     a date is not ISO 8601 (YYYY-MM-DD)
+bad_day                    error     a day is not an integer
+not_numeric                error     a score or dose is not a number
+out_of_range               error     a score is outside its range (activity 0-100, damage 0-32...)
+duplicate_visit_conflict   error     two rows for the same patient and day disagree
+duplicate_visit_merged     warning   two rows for the same patient and day agree: merged into one
+varies_within_patient      error     a patient-level column (sex, antibody...) varies within a patient
+unknown_value              warning   a sex/antibody/flag/stop_reason value is not recognised
+unknown_drug               warning   a drug name is not recognised: it forms no line
+no_therapy_information     warning   neither systemic_therapy nor a therapies file: no lines
+time_basis_mismatch        error     visits use dates and therapies days, or the other way round
+stop_before_start          error     an episode stops before it starts
+episode_overlap            error     two episodes of the same agent overlap
+episodes_merged            warning   an episode starts the day the previous one of the agent stops
+patient_not_in_visits      warning   a therapies row for a patient with no visit: ignored
+mapping_unknown_agent      error     the mapping file maps a drug to an unknown agent
+both_time_columns          info      visit_date and visit_day both present: visit_date used
+systemic_therapy_ignored   info      the therapies file wins over the systemic_therapy column
+not_a_line                 info      glucocorticoids and topicals are recognised but never lines
+visits_without_activity    info      visits with a blank activity score
+=========================  ========  ==========================================================
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from .deid import scan_identifiers
+from .drugs import AGENTS, DrugNormaliser, split_therapy
+from .errors import InvalidDataError
+from .io import ColumnMapping, RawTable
+from .report import ValidationReport
+from .schema import (ANTIBODY_ALIASES, BLANK_TOKENS, FLAG_VALUES, PATIENT_LEVEL, SEX_VALUES, STOP_REASON_ALIASES,
+                     VISIT_COLUMNS, normalise_header)
+
+__all__ = ["Prepared", "prepare", "RULES"]
+
+RULES = tuple(re.findall(r"^([a-z_0-9]+)\s+(?:error|warning|info)\s", __doc__, flags=re.M))
+_NUMERIC = {c.name: c for c in VISIT_COLUMNS if c.kind == "number"}
+_MAX_TOKEN_FINDINGS = 25
+
+
+@dataclass
+class Prepared:
+    """Cleaned, typed input. ``visits``: one row per visit, sorted by patient and day, with the
+    columns of the schema that were present plus ``day``, ``row`` (spreadsheet row) and
+    ``agents`` (tuple of systemic agents at the visit). ``therapies``: episodes from the
+    therapies file (patient_id, agent, start_day, stop_day, ongoing, stop_reason, row) or None."""
+
+    visits: pd.DataFrame
+    therapies: pd.DataFrame | None
+    report: ValidationReport
+    time_basis: str = "day"
+    anchors: pd.Series | None = None
+    counts: dict = field(default_factory=dict)
+    sources: dict = field(default_factory=dict)
+
+    def raise_if_invalid(self) -> None:
+        if not self.report.ok:
+            raise InvalidDataError(self.report)
+
+
+# ---------------------------------------------------------------- parsing helpers
+def _is_blank(s: pd.Series) -> pd.Series:
+    return s.str.strip().str.lower().isin(BLANK_TOKENS)
+
+
+def _to_number(s: pd.Series) -> pd.Series:
+    text = s.str.strip().str.replace(r"^([+-]?\d+),(\d+)$", r"\1.\2", regex=True)  # decimal comma
+    return pd.to_numeric(text, errors="coerce")
+
+
+def _to_date(s: pd.Series) -> pd.Series:
+    d = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
+    rest = d.isna() & s.str.match(r"^\d{4}-\d{2}-\d{2}[T ]")
+    if rest.any():
+        d.loc[rest] = pd.to_datetime(s[rest].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    return d
+
+
+def _to_day(s: pd.Series) -> tuple[pd.Series, pd.Series]:
+    num = _to_number(s)
+    ok = num.notna() & np.isfinite(num) & (num == np.round(num)) & (num.abs() < 1e7)
+    return num.where(ok), ~ok
+
+
+# ---------------------------------------------------------------- the visits file
+def _check_columns(raw: RawTable, rep: ValidationReport, required: list[tuple[str, ...]]) -> bool:
+    for target, headers in raw.duplicate_headers.items():
+        rep.add("duplicate_column", "error", f"headers {headers} all match column {target!r}",
+                fix=f"keep one of them (or map the others to other names in the mapping file's [columns])",
+                column=target, file=raw.kind)
+    ok = True
+    for options in required:
+        if not any(o in raw.data.columns for o in options):
+            ok = False
+            alt = " or ".join(repr(o) for o in options)
+            rep.add("missing_column", "error", f"required column {alt} is missing "
+                    f"(columns found: {', '.join(map(str, raw.data.columns[:15]))})",
+                    fix=f"rename the header to {options[0]!r}, or map it in the mapping file: "
+                        f'[columns] "Your header" = "{options[0]}"', column=options[0], file=raw.kind)
+    return ok
+
+
+def _row_problem(rep, raw, mask, rule, column, message, fix, severity="error"):
+    if mask.any():
+        ids = raw.data.loc[mask, "patient_id"].head(20) if "patient_id" in raw.data.columns else []
+        rep.add(rule, severity, message.format(n=int(mask.sum())), fix=fix, column=column, file=raw.kind,
+                rows=raw.rows(mask), patient_ids=ids)
+
+
+def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, pd.Series, str]:
+    d = raw.data
+    bad = pd.Series(False, index=d.index)
+    out = pd.DataFrame(index=d.index)
+    out["row"] = d.index.to_numpy() + 2
+    pid = d["patient_id"].str.strip()
+    blank_pid = pid.eq("") | _is_blank(pid)
+    _row_problem(rep, raw, blank_pid, "missing_patient_id", "patient_id", "{n} row(s) have no patient_id",
+                 "fill in the patient's de-identified code, or delete the row")
+    bad |= blank_pid
+    out["patient_id"] = pid
+
+    basis = "date" if "visit_date" in d.columns else "day"
+    if "visit_date" in d.columns and "visit_day" in d.columns:
+        rep.add("both_time_columns", "info", "both visit_date and visit_day are present; visit_date is used",
+                column="visit_date")
+    col = "visit_date" if basis == "date" else "visit_day"
+    text = d[col]
+    blank = _is_blank(text)
+    _row_problem(rep, raw, blank & ~blank_pid, "missing_visit_time", col, "{n} visit(s) have no " + col,
+                 f"fill in {col} or delete the row")
+    if basis == "date":
+        parsed = _to_date(text)
+        wrong = parsed.isna() & ~blank
+        _row_problem(rep, raw, wrong, "bad_date", col,
+                     "{n} value(s) are not dates in ISO 8601 form, e.g. " + repr(text[wrong].head(1).tolist()),
+                     "write dates as YYYY-MM-DD (in Excel: Format Cells > Custom > yyyy-mm-dd)")
+        out["visit_date"] = parsed
+    else:
+        parsed, wrong = _to_day(text)
+        wrong &= ~blank
+        _row_problem(rep, raw, wrong, "bad_day", col,
+                     "{n} value(s) are not whole numbers of days, e.g. " + repr(text[wrong].head(1).tolist()),
+                     "write visit_day as an integer number of days from the patient's anchor")
+        out["day"] = parsed
+    bad |= blank | wrong
+
+    for name, c in _NUMERIC.items():
+        if name not in d.columns:
+            continue
+        text = d[name]
+        if name == "age_at_onset":
+            text = text.str.replace(r"^\s*(?:90\s*\+|>\s*89|≥\s*90|>=\s*90)\s*$", "90", regex=True)
+        blank = _is_blank(text)
+        num = _to_number(text)
+        wrong = num.isna() & ~blank
+        _row_problem(rep, raw, wrong, "not_numeric", name,
+                     "{n} value(s) are not numbers, e.g. " + repr(d[name][wrong].head(3).tolist()),
+                     f"write {name} as a number (or leave it blank when not assessed)")
+        high = c.high if name != "age_at_onset" else None  # ages over 89: the de-identification guard
+        outside = num.notna() & ((num < c.low) | ((num > high) if high is not None else False))
+        _row_problem(rep, raw, outside, "out_of_range", name,
+                     f"{{n}} value(s) are outside {c.range_text}, e.g. " + repr(d[name][outside].head(3).tolist()),
+                     f"correct the value (the {name} scale runs {c.range_text})")
+        bad |= wrong | outside
+        out[name] = num
+    return out, bad, basis
+
+
+def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -> None:
+    d = raw.data
+    if "sex" in d.columns:
+        key = d["sex"].str.strip().str.lower()
+        blank = _is_blank(key)
+        mapped = key.map(SEX_VALUES)
+        unknown = mapped.isna() & ~blank
+        _row_problem(rep, raw, unknown, "unknown_value", "sex",
+                     "{n} sex value(s) are not recognised, e.g. " + repr(d["sex"][unknown].head(3).tolist())
+                     + "; they are treated as 'unknown'",
+                     "use female, male, other or unknown (F/M accepted)", severity="warning")
+        out["sex"] = mapped.where(~blank).fillna(pd.Series("unknown", index=d.index).where(unknown))
+    if "antibody" in d.columns:
+        uniq = d["antibody"].unique()
+        parsed: dict[str, str | None] = {}
+        bad_tokens: dict[str, str] = {}
+        for cell in uniq:
+            if _is_blank(pd.Series([cell])).iloc[0]:
+                parsed[cell] = None
+                continue
+            tokens = [t for t in re.split(r"[;,/+&]|\band\b", cell) if t.strip()]
+            vals = []
+            for t in tokens:
+                v = ANTIBODY_ALIASES.get(normalise_header(t).removeprefix("anti") or "x",
+                                         ANTIBODY_ALIASES.get(normalise_header(t)))
+                if v is None:
+                    bad_tokens[cell] = t.strip()
+                    v = "unknown"
+                vals.append(v)
+            vals = sorted(set(vals))
+            if len(vals) > 1:
+                vals = [v for v in vals if v not in ("negative", "unknown")] or vals
+            parsed[cell] = ";".join(vals)
+        if bad_tokens:
+            mask = d["antibody"].isin(bad_tokens)
+            _row_problem(rep, raw, mask, "unknown_value", "antibody",
+                         "{n} antibody value(s) are not recognised, e.g. " + repr(sorted(set(bad_tokens.values()))[:5])
+                         + "; they are treated as 'unknown'",
+                         "use mda5, tif1g, nxp2, sae, mi2, negative or unknown (several separated by ';')",
+                         severity="warning")
+        out["antibody"] = d["antibody"].map(parsed)
+    for name in ("ild", "malignancy"):
+        if name not in d.columns:
+            continue
+        key = d[name].str.strip().str.lower()
+        blank = _is_blank(key)
+        mapped = key.map(FLAG_VALUES)
+        unknown = mapped.isna() & ~blank
+        _row_problem(rep, raw, unknown, "unknown_value", name,
+                     "{n} value(s) are not yes/no, e.g. " + repr(d[name][unknown].head(3).tolist())
+                     + "; they are treated as missing", "write yes or no (1/0, true/false)", severity="warning")
+        out[name] = mapped.astype("boolean")
+
+
+def _merge_duplicates(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    dup = v.duplicated(["patient_id", "day"], keep=False)
+    if not dup.any():
+        return v, 0
+    sub = v[dup]
+    compare = [c for c in v.columns if c not in ("row", "patient_id", "day", "visit_date")]
+    nun = sub.groupby(["patient_id", "day"], sort=False)[compare].nunique(dropna=True)
+    conflict_cols = nun.columns[(nun > 1).any()].tolist()
+    conflict_keys = nun.index[(nun > 1).any(axis=1)]
+    key = pd.MultiIndex.from_frame(sub[["patient_id", "day"]])
+    in_conflict = pd.Series(key.isin(conflict_keys), index=sub.index)
+    if in_conflict.any():
+        rows = sub.index[in_conflict]
+        rep.add("duplicate_visit_conflict", "error",
+                f"{int(in_conflict.sum())} rows share a patient and visit day but disagree "
+                f"(in {', '.join(conflict_cols)})",
+                fix="keep one row per patient and visit day, or correct the visit date", file=raw.kind,
+                column=", ".join(conflict_cols), rows=(rows + 2).tolist(), patient_ids=sub.loc[rows, "patient_id"])
+    agree = sub[~in_conflict]
+    n_merged = int(len(agree) - agree.groupby(["patient_id", "day"]).ngroups)
+    if n_merged:
+        rep.add("duplicate_visit_merged", "warning",
+                f"{n_merged} row(s) repeat another row for the same patient and visit day with the same values; "
+                "each group was merged into one visit", fix="remove the repeated rows from the export",
+                file=raw.kind, rows=(agree.index + 2).tolist(), patient_ids=agree["patient_id"])
+    first = sub.groupby(["patient_id", "day"], sort=False, as_index=False).first()
+    v = pd.concat([v[~dup], first], ignore_index=True)
+    return v, len(sub) - len(first)
+
+
+def _patient_level(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> pd.DataFrame:
+    for name in PATIENT_LEVEL:
+        if name not in v.columns:
+            continue
+        nun = v.groupby("patient_id")[name].nunique(dropna=True)
+        varying = nun.index[nun > 1]
+        if len(varying):
+            mask = v["patient_id"].isin(varying)
+            rep.add("varies_within_patient", "error",
+                    f"{name} takes more than one value within {len(varying)} patient(s)",
+                    fix=f"{name} describes the patient, not the visit: give it one value per patient",
+                    column=name, file=raw.kind, rows=sorted(v.loc[mask, "row"].tolist()),
+                    patient_ids=list(varying[:5]))
+        v[name] = v.groupby("patient_id")[name].transform("first")
+    return v
+
+
+def _therapy_from_visits(raw: RawTable, rep: ValidationReport, v: pd.DataFrame, norm: DrugNormaliser) -> None:
+    cells = v["systemic_therapy"].fillna("")
+    parsed = {c: norm.parse_cell(c) for c in cells.unique()}
+    v["agents"] = cells.map(lambda c: parsed[c][0])
+    unknown: dict[str, list[str]] = {}
+    for cell, (_, toks) in parsed.items():
+        for t in toks:
+            unknown.setdefault(t, []).append(cell)
+    _report_unknown_drugs(raw, rep, {t: v["systemic_therapy"].isin(cs) for t, cs in unknown.items()}, v)
+    _report_not_lines(rep, raw, cells, norm)
+
+
+def _report_not_lines(rep, raw, cells: pd.Series, norm: DrugNormaliser) -> None:
+    counts: dict[str, int] = {}
+    for cell, n in cells.value_counts().items():
+        for t in split_therapy(cell):
+            a = norm.lookup(t)
+            if a is not None and a.kind != "systemic":
+                counts[a.kind] = counts.get(a.kind, 0) + int(n)
+    if counts:
+        what = ", ".join(f"{k}s in {n} row(s)" for k, n in sorted(counts.items()))
+        rep.add("not_a_line", "info", f"recognised {what}; glucocorticoids and topicals never form therapy lines",
+                file=raw.kind, count=sum(counts.values()))
+
+
+def _report_unknown_drugs(raw, rep, masks: dict[str, pd.Series], frame: pd.DataFrame) -> None:
+    ordered = sorted(masks.items(), key=lambda kv: -int(kv[1].sum()))
+    for token, mask in ordered[:_MAX_TOKEN_FINDINGS]:
+        rows = frame.loc[mask, "row"].tolist()
+        rep.add("unknown_drug", "warning",
+                f"drug {token!r} is not recognised, so it forms no therapy line", column="systemic_therapy"
+                if raw.kind == "visits" else "drug", file=raw.kind, rows=rows,
+                patient_ids=frame.loc[mask, "patient_id"].head(20),
+                fix=f'map it in the mapping file\'s [drugs] table, e.g. "{token}" = "mycophenolate" '
+                    "(or the agent it is); glucocorticoids and topicals map to 'prednisone' and 'topical'")
+    if len(ordered) > _MAX_TOKEN_FINDINGS:
+        rest = ordered[_MAX_TOKEN_FINDINGS:]
+        rep.add("unknown_drug", "warning", f"{len(rest)} more unrecognised drug names, e.g. "
+                f"{[t for t, _ in rest[:5]]}", file=raw.kind, count=int(sum(int(m.sum()) for _, m in rest)),
+                fix="map them in the mapping file's [drugs] table")
+
+
+# ---------------------------------------------------------------- the therapies file
+def _parse_therapies(raw: RawTable, rep: ValidationReport, basis: str, anchors: pd.Series | None,
+                     patients: set, norm: DrugNormaliser) -> pd.DataFrame | None:
+    d = raw.data
+    if d.shape[1] == 0 or len(d) == 0:
+        rep.add("empty_file", "error", "the therapies file has no rows", file="therapies",
+                fix="give a therapies file with one row per episode, or leave --therapies out")
+        return None
+    if not _check_columns(raw, rep, [("patient_id",), ("drug",), ("start_date", "start_day")]):
+        return None
+    rep.extend(scan_identifiers(raw))
+    need = "start_date" if basis == "date" else "start_day"
+    if need not in d.columns:
+        rep.add("time_basis_mismatch", "error",
+                f"the visits use {'dates' if basis == 'date' else 'days'} but the therapies file has no {need}",
+                fix=f"give start_{basis} and stop_{basis} in the therapies file, on the same basis as the visits",
+                column=need, file="therapies")
+        return None
+    out = pd.DataFrame(index=d.index)
+    out["row"] = d.index.to_numpy() + 2
+    out["patient_id"] = d["patient_id"].str.strip()
+    bad = out["patient_id"].eq("") | _is_blank(out["patient_id"])
+    _row_problem(rep, raw, bad, "missing_patient_id", "patient_id", "{n} row(s) have no patient_id",
+                 "fill in the patient's code or delete the row")
+    for which in ("start", "stop"):
+        col = f"{which}_{basis}"
+        if col not in d.columns:
+            out[f"{which}_day"] = np.nan
+            continue
+        blank = _is_blank(d[col])
+        if basis == "date":
+            date = _to_date(d[col])
+            wrong = date.isna() & ~blank
+            day = (date - out["patient_id"].map(anchors)).dt.days.astype(float)
+            rule, fix = "bad_date", "write dates as YYYY-MM-DD"
+        else:
+            day, wrong = _to_day(d[col])
+            wrong &= ~blank
+            rule, fix = "bad_day", f"write {col} as an integer number of days"
+        _row_problem(rep, raw, wrong, rule, col, "{n} value(s) cannot be read, e.g. "
+                     + repr(d[col][wrong].head(2).tolist()), fix)
+        if which == "start":
+            _row_problem(rep, raw, blank, "missing_visit_time", col, "{n} episode(s) have no start",
+                         f"fill in {col}")
+            bad |= blank
+        bad |= wrong
+        out[f"{which}_day"] = day
+    wrong = out["stop_day"] < out["start_day"]
+    _row_problem(rep, raw, wrong, "stop_before_start", f"stop_{basis}", "{n} episode(s) stop before they start",
+                 "correct the start or stop of these episodes")
+    bad |= wrong
+
+    drugs = d["drug"].str.strip()
+    agents = {t: norm.lookup(t) if t and not norm.is_none(t) else None for t in drugs.unique()}
+    out["agent"] = drugs.map(lambda t: agents[t].name if agents[t] is not None and agents[t].kind == "systemic"
+                             else None)
+    unknown = [t for t, a in agents.items() if a is None and t and not norm.is_none(t)]
+    _report_unknown_drugs(raw, rep, {t: drugs.eq(t) for t in unknown}, out)
+    _report_not_lines(rep, raw, drugs, norm)
+    blank_drug = drugs.eq("") | drugs.map(norm.is_none)
+    _row_problem(rep, raw, blank_drug, "unknown_drug", "drug", "{n} row(s) name no drug; they are ignored",
+                 "fill in the drug or delete the row", severity="warning")
+
+    if "stop_reason" in d.columns:
+        key = d["stop_reason"].map(lambda x: normalise_header(x))
+        reason = key.map(STOP_REASON_ALIASES)
+        unknown_reason = reason.isna()
+        _row_problem(rep, raw, unknown_reason, "unknown_value", "stop_reason",
+                     "{n} stop_reason value(s) are not recognised, e.g. "
+                     + repr(d["stop_reason"][unknown_reason].head(3).tolist()) + "; they are treated as 'other'",
+                     "use inefficacy, adverse_event, remission, patient_choice, other or unknown",
+                     severity="warning")
+        reason = reason.fillna("other")
+    else:
+        reason = pd.Series("unknown", index=d.index)
+    out["ongoing"] = out["stop_day"].isna()
+    out["stop_reason"] = reason.where(~out["ongoing"], "")
+
+    stranger = ~out["patient_id"].isin(patients) & ~bad
+    _row_problem(rep, raw, stranger, "patient_not_in_visits", "patient_id",
+                 "{n} episode(s) belong to patients with no visit in the visits file; they are ignored",
+                 "check the patient ids match between the two files", severity="warning")
+    keep = ~bad & out["agent"].notna() & ~stranger
+    ep = out[keep].copy()
+    return _merge_episodes(raw, rep, ep)
+
+
+def _merge_episodes(raw: RawTable, rep: ValidationReport, ep: pd.DataFrame) -> pd.DataFrame:
+    ep = ep.sort_values(["patient_id", "agent", "start_day", "row"]).reset_index(drop=True)
+    stop = ep["stop_day"].fillna(np.inf)
+    same = ep["patient_id"].eq(ep["patient_id"].shift()) & ep["agent"].eq(ep["agent"].shift())
+    prev_stop = stop.groupby([ep["patient_id"], ep["agent"]]).cummax().shift()
+    overlap = same & (ep["start_day"] < prev_stop)
+    touch = same & (ep["start_day"] == prev_stop)
+    if overlap.any():
+        rep.add("episode_overlap", "error", f"{int(overlap.sum())} episode(s) start while the same agent's previous "
+                "episode is still running", fix="merge the overlapping episodes into one, or correct their dates",
+                column="drug", file="therapies", rows=ep.loc[overlap, "row"].tolist(),
+                patient_ids=ep.loc[overlap, "patient_id"])
+    if touch.any():
+        rep.add("episodes_merged", "warning", f"{int(touch.sum())} episode(s) start on the day the same agent's "
+                "previous episode stops; each pair was merged into one continuous episode (one line)",
+                column="drug", file="therapies", rows=ep.loc[touch, "row"].tolist(),
+                patient_ids=ep.loc[touch, "patient_id"])
+    block = (~(overlap | touch)).cumsum()
+    g = ep.groupby(block, sort=False)
+    merged = pd.DataFrame({
+        "patient_id": g["patient_id"].first(), "agent": g["agent"].first(), "start_day": g["start_day"].min(),
+        "stop_day": g["stop_day"].max(), "ongoing": g["ongoing"].any(), "stop_reason": g["stop_reason"].last(),
+        "row": g["row"].first()})
+    merged.loc[merged["ongoing"], ["stop_day"]] = np.nan
+    merged.loc[merged["ongoing"], "stop_reason"] = ""
+    return merged.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------- entry point
+def prepare(visits: RawTable, therapies: RawTable | None = None,
+            mapping: ColumnMapping | None = None) -> Prepared:
+    """Validate and clean a visits table (and optionally a therapies table)."""
+    mapping = mapping or ColumnMapping()
+    rep = ValidationReport()
+    sources = {"visits": {"name": visits.name, "sha256": visits.sha256, "format": visits.fmt,
+                          "rows": visits.n_rows, "sheet": visits.sheet}}
+    if therapies is not None:
+        sources["therapies"] = {"name": therapies.name, "sha256": therapies.sha256, "format": therapies.fmt,
+                                "rows": therapies.n_rows, "sheet": therapies.sheet}
+    empty = _empty_visits()
+    norm = DrugNormaliser(mapping.drugs)
+    for raw_name, target in norm.bad_synonyms.items():
+        rep.add("mapping_unknown_agent", "error", f"the mapping file maps drug {raw_name!r} to {target!r}, "
+                "which is not a known agent", fix="map it to a generic name such as "
+                + ", ".join(a.name for a in AGENTS[:6]) + ", ...", file="mapping")
+    if visits.data.shape[1] == 0 or visits.n_rows == 0:
+        rep.add("empty_file", "error", "the visits file has no " + ("rows" if visits.data.shape[1] else "header"),
+                fix="export one row per visit with a header row (patient_id, visit_date, cdasi_activity, ...)")
+        return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
+    if not _check_columns(visits, rep, [("patient_id",), ("visit_date", "visit_day"), ("cdasi_activity",)]):
+        rep.extend(scan_identifiers(visits))
+        return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
+    rep.extend(scan_identifiers(visits))
+
+    v, bad, basis = _parse_visits(visits, rep)
+    _parse_categories(visits, rep, v)
+    if "systemic_therapy" in visits.data.columns:
+        v["systemic_therapy"] = visits.data["systemic_therapy"].where(~_is_blank(visits.data["systemic_therapy"]), "")
+    v = v[~bad].copy()
+    anchors = None
+    if basis == "date":
+        anchors = v.groupby("patient_id")["visit_date"].min()
+        v["day"] = (v["visit_date"] - v["patient_id"].map(anchors)).dt.days
+    v["day"] = v["day"].astype("int64")
+    v, n_dupes = _merge_duplicates(visits, rep, v)
+    v = _patient_level(visits, rep, v)
+    v = v.sort_values(["patient_id", "day"], kind="stable").reset_index(drop=True)
+
+    episodes = None
+    if therapies is not None:
+        if "systemic_therapy" in v.columns:
+            rep.add("systemic_therapy_ignored", "info", "a therapies file was given, so the visits' "
+                    "systemic_therapy column is not used for therapy lines", column="systemic_therapy")
+        episodes = _parse_therapies(therapies, rep, basis, anchors, set(v["patient_id"]), norm)
+        v["agents"] = [()] * len(v)
+    elif "systemic_therapy" in v.columns:
+        _therapy_from_visits(visits, rep, v, norm)
+    else:
+        v["agents"] = [()] * len(v)
+        rep.add("no_therapy_information", "warning", "there is no systemic_therapy column and no therapies file, "
+                "so no therapy lines can be derived", fix="add a systemic_therapy column or give --therapies FILE",
+                column="systemic_therapy")
+    no_act = v["cdasi_activity"].isna()
+    if no_act.any():
+        rep.add("visits_without_activity", "info", f"{int(no_act.sum())} visit(s) have no cdasi_activity; they "
+                "count only towards the patient's last visit", column="cdasi_activity",
+                rows=v.loc[no_act, "row"].tolist(), patient_ids=v.loc[no_act, "patient_id"])
+    counts = {"rows_read": visits.n_rows, "rows_with_errors": int(bad.sum()), "duplicate_rows_merged": n_dupes,
+              "visits": len(v), "patients": int(v["patient_id"].nunique()),
+              "visits_with_activity": int((~no_act).sum())}
+    return Prepared(v, episodes, rep, basis, anchors, counts, sources)
+
+
+def _empty_visits() -> pd.DataFrame:
+    return pd.DataFrame({"row": pd.Series(dtype="int64"), "patient_id": pd.Series(dtype=str),
+                         "day": pd.Series(dtype="int64"), "cdasi_activity": pd.Series(dtype=float),
+                         "agents": pd.Series(dtype=object)})

@@ -167,7 +167,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     fu = fu.sort_values(["line_id", "day"], kind="stable")
     meets = pd.Series(meets_rule(fu["baseline_cdasi"], fu["cdasi_activity"], options.response), index=fu.index)
     if options.confirm:
-        nxt_meets = meets.groupby(fu["line_id"], sort=False).shift(-1).fillna(False).astype(bool)
+        nxt_meets = meets.groupby(fu["line_id"], sort=False).shift(-1, fill_value=False).astype(bool)
         meets = meets & nxt_meets
     gfu = fu.groupby("line_id", sort=False)["day"]
     n_fu = gfu.size()

@@ -437,6 +437,7 @@ def _merge_episodes(raw: RawTable, rep: ValidationReport, ep: pd.DataFrame) -> p
     if touch.any():
         rep.add("episodes_merged", "warning", f"{int(touch.sum())} episode(s) start on the day the same agent's "
                 "previous episode stops; each pair was merged into one continuous episode (one line)",
+                fix="if the agent really was stopped and restarted, give the restart a later start date",
                 column="drug", file="therapies", rows=ep.loc[touch, "row"].tolist(),
                 patient_ids=ep.loc[touch, "patient_id"])
     block = (~(overlap | touch)).cumsum()

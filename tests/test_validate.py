@@ -1,0 +1,157 @@
+"""Every validation rule, each with a fixture that triggers it and says where (column, rows, ids)."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics.validate import RULES
+
+from .conftest import prep
+
+V = "patient_id,visit_day,cdasi_activity,systemic_therapy\n"
+OK = V + "P1,0,20,MMF\nP1,30,10,MMF\n"
+TD = "patient_id,drug,start_day,stop_day,stop_reason\n"
+
+# rule -> (visits, therapies, mapping, expected severity, expected column, expected rows)
+CASES = {
+    "empty_file": ("", None, None, "error", "", ()),
+    "duplicate_column": ("patient_id,Patient ID,visit_day,cdasi_activity\nP1,P1,0,20\n", None, None, "error",
+                         "patient_id", ()),
+    "missing_column": ("patient_id,visit_day\nP1,0\n", None, None, "error", "cdasi_activity", ()),
+    "identifier_column": (V.strip() + ",Patient Name\nP1,0,20,MMF,Jane Doe\n", None, None, "error",
+                          "Patient Name", ()),
+    "identifier_value": (V.strip() + ",notes\nP1,0,20,MMF,call 555-123-4567\nP1,30,10,MMF,ok\n", None, None,
+                         "error", "notes", (2,)),
+    "age_over_89": (V.strip() + ",age_at_onset\nP1,0,20,MMF,91\nP2,0,20,MMF,90+\n", None, None, "error",
+                    "age_at_onset", (2,)),
+    "missing_patient_id": (V + ",0,20,MMF\nP1,30,10,MMF\n", None, None, "error", "patient_id", (2,)),
+    "missing_visit_time": (V + "P1,,20,MMF\nP1,30,10,MMF\n", None, None, "error", "visit_day", (2,)),
+    "bad_date": ("patient_id,visit_date,cdasi_activity\nP1,2020-01-01,20\nP1,03/02/2020,10\n", None, None,
+                 "error", "visit_date", (3,)),
+    "bad_day": (V + "P1,0,20,MMF\nP1,3.5,10,MMF\nP1,x,10,MMF\n", None, None, "error", "visit_day", (3, 4)),
+    "not_numeric": (V + "P1,0,twenty,MMF\nP1,30,10,MMF\n", None, None, "error", "cdasi_activity", (2,)),
+    "out_of_range": (V + "P1,0,101,MMF\nP1,30,-1,MMF\nP1,60,100,MMF\n", None, None, "error", "cdasi_activity",
+                     (2, 3)),
+    "duplicate_visit_conflict": (V + "P1,0,20,MMF\nP1,0,22,MMF\nP1,30,10,MMF\n", None, None, "error",
+                                 "cdasi_activity", (2, 3)),
+    "duplicate_visit_merged": (V + "P1,0,20,MMF\nP1,0,20,MMF\nP1,30,10,MMF\n", None, None, "warning", "",
+                               (2, 3)),
+    "varies_within_patient": (V.strip() + ",sex\nP1,0,20,MMF,F\nP1,30,10,MMF,M\nP2,0,5,,F\n", None, None,
+                              "error", "sex", (2, 3)),
+    "unknown_value": (V.strip() + ",antibody\nP1,0,20,MMF,anti-Jo1\nP1,30,10,MMF,anti-Jo1\n", None, None,
+                      "warning", "antibody", (2, 3)),
+    "unknown_drug": (V + "P1,0,20,Wonderdrug 5 mg\nP1,30,10,MMF\n", None, None, "warning", "systemic_therapy",
+                     (2,)),
+    "no_therapy_information": ("patient_id,visit_day,cdasi_activity\nP1,0,20\n", None, None, "warning",
+                               "systemic_therapy", ()),
+    "time_basis_mismatch": (OK, "patient_id,drug,start_date\nP1,MMF,2020-01-01\n", None, "error", "start_day", ()),
+    "stop_before_start": (OK, TD + "P1,MMF,50,10,other\n", None, "error", "stop_day", (2,)),
+    "episode_overlap": (OK, TD + "P1,MMF,0,50,other\nP1,MMF,40,,\n", None, "error", "drug", (3,)),
+    "episodes_merged": (OK, TD + "P1,MMF,0,50,other\nP1,MMF,50,,\n", None, "warning", "drug", (3,)),
+    "patient_not_in_visits": (OK, TD + "P1,MMF,0,,\nP9,MMF,0,,\n", None, "warning", "patient_id", (3,)),
+    "mapping_unknown_agent": (OK, None, {"drugs": {"wonder": "not-a-drug"}}, "error", "", ()),
+    "both_time_columns": ("patient_id,visit_date,visit_day,cdasi_activity\nP1,2020-01-01,0,20\n", None, None,
+                          "info", "visit_date", ()),
+    "systemic_therapy_ignored": (OK, TD + "P1,MMF,0,,\n", None, "info", "systemic_therapy", ()),
+    "not_a_line": (V + "P1,0,20,prednisone;clobetasol\n", None, None, "info", "", ()),
+    "visits_without_activity": (V + "P1,0,20,MMF\nP1,30,,MMF\n", None, None, "info", "cdasi_activity", (3,)),
+}
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) == set(RULES)
+
+
+@pytest.mark.parametrize("rule", sorted(CASES))
+def test_rule(rule):
+    visits, therapies, mapping, severity, column, rows = CASES[rule]
+    p = prep(visits, therapies, mapping)
+    hits = [f for f in p.report.findings if f.rule == rule]
+    assert hits, p.report.to_text()
+    f = hits[0]
+    assert f.severity == severity
+    assert f.message and (f.fix or severity == "info")
+    if column:
+        assert column in f.column
+    if rows:
+        assert f.rows == rows
+    assert p.report.ok == (not any(x.severity == "error" for x in p.report.findings))
+    text = p.report.to_text()
+    assert rule in text
+
+
+def test_clean_file_has_no_findings_but_info():
+    p = prep(OK)
+    assert p.report.ok and not p.report.warnings
+
+
+def test_findings_name_example_patient_ids():
+    p = prep(V + "P1,0,101,MMF\nP2,0,150,MMF\n")
+    f = next(f for f in p.report.findings if f.rule == "out_of_range")
+    assert f.patient_ids == ("P1", "P2")
+    assert "P1" in p.report.to_text()
+    assert p.report.to_frame().loc[0, "patient_ids"] == "P1, P2"
+
+
+def test_damage_range_is_0_to_32():
+    p = prep(V.strip() + ",cdasi_damage\nP1,0,20,MMF,33\nP1,30,10,MMF,32\n")
+    f = next(f for f in p.report.findings if f.rule == "out_of_range")
+    assert f.column == "cdasi_damage" and f.rows == (2,)
+
+
+def test_rows_with_errors_are_counted_not_silently_dropped():
+    p = prep(V + ",0,20,MMF\nP1,0,20,MMF\nP1,30,10,MMF\n")
+    assert p.counts["rows_read"] == 3 and p.counts["rows_with_errors"] == 1 and p.counts["visits"] == 2
+    assert not p.report.ok
+
+
+def test_patient_level_values_fill_blank_visits():
+    p = prep(V.strip() + ",sex,antibody,ild\nP1,0,20,MMF,F,anti-MDA5,yes\nP1,30,10,MMF,,,\n")
+    assert p.report.ok
+    assert p.visits["sex"].tolist() == ["female", "female"]
+    assert p.visits["antibody"].tolist() == ["mda5", "mda5"]
+    assert p.visits["ild"].tolist() == [True, True]
+
+
+def test_antibody_lists_normalise():
+    p = prep(V.strip() + ",antibody\nP1,0,20,MMF,TIF1-gamma; NXP2\nP2,0,20,MMF,negative\nP3,0,1,,Anti-SAE\n")
+    assert p.visits["antibody"].tolist() == ["nxp2;tif1g", "negative", "sae"]
+
+
+def test_decimal_comma_in_semicolon_files():
+    p = prep("patient_id;visit_day;cdasi_activity;cdasi_damage\nP1;0;20,5;3\n")
+    assert p.report.ok and p.visits["cdasi_activity"].tolist() == [20.5]
+
+
+def test_unknown_drug_message_says_how_to_map_it():
+    p = prep(V + "P1,0,20,Wonderdrug\n")
+    f = next(f for f in p.report.findings if f.rule == "unknown_drug")
+    assert "Wonderdrug" in f.message and "[drugs]" in f.fix
+
+
+def test_mapping_maps_drug_synonyms():
+    p = prep(V + "P1,0,20,Wonderdrug\nP1,30,10,Wonderdrug\n", mapping={"drugs": {"Wonderdrug": "CellCept"}})
+    assert "unknown_drug" not in p.report.rules()
+    assert p.visits["agents"].tolist() == [("mycophenolate",), ("mycophenolate",)]
+
+
+def test_therapies_with_dates_convert_to_days_from_first_visit():
+    p = prep("patient_id,visit_date,cdasi_activity\nP1,2020-01-01,20\nP1,2020-02-01,10\n",
+             "patient_id,drug,start_date,stop_date,stop_reason\nP1,MMF,2020-01-11,2020-03-01,side effects\n")
+    assert p.report.ok
+    ep = p.therapies.iloc[0]
+    assert (ep["start_day"], ep["stop_day"], ep["stop_reason"]) == (10, 60, "adverse_event")
+
+
+def test_unrecognised_stop_reason_is_a_warning_and_other():
+    p = prep(OK, TD + "P1,MMF,0,20,fell out with doctor\n")
+    assert "unknown_value" in p.report.rules() and p.therapies["stop_reason"].tolist() == ["other"]
+
+
+def test_report_to_dict_is_json_safe():
+    import json
+
+    p = prep(V + "P1,0,101,MMF\n")
+    d = p.report.to_dict()
+    json.dumps(d)
+    assert d["valid"] is False and d["errors"] == 1

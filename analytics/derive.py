@@ -122,7 +122,9 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     source = "therapies file" if prepared.therapies is not None else "visits (systemic_therapy)"
     episodes = prepared.therapies if prepared.therapies is not None else episodes_from_visits(visits)
     episodes = episodes[["patient_id", "agent", "start_day", "stop_day", "ongoing", "stop_reason"]].copy()
-    episodes["start_day"] = episodes["start_day"].astype("int64")
+    episodes = episodes.astype({"patient_id": str, "agent": str, "start_day": "int64", "stop_day": float,
+                                "ongoing": bool})
+    episodes["stop_reason"] = episodes["stop_reason"].fillna("").astype(str)
 
     # Lines: every episode start (episodes of one agent never overlap), ordered within the patient.
     ln = episodes.sort_values(["patient_id", "start_day", "agent"], kind="stable").reset_index(drop=True)

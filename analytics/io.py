@@ -193,7 +193,10 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
     header = [str(h).strip() for h in frame.iloc[0].tolist()]
     body = frame.iloc[1:].reset_index(drop=True)
     body.columns = header
-    return body.apply(lambda s: s.str.strip())
+    for col in range(body.shape[1]):  # strip each distinct value once
+        codes, uniques = pd.factorize(body.iloc[:, col], use_na_sentinel=False)
+        body.isetitem(col, pd.Series(uniques, dtype=object).str.strip().to_numpy()[codes])
+    return body
 
 
 def _read_excel(data: bytes, name: str, kind: str) -> tuple[pd.DataFrame, str]:
@@ -260,15 +263,18 @@ def read_bytes(data: bytes, name: str = "visits.csv", kind: str = "visits",
     for i, original in enumerate(frame.columns):
         original = str(original)
         target = lookup.get(normalise_header(original))
-        if target is None:
-            label = original if original else f"column_{i + 1}"
-            while label in new_names:
+        if target is None or target in headers:
+            label = original or f"column_{i + 1}"
+            if target is not None:
+                duplicates.setdefault(target, [headers[target]]).append(original)
+                label = f"{label} (duplicate of {target})"
+            else:
+                unmatched.append(label)
+            while label in new_names or label in lookup.values():
                 label += "_"
-            unmatched.append(label)
+            if target is None:
+                unmatched[-1] = label
             new_names.append(label)
-        elif target in headers:
-            duplicates.setdefault(target, [headers[target]]).append(original)
-            new_names.append(f"{original} (duplicate of {target})")
         else:
             headers[target] = original
             new_names.append(target)

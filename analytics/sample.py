@@ -209,6 +209,9 @@ def generate(n_patients: int = 400, seed: int = 20210301) -> tuple[pd.DataFrame,
         visits.extend(v)
         therapies.extend(e)
     vdf = pd.DataFrame(visits)
+    for col in ("cdasi_activity", "cdasi_damage", "skindex29_symptoms", "skindex29_emotions",
+                "skindex29_functioning"):
+        vdf[col] = vdf[col].round().astype("Int64")  # whole-number scales are written as integers
     tdf = pd.DataFrame(therapies, columns=["patient_id", "drug", "start_date", "stop_date", "stop_reason"])
     tdf = tdf.drop_duplicates().sort_values(["patient_id", "start_date", "drug"], kind="stable")
     return vdf.reset_index(drop=True), tdf.reset_index(drop=True)

@@ -85,18 +85,31 @@ class Prepared:
 
 
 # ---------------------------------------------------------------- parsing helpers
+def _per_unique(fn):
+    """Apply a vectorised parser to each distinct value once and map back (exports repeat values a lot)."""
+    def wrapper(s: pd.Series) -> pd.Series:
+        codes, uniques = pd.factorize(s, use_na_sentinel=False)
+        parsed = fn(pd.Series(uniques, dtype=object))
+        return pd.Series(parsed.to_numpy()[codes], index=s.index, dtype=parsed.dtype)
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+@_per_unique
 def _is_blank(s: pd.Series) -> pd.Series:
     return s.str.strip().str.lower().isin(BLANK_TOKENS)
 
 
+@_per_unique
 def _to_number(s: pd.Series) -> pd.Series:
     text = s.str.strip().str.replace(r"^([+-]?\d+),(\d+)$", r"\1.\2", regex=True)  # decimal comma
-    return pd.to_numeric(text, errors="coerce")
+    return pd.to_numeric(text, errors="coerce").astype(float)
 
 
+@_per_unique
 def _to_date(s: pd.Series) -> pd.Series:
     d = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
-    rest = d.isna() & s.str.match(r"^\d{4}-\d{2}-\d{2}[T ]")
+    rest = d.isna() & s.str.match(r"^\d{4}-\d{2}-\d{2}[T ]").fillna(False).astype(bool)
     if rest.any():
         d.loc[rest] = pd.to_datetime(s[rest].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
     return d
@@ -129,7 +142,7 @@ def _check_columns(raw: RawTable, rep: ValidationReport, required: list[tuple[st
 def _row_problem(rep, raw, mask, rule, column, message, fix, severity="error"):
     if mask.any():
         ids = raw.data.loc[mask, "patient_id"].head(20) if "patient_id" in raw.data.columns else []
-        rep.add(rule, severity, message.format(n=int(mask.sum())), fix=fix, column=column, file=raw.kind,
+        rep.add(rule, severity, message.replace("{n}", str(int(mask.sum()))), fix=fix, column=column, file=raw.kind,
                 rows=raw.rows(mask), patient_ids=ids)
 
 
@@ -185,7 +198,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, p
         high = c.high if name != "age_at_onset" else None  # ages over 89: the de-identification guard
         outside = num.notna() & ((num < c.low) | ((num > high) if high is not None else False))
         _row_problem(rep, raw, outside, "out_of_range", name,
-                     f"{{n}} value(s) are outside {c.range_text}, e.g. " + repr(d[name][outside].head(3).tolist()),
+                     "{n} value(s) are outside " + c.range_text + ", e.g. " + repr(d[name][outside].head(3).tolist()),
                      f"correct the value (the {name} scale runs {c.range_text})")
         bad |= wrong | outside
         out[name] = num

@@ -216,7 +216,9 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
                      "{n} sex value(s) are not recognised, e.g. " + repr(d["sex"][unknown].head(3).tolist())
                      + "; they are treated as 'unknown'",
                      "use female, male, other or unknown (F/M accepted)", severity="warning")
-        out["sex"] = mapped.where(~blank).fillna(pd.Series("unknown", index=d.index).where(unknown))
+        sex = mapped.astype(object)
+        sex[unknown] = "unknown"
+        out["sex"] = sex
     if "antibody" in d.columns:
         uniq = d["antibody"].unique()
         parsed: dict[str, str | None] = {}

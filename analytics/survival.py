@@ -1,0 +1,223 @@
+"""Kaplan-Meier time to response per arm, with risk table, medians and log-rank tests.
+
+Curves are drawn as cumulative response, 1 - S(t), going up. Medians are the Kaplan-Meier
+median time to response (first time S(t) <= 0.5), with the confidence interval where the
+pointwise log(-log) CI band crosses 0.5 (lifelines; R's survfit with conf.type = "log-log").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from lifelines import KaplanMeierFitter
+from lifelines.statistics import logrank_test, multivariate_logrank_test
+from lifelines.utils import median_survival_times
+from plotly.subplots import make_subplots
+from statsmodels.stats.multitest import multipletests
+
+from .results import capture_warnings
+from .style import WEEKS_AXIS, arm_color, base_layout
+
+__all__ = ["KMResult", "fit_km", "risk_table"]
+
+
+def _finite(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def risk_table(time: np.ndarray, event: np.ndarray, ticks: list[float], weights: np.ndarray | None = None) -> dict:
+    """Numbers at risk (time >= t), cumulative events and censored (time <= t) at each tick."""
+    t = np.asarray(time, float)
+    e = np.asarray(event, bool)
+    return {"at_risk": [int((t >= x).sum()) for x in ticks],
+            "events": [int(((t <= x) & e).sum()) for x in ticks],
+            "censored": [int(((t <= x) & ~e).sum()) for x in ticks]}
+
+
+def _step_at(series: pd.Series | pd.DataFrame, t: float):
+    """Value of a right-continuous step function (indexed by time) at t."""
+    idx = series.index.searchsorted(t, side="right") - 1
+    return series.iloc[max(idx, 0)]
+
+
+@dataclass
+class KMResult:
+    """Kaplan-Meier per arm. ``summary``: one row per arm; ``risk``: the risk table as data."""
+
+    arms: list[str]
+    summary: pd.DataFrame
+    risk: pd.DataFrame
+    ticks: list[float]
+    logrank: dict
+    pairwise: pd.DataFrame
+    fitters: dict[str, KaplanMeierFitter] = field(repr=False)
+    warnings: list[str] = field(default_factory=list)
+    weighted: bool = False
+    alpha: float = 0.05
+
+    def to_dict(self) -> dict:
+        arms = {}
+        for arm in self.arms:
+            r = self.summary.loc[arm]
+            arms[arm] = {"lines": int(r["lines"]), "events": int(r["events"]), "median": _finite(r["median"]),
+                         "median_ci": [_finite(r["median_lower"]), _finite(r["median_upper"])],
+                         "cumulative_response_12w": _finite(r["cum_12w"]),
+                         "cumulative_response_12w_ci": [_finite(r["cum_12w_lower"]), _finite(r["cum_12w_upper"])],
+                         "cumulative_response_24w": _finite(r["cum_24w"]),
+                         "cumulative_response_24w_ci": [_finite(r["cum_24w_lower"]), _finite(r["cum_24w_upper"])]}
+        risk = {arm: {k: self.risk.loc[arm, k].tolist() for k in ("at_risk", "events", "censored")}
+                for arm in self.arms if arm in self.risk.index.get_level_values(0)}
+        return {"arms": arms, "logrank": self.logrank,
+                "logrank_pairwise": self.pairwise.to_dict(orient="records"),
+                "risk_table": {"ticks_weeks": self.ticks, "arms": risk}, "weighted": self.weighted,
+                "warnings": list(self.warnings)}
+
+    def figure(self, title: str | None = None, horizon: float | None = None) -> go.Figure:
+        return km_figure(self, title=title, horizon=horizon)
+
+
+def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[float] | None = None,
+           weights: str | None = None, alpha: float = 0.05) -> KMResult:
+    """Kaplan-Meier time to response per arm from :func:`analytics.results.analysis_table`."""
+    warns: list[str] = []
+    arms = list(arms)
+    ticks = list(ticks) if ticks is not None else [0.0, 12.0, 24.0, 36.0, 48.0]
+    rows, fitters, risk_rows = [], {}, []
+    for arm in arms:
+        sub = table[table["arm"] == arm]
+        row = {"arm": arm, "lines": len(sub), "events": int(sub["event"].sum())}
+        nan = dict.fromkeys(["median", "median_lower", "median_upper", "cum_12w", "cum_12w_lower", "cum_12w_upper",
+                             "cum_24w", "cum_24w_lower", "cum_24w_upper"], np.nan)
+        if sub.empty:
+            warns.append(f"{arm}: no included lines; its curve, median and tests are empty")
+            rows.append(row | nan)
+            risk_rows.append((arm, [0] * len(ticks), [0] * len(ticks), [0] * len(ticks)))
+            continue
+        if row["events"] == 0:
+            warns.append(f"{arm}: no responses among {len(sub)} lines; the median is not reached")
+        kmf = KaplanMeierFitter(alpha=alpha)
+        with capture_warnings(warns):
+            kmf.fit(sub["time"], sub["event"], label=arm, weights=sub[weights] if weights else None)
+        fitters[arm] = kmf
+        med = kmf.median_survival_time_
+        ci = median_survival_times(kmf.confidence_interval_)
+        lo, hi = (float(ci.iloc[0, 0]), float(ci.iloc[0, 1])) if len(ci) else (np.nan, np.nan)
+        row |= {"median": float(med), "median_lower": lo, "median_upper": hi}
+        for w in (12, 24):
+            s = float(_step_at(kmf.survival_function_.iloc[:, 0], w))
+            band = _step_at(kmf.confidence_interval_survival_function_, w)
+            row |= {f"cum_{w}w": 1 - s, f"cum_{w}w_lower": 1 - float(band.iloc[1]),
+                    f"cum_{w}w_upper": 1 - float(band.iloc[0])}
+        rows.append(row)
+        rt = risk_table(sub["time"], sub["event"], ticks)
+        risk_rows.append((arm, rt["at_risk"], rt["events"], rt["censored"]))
+    summary = pd.DataFrame(rows).set_index("arm")
+    risk = pd.DataFrame([{"arm": a, "tick": t, "at_risk": r, "events": e, "censored": c}
+                         for a, rs, es, cs in risk_rows for t, r, e, c in zip(ticks, rs, es, cs)]
+                        ).set_index(["arm", "tick"])
+
+    present = [a for a in arms if len(table[table["arm"] == a]) > 0]
+    logrank = {"statistic": None, "df": max(len(present) - 1, 0), "p": None, "arms": present}
+    pair_rows = []
+    if weights:
+        warns.append("log-rank tests are not computed for weighted curves; see the weighted Cox model")
+    elif len(present) >= 2:
+        sub = table[table["arm"].isin(present)]
+        if sub["event"].sum() == 0:
+            warns.append("no responses in any arm: the log-rank test is not defined")
+        else:
+            with capture_warnings(warns):
+                res = multivariate_logrank_test(sub["time"], sub["arm"].astype(str), sub["event"])
+            logrank |= {"statistic": float(res.test_statistic), "p": float(res.p_value)}
+            for a, b in combinations(present, 2):
+                x, y = table[table["arm"] == a], table[table["arm"] == b]
+                with capture_warnings(warns):
+                    r = logrank_test(x["time"], y["time"], x["event"], y["event"])
+                pair_rows.append({"arm_a": a, "arm_b": b, "statistic": float(r.test_statistic),
+                                  "p": float(r.p_value)})
+            ps = [r["p"] for r in pair_rows]
+            adj = multipletests(ps, method="holm")[1] if ps else []
+            for r, p in zip(pair_rows, adj):
+                r["p_holm"] = float(p)
+    else:
+        warns.append("fewer than two arms have lines: no log-rank test")
+    pairwise = pd.DataFrame(pair_rows, columns=["arm_a", "arm_b", "statistic", "p", "p_holm"])
+    return KMResult(arms, summary, risk, ticks, logrank, pairwise, fitters, warns, bool(weights), alpha)
+
+
+def _fmt_p(p: float | None) -> str:
+    if p is None or not np.isfinite(p):
+        return "n/a"
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def km_figure(result: KMResult, title: str | None = None, horizon: float | None = None) -> go.Figure:
+    """Cumulative response curves with 95% CI bands, censor marks, median lines and a
+    number-at-risk table aligned to the x ticks."""
+    ticks = result.ticks
+    horizon = horizon or ticks[-1] * 1.04 or 4.0
+    arms_drawn = [a for a in result.arms if a in result.fitters]
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.1)
+    for arm in arms_drawn:
+        kmf = result.fitters[arm]
+        colour = arm_color(arm, result.arms)
+        sf = kmf.survival_function_.iloc[:, 0]
+        ci = kmf.confidence_interval_survival_function_
+        x = sf.index.to_numpy()
+        keep = x <= horizon
+        xs = np.append(x[keep], horizon)
+        y = 100 * (1 - np.append(sf.to_numpy()[keep], sf.to_numpy()[keep][-1]))
+        lo = 100 * (1 - np.append(ci.iloc[:, 0].to_numpy()[keep], ci.iloc[:, 0].to_numpy()[keep][-1]))
+        hi = 100 * (1 - np.append(ci.iloc[:, 1].to_numpy()[keep], ci.iloc[:, 1].to_numpy()[keep][-1]))
+        r = result.summary.loc[arm]
+        fig.add_trace(go.Scatter(x=np.concatenate([xs, xs[::-1]]), y=np.concatenate([hi, lo[::-1]]),
+                                 fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
+                                 hoverinfo="skip", showlegend=False, legendgroup=arm), row=1, col=1)
+        fig.add_trace(go.Scatter(x=xs, y=y, mode="lines", line=dict(color=colour, width=2.5, shape="hv"),
+                                 name=f"{arm} (n = {int(r['lines'])}, {int(r['events'])} responses)",
+                                 legendgroup=arm,
+                                 hovertemplate="%{x:.1f} weeks: %{y:.1f}%<extra>" + arm + "</extra>"), row=1, col=1)
+        ev = kmf.event_table
+        cens_t = ev.index[(ev["censored"] > 0) & (ev.index <= horizon)].to_numpy()
+        cens_y = 100 * (1 - np.array([_step_at(sf, t) for t in cens_t]))
+        fig.add_trace(go.Scatter(x=cens_t, y=cens_y, mode="markers", legendgroup=arm, showlegend=False,
+                                 marker=dict(symbol="line-ns-open", size=9, color=colour, line=dict(width=1.5)),
+                                 hovertemplate="censored at %{x:.1f} weeks<extra>" + arm + "</extra>"),
+                      row=1, col=1)
+        med = r["median"]
+        if np.isfinite(med) and med <= horizon:
+            fig.add_shape(type="line", x0=med, x1=med, y0=0, y1=50, line=dict(color=colour, dash="dot", width=1),
+                          row=1, col=1)
+    fig.add_shape(type="line", x0=0, x1=horizon, y0=50, y1=50, line=dict(color="#888", dash="dot", width=1),
+                  row=1, col=1)
+    # Number-at-risk table: one row per arm, one column per x tick, aligned with the ticks above.
+    for i, arm in enumerate(result.arms):
+        vals = result.risk.loc[arm, "at_risk"].tolist() if arm in result.risk.index.get_level_values(0) else []
+        fig.add_trace(go.Scatter(x=ticks, y=[i] * len(ticks), mode="text", text=[str(v) for v in vals],
+                                 textfont=dict(color=arm_color(arm, result.arms), size=13), showlegend=False,
+                                 hoverinfo="skip"), row=2, col=1)
+    x_range = [-horizon * 0.07, horizon * 1.01]
+    fig.update_yaxes(tickvals=list(range(len(result.arms))), ticktext=result.arms, autorange="reversed",
+                     showline=False, ticks="", row=2, col=1, title_text="")
+    fig.update_xaxes(tickvals=ticks, range=x_range, row=1, col=1, showticklabels=True, title_text=WEEKS_AXIS,
+                     title_standoff=6)
+    fig.update_xaxes(tickvals=ticks, range=x_range, row=2, col=1, showline=False, ticks="", showticklabels=False)
+    fig.update_yaxes(range=[0, 100], title_text="Cumulative response (%)", row=1, col=1)
+    fig.add_annotation(text="Number at risk", xref="paper", yref="paper", x=0, y=0.255, xanchor="left",
+                       yanchor="bottom", showarrow=False, font=dict(size=13))
+    if result.weighted:
+        sub = "Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts"
+    elif result.logrank.get("statistic") is not None:
+        sub = (f"Log-rank {_fmt_p(result.logrank.get('p'))} (chi-square {result.logrank['statistic']:.2f}, "
+               f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; bands: 95% CI")
+    else:
+        sub = "No log-rank test (fewer than two arms with lines); bands: 95% CI"
+    base_layout(fig, f"{title or 'Time to response'}<br><sup>{sub}</sup>", height=640)
+    fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.40, xanchor="right", x=0.99,
+                                  bgcolor="rgba(255,255,255,0.8)"), margin=dict(t=90))
+    return fig

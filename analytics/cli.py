@@ -92,7 +92,9 @@ def _cmd_analyze(args) -> int:
     t0 = time.perf_counter()
     prepared, timings = load(args.visits, args.therapies, args.mapping)
     try:
-        analysis = analyze(prepared, options, timings)
+        print("Deriving lines and fitting the models (Kaplan-Meier, Cox, competing risks, mixed model)...",
+              file=sys.stderr, flush=True)
+        analysis = analyze(prepared, options, timings, models=True)
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
@@ -104,11 +106,41 @@ def _cmd_analyze(args) -> int:
     print(f"{prepared.counts['patients']} patients, {prepared.counts['visits']} visits, "
           f"{lines['derived']} lines derived, {lines['included']} included, {lines['events']} responses "
           f"({options.response}{', confirmed' if options.confirm else ''}).")
-    if prepared.report.warnings:
-        print(f"{len(prepared.report.warnings)} warning(s); see results.json or `cdasi-outcomes validate`.")
+    _print_models(analysis)
+    n_warn = len(prepared.report.warnings) + len(analysis.models.warnings)
+    if n_warn:
+        print(f"{n_warn} warning(s); see results.json (\"warnings\") or `cdasi-outcomes validate`.")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _fmt(x, spec=".1f") -> str:
+    return "not reached" if x is None else format(x, spec)
+
+
+def _print_models(analysis) -> None:
+    r = analysis.results()
+    ttr, mm = r["time_to_response"], r["mixed_model"]
+    print("Time to response (Kaplan-Meier median, weeks; 95% CI):")
+    for arm, a in ttr["arms"].items():
+        lo, hi = a["median_ci"]
+        print(f"  {arm:5s} {a['lines']:4d} lines {a['events']:4d} responses  median {_fmt(a['median'])} "
+              f"({_fmt(lo)} to {_fmt(hi)})")
+    lr = ttr["logrank"]
+    if lr["statistic"] is not None:
+        print(f"  log-rank chi-square {lr['statistic']:.2f}, df {lr['df']}, p = {lr['p']:.3g}")
+    for label, cox in (("unadjusted", ttr["cox"]), ("adjusted", ttr["cox_adjusted"])):
+        hrs = ", ".join(f"{arm} {h['hr']:.2f} ({h['ci'][0]:.2f}-{h['ci'][1]:.2f})"
+                        for arm, h in cox["hazard_ratios"].items() if h["hr"] is not None)
+        if hrs:
+            print(f"  Cox {label}, vs {cox['reference_arm']}: {hrs}")
+    if mm["converged"]:
+        slopes = ", ".join(f"{arm} {s['per_12_weeks']:+.1f}" for arm, s in mm["slopes_per_week"].items()
+                           if s["estimate"] is not None)
+        print(f"Mixed model ({mm['n_obs']} visits, {mm['n_groups']} lines): CDASI change per 12 weeks: {slopes}"
+              + (f" [{mm['fallback']}]" if mm["fallback"] else ""))
+    print("Observational data: see results.json \"comparison_note\" before reading arm differences as effects.")
 
 
 def _cmd_sample(args) -> int:

@@ -1,6 +1,14 @@
 """Cox proportional hazards for time to response: arm (against a reference arm), optionally
 adjusted, Efron ties, robust (sandwich) standard errors clustered by patient, because one
-patient can contribute several lines. A hazard ratio above 1 means a faster response."""
+patient can contribute several lines. A hazard ratio above 1 means a faster response.
+
+lifelines fits the model (Efron partial likelihood; coefficients and model-based variance
+match R's coxph). Its robust variance, however, builds the sandwich from Breslow-type score
+residuals even when the fit uses Efron ties, so with tied times (visit-based data always
+have them) its robust SEs drift from R's by a few tenths of a percent. The sandwich here uses
+the Efron score residuals of R's survival package (Therneau & Grambsch 2000, section 7.2;
+survival's coxscore2): V = I^-1 (sum_g U_g U_g') I^-1 over patients g, weights included. It
+matches R's ``coxph(..., cluster = patient_id)`` to 1e-8 (tests/reference)."""
 
 from __future__ import annotations
 
@@ -11,6 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from lifelines import CoxPHFitter
 from lifelines.statistics import proportional_hazard_test
+from scipy import stats
 
 from .results import COVARIATE_LABELS, capture_warnings
 from .style import arm_color, base_layout
@@ -80,6 +89,71 @@ def _design(table: pd.DataFrame, arms: list[str], covariates: list[str], weights
     return df, ref
 
 
+def efron_score_residuals(time: np.ndarray, event: np.ndarray, X: np.ndarray, beta: np.ndarray,
+                          weights: np.ndarray | None = None) -> np.ndarray:
+    """Score residuals (n x p) under Efron's tie approximation, as R's survival package computes them.
+
+    At an event time with d tied events, Efron's k-th fractional risk set (k = 0..d-1) removes
+    k/d of the tied subjects' risk; a tied subject takes part in it with weight 1 - k/d."""
+    t = np.asarray(time, float)
+    e = np.asarray(event, bool)
+    X = np.asarray(X, float).reshape(len(t), -1)
+    w = np.ones(len(t)) if weights is None else np.asarray(weights, float)
+    r = w * np.exp(X @ np.asarray(beta, float))
+    n, p = X.shape
+    # Risk-set sums S0(t) = sum_{T_j >= t} w_j r_j and S1(t), for each distinct event time.
+    times = np.unique(t[e])
+    if times.size == 0:
+        return np.zeros((n, p))
+    order = np.argsort(-t, kind="stable")
+    cum0 = np.cumsum(r[order])
+    cum1 = np.cumsum(r[order, None] * X[order], axis=0)
+    t_desc = t[order]
+    idx = np.searchsorted(-t_desc, -times, side="right") - 1  # last position with T >= time
+    S0, S1 = cum0[idx], cum1[idx]
+    ev_idx = np.searchsorted(times, t[e])
+    D0 = np.bincount(ev_idx, weights=r[e], minlength=times.size)
+    D1 = np.column_stack([np.bincount(ev_idx, weights=r[e] * X[e, j], minlength=times.size) for j in range(p)])
+    dw = np.bincount(ev_idx, weights=w[e], minlength=times.size)
+    d = np.bincount(ev_idx, minlength=times.size)
+    A = np.zeros(times.size)  # sum_k h_k
+    B = np.zeros((times.size, p))  # sum_k h_k xbar_k
+    Cf = np.zeros(times.size)  # sum_k (k/d) h_k
+    Df = np.zeros((times.size, p))  # sum_k (k/d) h_k xbar_k
+    M = np.zeros((times.size, p))  # (1/d) sum_k xbar_k
+    for k in range(int(d.max())):
+        active = d > k
+        frac = np.where(active, k / np.maximum(d, 1), 0.0)
+        s0k = S0 - frac * D0
+        xbar = (S1 - frac[:, None] * D1) / s0k[:, None]
+        hk = np.where(active, dw / np.maximum(d, 1) / s0k, 0.0)
+        A += hk
+        B += hk[:, None] * xbar
+        Cf += frac * hk
+        Df += (frac * hk)[:, None] * xbar
+        M += np.where(active[:, None], xbar / np.maximum(d, 1)[:, None], 0.0)
+    H, G = np.cumsum(A), np.cumsum(B, axis=0)
+    pos = np.searchsorted(times, t, side="right") - 1  # last event time <= T_i
+    at = pos >= 0
+    resid = np.zeros((n, p))
+    r_un = r / w  # the hazard part uses the subject's own risk score; weights enter the sums and the sandwich
+    resid[at] -= r_un[at, None] * (X[at] * H[pos[at], None] - G[pos[at]])
+    j = ev_idx
+    resid[e] += (X[e] - M[j]) + r_un[e, None] * (X[e] * Cf[j, None] - Df[j])
+    return resid
+
+
+def robust_variance(model_variance: np.ndarray, resid: np.ndarray, clusters: np.ndarray,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+    """Cluster-robust sandwich I^-1 (sum_g U_g U_g') I^-1 from score residuals."""
+    u = resid if weights is None else resid * np.asarray(weights, float)[:, None]
+    codes = pd.factorize(pd.Series(clusters))[0]
+    ug = np.zeros((codes.max() + 1, u.shape[1]))
+    np.add.at(ug, codes, u)
+    dfbeta = ug @ model_variance
+    return dfbeta.T @ dfbeta
+
+
 def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: list[str] | tuple[str, ...] = (),
             weights: str | None = None, alpha: float = 0.05) -> CoxResult:
     """Fit the Cox model. Arms without lines, or without any response, are left out with a
@@ -94,9 +168,15 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
     usable = []
     for a in present:
         if table.loc[table["arm"] == a, "event"].sum() == 0:
-            warns.append(f"{a}: no responses; its hazard ratio is not estimable (it would be 0)")
+            if a == present[0]:
+                warns.append(f"{a}, the reference arm, has no responses: hazard ratios against it are not "
+                             "estimable")
+            else:
+                warns.append(f"{a}: no responses; its hazard ratio is not estimable (it would be 0)")
         else:
             usable.append(a)
+    if present and usable and usable[0] != present[0]:
+        usable = []  # the reference is the first arm with lines (contract); without its responses, no contrast
     covs = []
     for c in covariates:
         if c not in table.columns:
@@ -112,7 +192,7 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
     excluded = n_before - len(sub)
     if excluded:
         warns.append(f"{excluded} line(s) with a missing covariate value were left out of the Cox model")
-    empty = CoxResult(usable[0] if usable else (present[0] if present else None),
+    empty = CoxResult(present[0] if present else None,
                       pd.DataFrame(columns=["coef", "se", "hr", "lower", "upper", "p"]), arms, covs, len(sub),
                       int(sub["event"].sum()) if len(sub) else 0, int(sub["patient_id"].nunique()) if len(sub) else 0,
                       pd.DataFrame(columns=["term", "statistic", "p"]), "not tested", warns, None, bool(weights),
@@ -125,17 +205,26 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
         return empty
     df, ref = _design(sub, usable, covs, weights)
     cph = CoxPHFitter(alpha=alpha)
+    fit_df = df.drop(columns=["patient_id"])
+    fit_warns: list[str] = []
     try:
-        with capture_warnings(warns):
-            cph.fit(df, duration_col="time", event_col="event", cluster_col="patient_id", robust=True,
-                    weights_col="_w" if weights else None)
+        with capture_warnings(fit_warns):
+            # Model-based fit: variance_matrix_ is then the inverse information; the robust variance follows.
+            cph.fit(fit_df, duration_col="time", event_col="event", weights_col="_w" if weights else None)
     except Exception as exc:  # lifelines raises ConvergenceError and numpy errors on degenerate data
         warns.append(f"the Cox model could not be fitted: {type(exc).__name__}: {exc}")
         return empty
-    s = cph.summary
-    summary = pd.DataFrame({"coef": s["coef"], "se": s["se(coef)"], "hr": np.exp(s["coef"]),
-                            "lower": np.exp(s["coef"] - Z95 * s["se(coef)"]),
-                            "upper": np.exp(s["coef"] + Z95 * s["se(coef)"]), "p": s["p"]})
+    # lifelines advises robust=True with weights; the sandwich below is exactly that.
+    warns.extend(x for x in fit_warns if "robust=True" not in x)
+    info_inv = cph.variance_matrix_.to_numpy()
+    terms = list(cph.params_.index)
+    beta = cph.params_.to_numpy()
+    w = df["_w"].to_numpy() if weights else None
+    resid = efron_score_residuals(df["time"].to_numpy(), df["event"].to_numpy(), df[terms].to_numpy(), beta, w)
+    se = np.sqrt(np.diag(robust_variance(info_inv, resid, df["patient_id"].to_numpy(), w)))
+    summary = pd.DataFrame({"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - Z95 * se),
+                            "upper": np.exp(beta + Z95 * se), "p": 2 * stats.norm.sf(np.abs(beta / se)),
+                            "se_model": np.sqrt(np.diag(info_inv))}, index=pd.Index(terms, name="term"))
     ph, text = _ph_check(cph, df, weights, warns)
     return CoxResult(ref, summary, arms, covs, len(sub), int(sub["event"].sum()), int(sub["patient_id"].nunique()),
                      ph, text, warns, cph, bool(weights), excluded)
@@ -144,7 +233,7 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
 def _ph_check(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None, warns: list[str]):
     try:
         with capture_warnings(warns):
-            res = proportional_hazard_test(cph, df, time_transform="rank")
+            res = proportional_hazard_test(cph, df.drop(columns=["patient_id"]), time_transform="rank")
     except Exception as exc:
         return pd.DataFrame(columns=["term", "statistic", "p"]), f"the proportional-hazards test failed ({exc})"
     tab = res.summary.reset_index().rename(columns={"index": "term", "test_statistic": "statistic"})

@@ -114,7 +114,7 @@ def _f(x) -> float | None:
 def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covariates: pd.DataFrame | None,
              warns: list[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
     d = trajectories[(trajectories["arm"].isin(arms)) & (trajectories["weeks"] <= spec.horizon_weeks)]
-    d = d.dropna(subset=["cdasi_activity"])[["patient_id", "line_id", "arm", "weeks", "cdasi_activity"]].copy()
+    d = d.dropna(subset=["cdasi_activity"])[["line_id", "arm", "weeks", "cdasi_activity"]].copy()
     covs = []
     if spec.covariates:
         if covariates is None:

@@ -15,6 +15,7 @@ from . import __version__
 from .derive import EXCLUSION_REASONS, Derivation, derive
 from .export import write_csv, write_json
 from .io import ColumnMapping, load_mapping, read_table
+from .models import ModelOptions, Models, fit_models
 from .options import DeriveOptions
 from .validate import Prepared, prepare
 
@@ -41,6 +42,7 @@ class Analysis:
     prepared: Prepared
     derivation: Derivation
     timings_s: dict = field(default_factory=dict)
+    models: Models | None = None
 
     def results(self) -> dict:
         """The results.json document (contract.md section 3)."""
@@ -49,6 +51,8 @@ class Analysis:
         n_visits = len(visits)
         documented = 100.0 * visits["cdasi_activity"].notna().sum() / n_visits if n_visits else None
         lines = d.to_dict()
+        stats = self.models.sections() if self.models is not None else {}
+        model_warnings = self.models.warnings if self.models is not None else []
         return {
             "tool": {"name": "cdasi-outcomes", "version": __version__},
             "input": {"sha256": p.sources["visits"]["sha256"], "file": p.sources["visits"]["name"],
@@ -61,21 +65,28 @@ class Analysis:
                             "exclusion_reasons": list(EXCLUSION_REASONS)},
             "lines": lines,
             "attrition": d.attrition.to_dict(orient="records"),
+            **stats,
             "quality": {"cdasi_documented_pct": documented},
             "timings_s": self.timings_s,
-            "warnings": [f"[{f.rule}] {f.message}" for f in p.report.warnings],
+            "warnings": [f"[{f.rule}] {f.message}" for f in p.report.warnings] + model_warnings,
             "validation": {"errors": len(p.report.errors), "warnings": len(p.report.warnings)},
         }
 
 
-def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None) -> Analysis:
-    """Derive lines from validated data. Raises InvalidDataError when the report has errors."""
+def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None,
+            models: ModelOptions | bool | None = None) -> Analysis:
+    """Derive lines from validated data, and fit the models when ``models`` is True or a
+    :class:`ModelOptions`. Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     t0 = time.perf_counter()
     derivation = derive(prepared, options)
     timings = dict(timings or {})
     timings["derive"] = time.perf_counter() - t0
-    return Analysis(prepared, derivation, timings)
+    fitted = None
+    if models:
+        fitted = fit_models(derivation, prepared, models if isinstance(models, ModelOptions) else None)
+        timings |= fitted.timings_s
+    return Analysis(prepared, derivation, timings, fitted)
 
 
 def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:

@@ -1,0 +1,108 @@
+"""Our numbers against R (survival 3.5, lme4 1.1), from tests/reference/reference.R.
+
+Tolerances (absolute): Kaplan-Meier medians, their CIs and the log-rank statistics 1e-6; Cox
+coefficients and robust standard errors 1e-4; Aalen-Johansen cumulative incidences 1e-6;
+mixed-model fixed effects 1e-3 (and their standard errors 1e-3, variance components 1%)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.competing import fit_competing
+from analytics.cox import fit_cox
+from analytics.mixed import MixedSpec, fit_mixed
+from analytics.survival import fit_km
+
+REF = Path(__file__).resolve().parent / "reference"
+ARMS = ["MMF", "IVIG", "JAKi"]
+
+
+@pytest.fixture(scope="module")
+def table():
+    t = pd.read_csv(REF / "survival_input.csv")
+    t["arm"] = pd.Categorical(t["arm"], categories=ARMS)
+    stop = t["code"] == 2
+    t["censor_reason"] = np.where(stop, "stopped", np.where(t["event"] == 1, "", "last visit"))
+    t["stop_reason"] = np.where(stop, "inefficacy", "")
+    return t
+
+
+@pytest.fixture(scope="module")
+def km(table):
+    return fit_km(table, ARMS)
+
+
+def test_km_medians_and_cis_match_r(km):
+    exp = pd.read_csv(REF / "expected_km.csv").set_index("arm")
+    for arm in ARMS:
+        got = km.summary.loc[arm]
+        assert got["lines"] == exp.loc[arm, "n"] and got["events"] == exp.loc[arm, "events"]
+        assert got["median"] == pytest.approx(exp.loc[arm, "median"], abs=1e-6)
+        assert got["median_lower"] == pytest.approx(exp.loc[arm, "lower"], abs=1e-6)
+        assert got["median_upper"] == pytest.approx(exp.loc[arm, "upper"], abs=1e-6)
+
+
+def test_km_survival_and_loglog_band_match_r(km):
+    exp = pd.read_csv(REF / "expected_km_times.csv")
+    for _, r in exp.iterrows():
+        kmf = km.fitters[r["arm"]]
+        sf = kmf.survival_function_.iloc[:, 0]
+        i = sf.index.searchsorted(r["time"], side="right") - 1
+        assert sf.iloc[i] == pytest.approx(r["surv"], abs=1e-6)
+        band = kmf.confidence_interval_survival_function_.iloc[i]
+        if np.isfinite(r["lower"]) and r["surv"] < 1:
+            assert band.iloc[0] == pytest.approx(r["lower"], abs=1e-6)
+            assert band.iloc[1] == pytest.approx(r["upper"], abs=1e-6)
+
+
+def test_logrank_matches_r(km):
+    exp = pd.read_csv(REF / "expected_logrank.csv").set_index("test")
+    assert km.logrank["statistic"] == pytest.approx(exp.loc["all", "chisq"], abs=1e-6)
+    assert km.logrank["df"] == exp.loc["all", "df"]
+    for _, r in km.pairwise.iterrows():
+        assert r["statistic"] == pytest.approx(exp.loc[f"{r['arm_a']}-{r['arm_b']}", "chisq"], abs=1e-6)
+
+
+@pytest.mark.parametrize("model,covs", [("unadjusted", ()), ("adjusted", ("baseline_cdasi", "line_number", "mda5",
+                                                                         "ild")), ("weighted", ())])
+def test_cox_coefficients_and_robust_se_match_r(table, model, covs):
+    exp = pd.read_csv(REF / "expected_cox.csv")
+    exp = exp[exp["model"] == model].set_index("term")
+    t = table.assign(w=1 + (table["line_number"] % 3) / 2)
+    res = fit_cox(t, ARMS, covs, weights="w" if model == "weighted" else None)
+    names = {"armIVIG": "arm[T.IVIG]", "armJAKi": "arm[T.JAKi]"}
+    for term, r in exp.iterrows():
+        got = res.summary.loc[names.get(term, term)]
+        assert got["coef"] == pytest.approx(r["coef"], abs=1e-4), term
+        assert got["se"] == pytest.approx(r["robust_se"], abs=1e-4), term
+
+
+def test_aalen_johansen_matches_r(table):
+    exp = pd.read_csv(REF / "expected_cif.csv")
+    res = fit_competing(table, ARMS)
+    for _, r in exp.iterrows():
+        for kind, col in (("response", "response"), ("stopped", "stopped")):
+            cur = res.curves[r["arm"]][kind]
+            i = cur["time"].searchsorted(r["time"], side="right") - 1
+            got = cur["cif"].iloc[i] if i >= 0 else 0.0
+            assert got == pytest.approx(r[col], abs=1e-6), (r["arm"], r["time"], kind)
+
+
+def test_mixed_model_matches_lme4():
+    tr = pd.read_csv(REF / "trajectories_input.csv")
+    res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24))
+    assert res.converged and res.fallback is None, res.warnings
+    exp = pd.read_csv(REF / "expected_lmer.csv").set_index("term")
+    names = {"(Intercept)": "Intercept", "armIVIG": "arm[T.IVIG]", "armJAKi": "arm[T.JAKi]",
+             "weeks:armIVIG": "weeks:arm[T.IVIG]", "weeks:armJAKi": "weeks:arm[T.JAKi]"}
+    for term, r in exp.iterrows():
+        got = res.fixed_effects.loc[names.get(term, term)]
+        assert got["estimate"] == pytest.approx(r["estimate"], abs=1e-3), term
+        assert got["se"] == pytest.approx(r["se"], abs=1e-3), term
+    vc = pd.read_csv(REF / "expected_lmer_vc.csv").set_index("component")["value"]
+    for k, v in vc.items():
+        assert res.variance_components[k] == pytest.approx(v, rel=1e-2), k

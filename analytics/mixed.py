@@ -208,7 +208,8 @@ def _empty(spec, formula, arms, present, d, warns, t0) -> MixedResult:
     cols = ["estimate", "se", "lower", "upper", "p"]
     return MixedResult(spec, formula, "~weeks" if spec.random == "slope" else "1", arms,
                        present[0] if present else None, pd.DataFrame(columns=cols),
-                       pd.DataFrame(columns=["per_week", "lower", "upper", "per_12_weeks", "diff", "diff_lower",
+                       pd.DataFrame(np.nan, index=pd.Index(arms, name="arm"),
+                                    columns=["per_week", "lower", "upper", "per_12_weeks", "diff", "diff_lower",
                                              "diff_upper", "diff_p"]),
                        {}, pd.DataFrame(columns=["arm", "weeks", "mean", "lower", "upper"]),
                        pd.DataFrame(columns=["fitted", "residual", "theoretical", "sample"]),

@@ -1,0 +1,264 @@
+"""Model results: tiny hand-checkable fixtures, degenerate inputs, results.json, figure structure."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics import DeriveOptions, ResponseRule, analyze, derive
+from analytics.competing import aalen_johansen, event_codes
+from analytics.cox import efron_score_residuals, robust_variance
+from analytics.export import json_safe
+from analytics.interval import interval_bounds, npmle_median
+from analytics.models import ModelOptions, fit_models
+from analytics.results import analysis_table
+from analytics.style import ARM_COLORS
+from analytics.survival import fit_km, risk_table
+from analytics.table1 import smd
+
+from .conftest import prep
+
+ARMS = ["MMF", "IVIG", "JAKi"]
+
+
+# ------------------------------------------------------------------ tiny fixtures a reader can check
+def test_km_by_hand():
+    # Times 2, 4 (censored), 6, 8 in one arm. S(2) = 3/4; S(6) = 3/4 * 1/2 = 3/8; S(8) = 0.
+    # Median: the first time S <= 0.5 is 6.
+    df = pd.DataFrame({"arm": pd.Categorical(["MMF"] * 4, categories=ARMS), "time": [2, 4, 6, 8],
+                       "event": [1, 0, 1, 1]})
+    km = fit_km(df, ARMS, ticks=[0, 4, 8])
+    sf = km.fitters["MMF"].survival_function_.iloc[:, 0]
+    assert sf.loc[2] == pytest.approx(0.75) and sf.loc[6] == pytest.approx(0.375) and sf.loc[8] == 0
+    assert km.summary.loc["MMF", "median"] == 6
+    # Risk table: at risk = time >= tick; events and censored = time <= tick.
+    assert km.risk.loc["MMF", "at_risk"].tolist() == [4, 3, 1]
+    assert km.risk.loc["MMF", "events"].tolist() == [0, 1, 3]
+    assert km.risk.loc["MMF", "censored"].tolist() == [0, 1, 1]
+
+
+def test_risk_table_counts():
+    assert risk_table(np.array([1, 2, 3]), np.array([1, 0, 1]), [0, 2, 5]) == {
+        "at_risk": [3, 2, 0], "events": [0, 1, 2], "censored": [0, 1, 1]}
+
+
+def test_aalen_johansen_by_hand():
+    # Times 1 (response), 2 (stopped), 3 (censored), 4 (response); n = 4.
+    # t=1: S=3/4, CIF1 = 1/4. t=2: CIF2 = 3/4 * 1/3 = 1/4, S = 1/2. t=4: CIF1 = 1/4 + 1/2 * 1/1 = 3/4.
+    cur = aalen_johansen(np.array([1, 2, 3, 4.0]), np.array([1, 2, 0, 1]), 1)
+    assert cur["time"].tolist() == [1, 2, 4]
+    assert cur["cif"].tolist() == pytest.approx([0.25, 0.25, 0.75])
+    assert aalen_johansen(np.array([1, 2, 3, 4.0]), np.array([1, 2, 0, 1]), 2)["cif"].tolist() == pytest.approx(
+        [0.0, 0.25, 0.25])
+
+
+def test_aalen_johansen_ties_are_exact():
+    # Two responses and one stop at t=1 among 4: CIF1(1) = 2/4, CIF2(1) = 1/4, whatever the order.
+    t, c = np.array([1, 1, 1, 5.0]), np.array([1, 2, 1, 0])
+    assert aalen_johansen(t, c, 1)["cif"].iloc[0] == pytest.approx(0.5)
+    assert aalen_johansen(t, c, 2)["cif"].iloc[0] == pytest.approx(0.25)
+
+
+def test_competing_event_codes():
+    t = pd.DataFrame({"event": [1, 0, 0, 0], "censor_reason": ["", "stopped", "stopped", "added"],
+                      "stop_reason": ["", "inefficacy", "remission", ""]})
+    assert event_codes(t).tolist() == [1, 2, 0, 0]
+
+
+def test_efron_residuals_reduce_to_the_textbook_formula_without_ties():
+    # No ties, one covariate, beta = 0: U_i = delta_i (x_i - xbar(t_i)) - sum_{t_j <= t_i} (x_i - xbar(t_j)) / n_j.
+    t = np.array([1.0, 2, 3, 4]); e = np.array([1, 1, 0, 1]); x = np.array([[1.0], [0], [1], [0]])
+    u = efron_score_residuals(t, e, x, np.array([0.0]))
+    xbar = {1: 0.5, 2: 1 / 3, 4: 0.0}
+    n = {1: 4, 2: 3, 4: 1}
+    expect = []
+    for i in range(4):
+        val = (x[i, 0] - xbar[t[i]]) if e[i] else 0.0
+        val -= sum((x[i, 0] - xbar[tj]) / n[tj] for tj in xbar if tj <= t[i])
+        expect.append(val)
+    assert u[:, 0] == pytest.approx(expect)
+    # Score residuals sum to the score U(beta) = sum_i delta_i (x_i - xbar(t_i)) = 1/2 - 1/3 + 0 = 1/6 at beta = 0.
+    assert u.sum() == pytest.approx(1 / 6)
+
+
+def test_robust_variance_sums_within_clusters():
+    resid = np.array([[1.0], [1.0], [-2.0]])
+    v = robust_variance(np.array([[1.0]]), resid, np.array(["a", "a", "b"]))
+    assert v[0, 0] == pytest.approx(2.0**2 + 2.0**2)
+
+
+def test_smd_by_hand():
+    x = pd.Series([0, 1, 1, 1, 0, 0, 0, 1], dtype=float)
+    g = pd.Series(["A"] * 4 + ["B"] * 4)
+    # p_A = 0.75, p_B = 0.25: (0.5) / sqrt((0.1875 + 0.1875) / 2) = 1.1547
+    assert smd(x, g, ["A", "B"], binary=True) == pytest.approx(0.5 / np.sqrt(0.1875))
+
+
+def test_interval_bounds_by_hand():
+    H = "patient_id,visit_day,cdasi_activity,systemic_therapy\n"
+    p = prep(H + "P1,0,20,MMF\nP1,28,19,MMF\nP1,56,14,MMF\nP2,0,20,IVIG\nP2,28,19,IVIG\n")
+    d = derive(p, DeriveOptions())
+    b = interval_bounds(analysis_table(d, p), d).set_index("line_id")
+    # P1 responds at week 8, previous assessment week 4: (4, 8]. P2 is censored at week 4: (4, inf).
+    assert (b.loc["P1:1", "lower"], b.loc["P1:1", "upper"]) == (4, 8)
+    assert b.loc["P2:1", "lower"] == 4 and np.isinf(b.loc["P2:1", "upper"])
+
+
+def test_npmle_median_by_hand():
+    # (0,4], (0,8], (4,8] and one censored after 8: the NPMLE puts 3/8, 3/8, 1/4 on (0,4], (4,8], (8,inf);
+    # the median lies in (4, 8].
+    assert npmle_median(np.array([0, 0, 4.0, 8]), np.array([4, 8, 8, np.inf]), np.array([1, 1, 1, 0])) == (4, 8)
+
+
+# ------------------------------------------------------------------ degenerate inputs
+H = "patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild\n"
+
+
+def _cohort(rows_per_patient, arms=("MMF", "IVIG", "JAKi"), scores=None, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(rows_per_patient):
+        arm = arms[i % len(arms)]
+        drug = {"MMF": "MMF", "IVIG": "IVIG", "JAKi": "tofacitinib"}[arm]
+        ab = "mda5" if i % 4 == 0 else "tif1g"
+        base = 20 if scores is None else scores
+        for k, w in enumerate((0, 28, 56, 84)):
+            s = base if scores is not None else max(0, int(base - k * rng.integers(0, 5) + rng.integers(-2, 3)))
+            rows.append(f"P{i},{w},{s},{drug},{ab},{'yes' if i % 5 == 0 else 'no'}")
+    return H + "\n".join(rows) + "\n"
+
+
+def _models(text, rule="points:4"):
+    p = prep(text)
+    assert p.report.ok, p.report.to_text()
+    a = analyze(p, DeriveOptions(ResponseRule.parse(rule)), models=True)
+    doc = a.results()
+    json.dumps(json_safe(doc), allow_nan=False)
+    return a, doc
+
+
+@pytest.mark.parametrize("case,text,rule", [
+    ("arm with no lines", _cohort(30, arms=("MMF", "IVIG")), "points:4"),
+    ("constant scores, no events", _cohort(30, scores=12), "points:4"),
+    ("everything censored", _cohort(30), "clear"),
+    ("one patient", _cohort(1), "points:4"),
+    ("no lines in any arm", H + "P1,0,20,HCQ,mda5,no\nP1,30,10,HCQ,mda5,no\n", "points:4"),
+    ("one arm only", _cohort(20, arms=("JAKi",)), "points:4"),
+])
+def test_degenerate_inputs_give_results_with_warnings(case, text, rule):
+    a, doc = _models(text, rule)
+    assert a.models.warnings, case
+    ttr = doc["time_to_response"]
+    assert list(ttr["arms"]) == ARMS  # every arm present, with zero counts when empty
+    ref = ttr["cox"]["reference_arm"]
+    assert set(ttr["cox"]["hazard_ratios"]) == set(ARMS) - {ref}  # every arm but the reference
+    assert set(doc["mixed_model"]["slopes_per_week"]) == set(ARMS)
+    for fig in (a.models.km.figure(), a.models.cox.figure(), a.models.competing.figure(), a.models.mixed.figure()):
+        fig.to_plotly_json()
+
+
+def test_arm_with_no_lines_has_zero_counts():
+    _, doc = _models(_cohort(30, arms=("MMF", "IVIG")))
+    jak = doc["time_to_response"]["arms"]["JAKi"]
+    assert jak["lines"] == 0 and jak["events"] == 0 and jak["median"] is None and jak["median_ci"] == [None, None]
+    assert doc["time_to_response"]["cox"]["hazard_ratios"]["JAKi"]["hr"] is None
+    assert doc["time_to_response"]["logrank"]["df"] == 1
+
+
+def test_reference_is_the_first_arm_with_lines():
+    _, doc = _models(_cohort(30, arms=("IVIG", "JAKi")))
+    assert doc["time_to_response"]["cox"]["reference_arm"] == "IVIG"
+    assert doc["mixed_model"]["reference_arm"] == "IVIG"
+    assert "weeks:arm[T.JAKi]" in doc["mixed_model"]["fixed_effects"]
+
+
+def test_models_do_not_modify_their_inputs():
+    p = prep(_cohort(30))
+    d = derive(p, DeriveOptions())
+    before = d.lines.copy(), d.trajectories.copy()
+    fit_models(d, p)
+    pd.testing.assert_frame_equal(d.lines, before[0])
+    pd.testing.assert_frame_equal(d.trajectories, before[1])
+
+
+def test_model_options_check_themselves():
+    from analytics import OptionError
+
+    with pytest.raises(OptionError):
+        ModelOptions(ticks=(4, 8))
+    with pytest.raises(OptionError):
+        ModelOptions(trim=(0.9, 0.1))
+
+
+# ------------------------------------------------------------------ results.json on the sample, figures by structure
+@pytest.fixture(scope="module")
+def sample_models(sample_dir):
+    from analytics import load
+
+    p, t = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    return analyze(p, DeriveOptions(), t, models=True)
+
+
+def test_results_json_has_the_contract_sections(sample_models):
+    doc = json_safe(sample_models.results())
+    ttr = doc["time_to_response"]
+    assert ttr["time_unit"] == "weeks" and list(ttr["arms"]) == ARMS
+    for arm in ARMS:
+        assert set(ttr["arms"][arm]) >= {"lines", "events", "median", "median_ci"}
+    assert set(ttr["logrank"]) == {"statistic", "df", "p"} and ttr["logrank"]["df"] == 2
+    cox = ttr["cox"]
+    assert (cox["reference_arm"], cox["robust_cluster"], cox["ties"]) == ("MMF", "patient_id", "efron")
+    assert set(cox["hazard_ratios"]) == {"IVIG", "JAKi"}
+    assert set(cox["hazard_ratios"]["IVIG"]) >= {"hr", "ci", "p"}
+    mm = doc["mixed_model"]
+    assert (mm["formula"], mm["groups"], mm["re_formula"], mm["reml"]) == ("cdasi_activity ~ weeks * arm", "line_id",
+                                                                           "~weeks", True)
+    assert mm["converged"] is True and mm["n_obs"] > 0 and mm["n_groups"] > 0
+    assert set(mm["fixed_effects"]) == {"Intercept", "arm[T.IVIG]", "arm[T.JAKi]", "weeks", "weeks:arm[T.IVIG]",
+                                        "weeks:arm[T.JAKi]"}
+    assert set(mm["fixed_effects"]["Intercept"]) >= {"estimate", "se", "ci"}
+    assert set(mm["slopes_per_week"]) == set(ARMS) and set(mm["slopes_per_week"]["MMF"]) >= {"estimate", "ci"}
+    assert set(doc["timings_s"]) >= {"load", "validate", "derive", "survival", "mixed_model"}
+    assert "Observational" in doc["comparison_note"]
+    for key in ("competing_risks", "interval_censoring", "table1", "adjusted_comparison"):
+        assert doc[key]
+    json.dumps(doc, allow_nan=False)
+
+
+def test_km_figure_structure(sample_models):
+    km = sample_models.models.km
+    fig = km.figure().to_plotly_json()
+    texts = [t for t in fig["data"] if t.get("mode") == "text"]
+    assert len(texts) == 3  # one risk-table row per arm
+    for t, arm in zip(texts, ARMS):
+        assert list(t["x"]) == km.ticks  # aligned with the x ticks
+        assert t["text"] == [str(v) for v in km.risk.loc[arm, "at_risk"]]
+        assert t["textfont"]["color"] == ARM_COLORS[arm]
+    lines = [t for t in fig["data"] if t.get("mode") == "lines"]
+    assert [t["line"]["color"] for t in lines] == [ARM_COLORS[a] for a in ARMS]
+    assert all("n = " in t["name"] for t in lines)
+    lay = fig["layout"]
+    assert list(lay["xaxis"]["tickvals"]) == km.ticks == list(lay["xaxis2"]["tickvals"])
+    assert lay["xaxis"]["title"]["text"] == "Weeks since line start"
+    assert "Log-rank" in lay["title"]["text"]
+
+
+def test_arm_colours_are_the_same_in_every_figure(sample_models):
+    m = sample_models.models
+    for fig in (m.km.figure(), m.competing.figure(), m.mixed.figure(), m.cox.figure()):
+        for trace in fig.to_plotly_json()["data"]:
+            name = trace.get("name") or ""
+            for arm, colour in ARM_COLORS.items():
+                if name.startswith(arm):
+                    assert colour in json.dumps(trace), (name, colour)
+
+
+def test_axis_titles_have_units(sample_models):
+    m = sample_models.models
+    mixed = m.mixed.figure().to_plotly_json()["layout"]
+    assert "points" in mixed["yaxis"]["title"]["text"] and "Weeks" in mixed["xaxis"]["title"]["text"]
+    forest = m.cox_adjusted.figure().to_plotly_json()["layout"]
+    assert "Hazard ratio" in forest["xaxis"]["title"]["text"] and forest["xaxis"]["type"] == "log"

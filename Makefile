@@ -24,6 +24,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
+	$(PY) benchmarks/bench_analyze.py
 
 # Regenerate the committed sample cohort (deterministic).
 sample: $(STAMP)

@@ -92,7 +92,13 @@ def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: l
     out = {}
     for a in others:
         r = s.loc[f"arm_{a}"]
-        out[a] = (float(np.exp(r["coef"])), float(np.exp(r["coef lower 95%"])), float(np.exp(r["coef upper 95%"])))
+        with np.errstate(over="ignore"):
+            tr = tuple(float(np.exp(r[k])) for k in ("coef", "coef lower 95%", "coef upper 95%"))
+        if not all(np.isfinite(tr)) or tr[2] / max(tr[1], 1e-300) > 1e6:
+            warns.append(f"{a}: the Weibull time ratio is not estimable from these data "
+                         f"({'interval' if interval else 'right'}-censored model)")
+            tr = (np.nan, np.nan, np.nan)
+        out[a] = tr
     return out
 
 

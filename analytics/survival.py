@@ -217,7 +217,8 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; bands: 95% CI")
     else:
         sub = "No log-rank test (fewer than two arms with lines); bands: 95% CI"
-    base_layout(fig, f"{title or 'Time to response'}<br><sup>{sub}</sup>", height=640)
+    default = "Time to response, weighted for the adjustment set (IPTW)" if result.weighted else "Time to response"
+    base_layout(fig, f"{title or default}<br><sup>{sub}</sup>", height=640)
     fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.40, xanchor="right", x=0.99,
                                   bgcolor="rgba(255,255,255,0.8)"), margin=dict(t=90))
     return fig

@@ -137,3 +137,35 @@ def test_derived_lines_obey_the_contract(text, rule, confirm):
     # The input is untouched and the output is deterministic.
     again = derive(p, DeriveOptions(ResponseRule.parse(rule), confirm))
     pd.testing.assert_frame_equal(d.lines, again.lines)
+
+
+ARM_DRUGS = ["MMF", "IVIG", "Xeljanz", "HCQ", ""]
+
+
+@st.composite
+def arm_cohorts(draw):
+    rows = []
+    for p in range(draw(st.integers(1, 12))):
+        days = sorted(set(draw(st.lists(st.integers(0, 400), min_size=1, max_size=6))))
+        drug = draw(st.sampled_from(ARM_DRUGS))
+        ab = draw(st.sampled_from(["mda5", "tif1g", "", "unknown"]))
+        ild = draw(st.sampled_from(["yes", "no", ""]))
+        for d in days:
+            act = draw(st.one_of(st.none(), st.integers(0, 40)))
+            rows.append(f"P{p},{d},{'' if act is None else act},{drug},{ab},{ild}")
+    return "patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild\n" + "\n".join(rows) + "\n"
+
+
+@settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "150")) // 5 or 1, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(arm_cohorts(), RULES)
+def test_models_never_raise_and_results_are_json(text, rule):
+    import json
+
+    from analytics import analyze
+    from analytics.export import json_safe
+
+    p = prepare(read_bytes(text.encode()))
+    assert p.report.ok, p.report.to_text()
+    a = analyze(p, DeriveOptions(ResponseRule.parse(rule)), models=True)
+    json.dumps(json_safe(a.results()), allow_nan=False)

@@ -162,7 +162,7 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
     ticks = result.ticks
     horizon = horizon or ticks[-1] * 1.04 or 4.0
     arms_drawn = [a for a in result.arms if a in result.fitters]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.74, 0.26], vertical_spacing=0.1)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.17)
     for arm in arms_drawn:
         kmf = result.fitters[arm]
         colour = arm_color(arm, result.arms)
@@ -197,8 +197,9 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                   row=1, col=1)
     # Number-at-risk table: one row per arm, one column per x tick, aligned with the ticks above.
     for i, arm in enumerate(result.arms):
-        vals = result.risk.loc[arm, "at_risk"].tolist() if arm in result.risk.index.get_level_values(0) else []
-        fig.add_trace(go.Scatter(x=ticks, y=[i] * len(ticks), mode="text", text=[str(v) for v in vals],
+        r = result.risk.loc[arm] if arm in result.risk.index.get_level_values(0) else None
+        cells = [] if r is None else [f"{a} ({e}, {c})" for a, e, c in zip(r["at_risk"], r["events"], r["censored"])]
+        fig.add_trace(go.Scatter(x=ticks, y=[i] * len(ticks), mode="text", text=cells,
                                  textfont=dict(color=arm_color(arm, result.arms), size=13), showlegend=False,
                                  hoverinfo="skip"), row=2, col=1)
     x_range = [-horizon * 0.07, horizon * 1.01]
@@ -208,8 +209,8 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                      title_standoff=6)
     fig.update_xaxes(tickvals=ticks, range=x_range, row=2, col=1, showline=False, ticks="", showticklabels=False)
     fig.update_yaxes(range=[0, 100], title_text="Cumulative response (%)", row=1, col=1)
-    fig.add_annotation(text="Number at risk", xref="paper", yref="paper", x=0, y=0.255, xanchor="left",
-                       yanchor="bottom", showarrow=False, font=dict(size=13))
+    fig.add_annotation(text="Number at risk (cumulative responses, censored)", xref="paper", yref="y2 domain", x=0,
+                       y=1.04, xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=13))
     if result.weighted:
         sub = "Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts"
     elif result.logrank.get("statistic") is not None:
@@ -219,6 +220,6 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
         sub = "No log-rank test (fewer than two arms with lines); bands: 95% CI"
     default = "Time to response, weighted for the adjustment set (IPTW)" if result.weighted else "Time to response"
     base_layout(fig, f"{title or default}<br><sup>{sub}</sup>", height=640)
-    fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.40, xanchor="right", x=0.99,
+    fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.45, xanchor="right", x=0.99,
                                   bgcolor="rgba(255,255,255,0.8)"), margin=dict(t=90))
     return fig

@@ -235,7 +235,8 @@ def test_km_figure_structure(sample_models):
     assert len(texts) == 3  # one risk-table row per arm
     for t, arm in zip(texts, ARMS):
         assert list(t["x"]) == km.ticks  # aligned with the x ticks
-        assert t["text"] == [str(v) for v in km.risk.loc[arm, "at_risk"]]
+        r = km.risk.loc[arm]
+        assert t["text"] == [f"{a} ({e}, {c})" for a, e, c in zip(r["at_risk"], r["events"], r["censored"])]
         assert t["textfont"]["color"] == ARM_COLORS[arm]
     lines = [t for t in fig["data"] if t.get("mode") == "lines"]
     assert [t["line"]["color"] for t in lines] == [ARM_COLORS[a] for a in ARMS]

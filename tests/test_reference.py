@@ -79,6 +79,7 @@ def test_cox_coefficients_and_robust_se_match_r(table, model, covs):
         got = res.summary.loc[names.get(term, term)]
         assert got["coef"] == pytest.approx(r["coef"], abs=1e-4), term
         assert got["se"] == pytest.approx(r["robust_se"], abs=1e-4), term
+        assert got["hr"] == pytest.approx(np.exp(r["coef"]), abs=1e-4), term
 
 
 def test_aalen_johansen_matches_r(table):

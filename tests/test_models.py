@@ -156,8 +156,12 @@ def test_degenerate_inputs_give_results_with_warnings(case, text, rule):
     ref = ttr["cox"]["reference_arm"]
     assert set(ttr["cox"]["hazard_ratios"]) == set(ARMS) - {ref}  # every arm but the reference
     assert set(doc["mixed_model"]["slopes_per_week"]) == set(ARMS)
-    for fig in (a.models.km.figure(), a.models.cox.figure(), a.models.competing.figure(), a.models.mixed.figure()):
+    m = a.models
+    for fig in (m.km.figure(), m.cox.figure(), m.competing.figure(), m.mixed.figure(), m.interval.figure(),
+                m.mixed.diagnostics_figure(), m.adjusted.balance_figure()):
         fig.to_plotly_json()
+    for result in (m.km, m.cox, m.competing, m.interval, m.mixed, m.table1, m.adjusted):
+        assert isinstance(result.summary, pd.DataFrame)
 
 
 def test_arm_with_no_lines_has_zero_counts():

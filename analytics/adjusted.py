@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 import statsmodels.api as sm
 
 from .cox import CoxResult, fit_cox
-from .results import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings
+from .results import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
 from .style import base_layout
 from .survival import KMResult, fit_km
 from .table1 import smd
@@ -96,14 +96,7 @@ def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
                  trim: tuple[float, float] = (0.01, 0.99)) -> AdjustedResult:
     warns: list[str] = []
     arms = list(arms)
-    covs = []
-    for c in covariates:
-        if c not in table.columns:
-            warns.append(f"covariate {c!r} is not in the export; the weights do not balance it")
-        elif table[c].nunique(dropna=True) < 2:
-            warns.append(f"covariate {c!r} does not vary; left out of the propensity model")
-        else:
-            covs.append(c)
+    covs = usable_covariates(table, covariates, warns, "the weights do not balance it")
     present = [a for a in arms if (table["arm"] == a).any()]
     sub = table[table["arm"].isin(present)].dropna(subset=covs).copy() if covs else table[
         table["arm"].isin(present)].copy()

@@ -21,7 +21,7 @@ from lifelines import CoxPHFitter
 from lifelines.statistics import proportional_hazard_test
 from scipy import stats
 
-from .results import COVARIATE_LABELS, capture_warnings
+from .results import COVARIATE_LABELS, capture_warnings, usable_covariates
 from .style import arm_color, base_layout
 
 __all__ = ["CoxResult", "fit_cox"]
@@ -177,14 +177,7 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
             usable.append(a)
     if present and usable and usable[0] != present[0]:
         usable = []  # the reference is the first arm with lines (contract); without its responses, no contrast
-    covs = []
-    for c in covariates:
-        if c not in table.columns:
-            warns.append(f"covariate {c!r} is not in the export; the model is not adjusted for it")
-        elif table[c].nunique(dropna=True) < 2:
-            warns.append(f"covariate {c!r} does not vary; the model is not adjusted for it")
-        else:
-            covs.append(c)
+    covs = usable_covariates(table, covariates, warns, "the model is not adjusted for it")
     sub = table[table["arm"].isin(usable)]
     n_before = len(sub)
     if covs:

@@ -27,7 +27,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .options import OptionError
-from .results import capture_warnings
+from .results import capture_warnings, usable_covariates
 from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
@@ -120,13 +120,7 @@ def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covar
         if covariates is None:
             warns.append("no covariate table given: the model is not adjusted")
         else:
-            for c in spec.covariates:
-                if c not in covariates.columns:
-                    warns.append(f"covariate {c!r} is not in the export; the model is not adjusted for it")
-                elif covariates[c].nunique(dropna=True) < 2:
-                    warns.append(f"covariate {c!r} does not vary; the model is not adjusted for it")
-                else:
-                    covs.append(c)
+            covs = usable_covariates(covariates, spec.covariates, warns, "the model is not adjusted for it")
             if covs:
                 d = d.merge(covariates[["line_id", *covs]], on="line_id", how="left")
                 before = d["line_id"].nunique()

@@ -12,7 +12,8 @@ import pandas as pd
 from .derive import Derivation
 from .validate import Prepared
 
-__all__ = ["analysis_table", "capture_warnings", "COVARIATES", "ADJUSTMENT_SET", "arms_with_lines"]
+__all__ = ["analysis_table", "capture_warnings", "COVARIATES", "ADJUSTMENT_SET", "arms_with_lines",
+           "usable_covariates"]
 
 # Covariates available for adjustment, in the order they enter a model.
 COVARIATES = ("baseline_cdasi", "line_number", "mda5", "ild", "age_at_onset", "female", "malignancy", "tif1g")
@@ -81,3 +82,18 @@ def analysis_table(derivation: Derivation, prepared: Prepared | None = None) -> 
 def arms_with_lines(table: pd.DataFrame, arms: list[str] | tuple[str, ...]) -> list[str]:
     counts = table["arm"].value_counts()
     return [a for a in arms if counts.get(a, 0) > 0]
+
+
+def usable_covariates(table: pd.DataFrame, covariates, warns: list[str], consequence: str) -> list[str]:
+    """The covariates that exist in ``table`` and vary; a warning for each one left out.
+
+    ``consequence`` ends the warning, e.g. "the model is not adjusted for it"."""
+    usable = []
+    for c in covariates:
+        if c not in table.columns:
+            warns.append(f"covariate {c!r} is not in the export; {consequence}")
+        elif table[c].nunique(dropna=True) < 2:
+            warns.append(f"covariate {c!r} does not vary; {consequence}")
+        else:
+            usable.append(c)
+    return usable

@@ -59,6 +59,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_definitions(p)
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
 
+    p = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1 (sample cohort by default)",
+                       description="Start the dashboard in your browser, bound to 127.0.0.1, on VISITS or on the "
+                                   "synthetic sample cohort. No telemetry; uploads stay in memory.")
+    p.add_argument("visits", metavar="VISITS", nargs="?", help="the visit export (default: the sample cohort)")
+    p.add_argument("--therapies", metavar="F", help="optional therapy episodes file")
+    p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
+    p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: 8501)")
+    p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
+                   help="address to bind (default: 127.0.0.1; anything else exposes health data to the network)")
+
     p = sub.add_parser("sample", help="write a synthetic cohort in the input format",
                        description="Write a seeded synthetic cohort (visits.csv and therapies.csv) calibrated on "
                                    "published CADM series. Synthetic: never real patients.")
@@ -154,10 +164,50 @@ def _cmd_sample(args) -> int:
     return 0
 
 
+def dashboard_command(args) -> list[str]:
+    """The streamlit command line that `cdasi-outcomes dashboard` runs."""
+    app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
+    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+            "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
+            "--server.maxUploadSize", "200", "--server.fileWatcherType", "none", "--theme.base", "light"]
+
+
+def _cmd_dashboard(args) -> int:
+    import subprocess
+
+    from .io import load_mapping
+
+    env = dict(os.environ)
+    for name, value in (("CDASI_VISITS", args.visits), ("CDASI_THERAPIES", args.therapies),
+                        ("CDASI_MAPPING", args.mapping)):
+        env.pop(name, None)
+        if value:
+            path = Path(value).resolve()
+            if not path.is_file():
+                raise _missing(value)
+            env[name] = str(path)
+    if args.mapping:
+        load_mapping(args.mapping)  # fail early, in the terminal, on a malformed mapping
+    if not (0 < args.port < 65536):
+        raise CdasiError(f"--port must be between 1 and 65535, not {args.port}")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: binding to {args.host} makes the dashboard, and the health data in it, reachable from "
+              "other machines", file=sys.stderr)
+    print(f"cdasi-outcomes dashboard on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    return subprocess.call(dashboard_command(args), env=env)
+
+
+def _missing(value: str):
+    from .errors import InputError
+
+    return InputError(f"{value} does not exist")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "sample": _cmd_sample}[args.command]
+    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "sample": _cmd_sample,
+               "dashboard": _cmd_dashboard}[args.command]
     try:
         return handler(args)
     except CdasiError as exc:

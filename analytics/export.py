@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["neutralise", "write_csv", "write_json", "json_safe"]
+__all__ = ["neutralise", "write_csv", "write_json", "json_safe", "csv_bytes", "xlsx_bytes"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -62,3 +62,31 @@ def write_json(obj, path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(json_safe(obj), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return path
+
+
+def csv_bytes(df: pd.DataFrame) -> bytes:
+    """A neutralised CSV of ``df`` (UTF-8 with BOM, so spreadsheets read accents right)."""
+    return neutralise(df).to_csv(index=False, lineterminator="\n").encode("utf-8-sig")
+
+
+def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
+    """One formatted workbook, a sheet per table (bold header, frozen first row, fitted widths),
+    every text cell neutralised."""
+    import io
+
+    from openpyxl.styles import Font
+
+    buf = io.BytesIO()
+    with pd.ExcelWriter(buf, engine="openpyxl") as xw:
+        for name, df in sheets.items():
+            sheet = "".join(ch for ch in str(name) if ch not in '[]:*?/\\')[:31] or "Sheet"
+            out = neutralise(df.reset_index(drop=True))
+            out.to_excel(xw, sheet_name=sheet, index=False)
+            ws = xw.sheets[sheet]
+            ws.freeze_panes = "A2"
+            for cell in ws[1]:
+                cell.font = Font(bold=True)
+            for i, col in enumerate(out.columns, start=1):
+                width = max([len(str(col))] + [len(str(v)) for v in out.iloc[:200, i - 1].tolist()])
+                ws.column_dimensions[ws.cell(1, i).column_letter].width = min(60, width + 2)
+    return buf.getvalue()

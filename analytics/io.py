@@ -21,7 +21,7 @@ import pandas as pd
 from .errors import InputError, MappingError
 from .schema import THERAPY_COLUMNS, VISIT_COLUMNS, Column, normalise_header
 
-__all__ = ["ColumnMapping", "RawTable", "load_mapping", "read_table", "read_bytes"]
+__all__ = ["ColumnMapping", "RawTable", "load_mapping", "mapping_from_bytes", "read_table", "read_bytes"]
 
 _MAX_BYTES = 2 * 1024**3
 
@@ -51,6 +51,17 @@ def load_mapping(path: str | Path | None) -> ColumnMapping:
     except tomllib.TOMLDecodeError as exc:
         raise MappingError(f"mapping file {p} is not valid TOML: {exc}") from None
     return mapping_from_dict(raw, source=str(p))
+
+
+def mapping_from_bytes(data: bytes, name: str = "mapping.toml") -> ColumnMapping:
+    """A mapping file from bytes (an upload)."""
+    try:
+        raw = tomllib.loads(data.decode("utf-8-sig"))
+    except UnicodeDecodeError:
+        raise MappingError(f"mapping file {name} is not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise MappingError(f"mapping file {name} is not valid TOML: {exc}") from None
+    return mapping_from_dict(raw, source=name)
 
 
 def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:

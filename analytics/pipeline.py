@@ -14,12 +14,12 @@ from pathlib import Path
 from . import __version__
 from .derive import EXCLUSION_REASONS, Derivation, derive
 from .export import write_csv, write_json
-from .io import ColumnMapping, load_mapping, read_table
+from .io import ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
 from .models import ModelOptions, Models, fit_models
 from .options import DeriveOptions
 from .validate import Prepared, prepare
 
-__all__ = ["load", "analyze", "Analysis", "write_outputs"]
+__all__ = ["load", "load_bytes", "analyze", "Analysis", "write_outputs"]
 
 
 def load(visits: str | Path, therapies: str | Path | None = None,
@@ -35,6 +35,20 @@ def load(visits: str | Path, therapies: str | Path | None = None,
         prepared.sources["mapping"] = {"name": Path(m.source).name}
     t2 = time.perf_counter()
     return prepared, {"load": t1 - t0, "validate": t2 - t1}
+
+
+def load_bytes(visits: tuple[bytes, str], therapies: tuple[bytes, str] | None = None,
+               mapping: tuple[bytes, str] | None = None) -> tuple[Prepared, dict]:
+    """:func:`load` for uploads: each file as (bytes, file name)."""
+    t0 = time.perf_counter()
+    m = mapping_from_bytes(*mapping) if mapping is not None else ColumnMapping()
+    raw_v = read_bytes(visits[0], visits[1], "visits", m)
+    raw_t = read_bytes(therapies[0], therapies[1], "therapies", m) if therapies is not None else None
+    t1 = time.perf_counter()
+    prepared = prepare(raw_v, raw_t, m)
+    if m.source:
+        prepared.sources["mapping"] = {"name": m.source}
+    return prepared, {"load": t1 - t0, "validate": time.perf_counter() - t1}
 
 
 @dataclass

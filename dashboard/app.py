@@ -1,0 +1,33 @@
+"""cdasi-outcomes dashboard: the router. Run with `cdasi-outcomes dashboard` (binds 127.0.0.1)."""
+
+import streamlit as st
+
+from dashboard import state, ui
+
+st.set_page_config(page_title="cdasi-outcomes", page_icon=":material/monitoring:", layout="wide")
+
+PAGES = [
+    st.Page("views/data.py", title="Data", icon=":material/upload_file:", default=True),
+    st.Page("views/cohort.py", title="Cohort", icon=":material/groups:"),
+    st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+    st.Page("views/time_to_response.py", title="Time to response", icon=":material/avg_pace:"),
+    st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
+    st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
+]
+page = st.navigation(PAGES)
+
+with st.sidebar:
+    files = state.current_files()
+    st.markdown(f"**Dataset:** {files.label or files.names['visits']}")
+    st.caption(f"sha256 `{files.visits_sha256[:16]}…`")
+    opts = state.derive_options()
+    st.markdown(f"**Response:** `{opts.response}`" + (" (confirmed)" if opts.confirm else ""))
+    active = state.cohort_filter().describe()
+    st.markdown("**Filters:** " + ("; ".join(active) if active else "none (all lines)"))
+    if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):
+        state.set_cohort_filter(state.CohortFilter())
+        st.rerun()
+    st.caption("Local only: no telemetry; served on 127.0.0.1.")
+
+with ui.guard():
+    page.run()

@@ -1,0 +1,271 @@
+"""State and caching, in one place. Pages call these functions; nothing else touches
+``st.session_state`` keys or caches.
+
+Session-state keys carry a page prefix: ``data.*``, ``analysis.*``, ``cohort.*``, ``mixed.*``,
+``timeline.*``. Caches are keyed on the dataset's hash and the repr of every option object
+(frozen dataclasses print as valid Python), so nothing is re-read or refitted unless something
+it depends on changed. Uploaded files stay in memory; nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from analytics import DeriveOptions, Prepared
+from analytics.cohort import CohortFilter, FilteredCohort, apply_filter, options_for
+from analytics.derive import Derivation, derive
+from analytics.export import neutralise
+from analytics.mixed import MixedResult, MixedSpec, fit_mixed
+from analytics.models import ModelOptions
+from analytics.pipeline import load_bytes
+from analytics.results import analysis_table
+from analytics.sample import generate
+
+SAMPLE_SEED = 20210301
+SAMPLE_PATIENTS = 400
+
+
+@dataclass(frozen=True)
+class DatasetFiles:
+    """The files behind a dataset, in memory: (bytes, file name) each."""
+
+    visits: tuple[bytes, str]
+    therapies: tuple[bytes, str] | None = None
+    mapping: tuple[bytes, str] | None = None
+    label: str = ""
+
+    @property
+    def key(self) -> str:
+        h = hashlib.sha256()
+        for part in (self.visits, self.therapies, self.mapping):
+            h.update(b"|" if part is None else hashlib.sha256(part[0]).digest() + part[1].encode())
+        return h.hexdigest()
+
+    @property
+    def visits_sha256(self) -> str:
+        return hashlib.sha256(self.visits[0]).hexdigest()
+
+    @property
+    def names(self) -> dict:
+        return {k: v[1] for k, v in (("visits", self.visits), ("therapies", self.therapies),
+                                     ("mapping", self.mapping)) if v is not None}
+
+
+# ------------------------------------------------------------------ the dataset
+@st.cache_resource(show_spinner="Generating the synthetic sample cohort...")
+def sample_files() -> DatasetFiles:
+    """The committed sample cohort (the generator writes exactly these files)."""
+    visits, therapies = generate(SAMPLE_PATIENTS, SAMPLE_SEED)
+    enc = lambda df: neutralise(df).to_csv(index=False, lineterminator="\n").encode()  # noqa: E731
+    return DatasetFiles((enc(visits), "visits.csv"), (enc(therapies), "therapies.csv"), None,
+                        f"Sample cohort (synthetic, {SAMPLE_PATIENTS} patients)")
+
+
+def _file(env: str) -> tuple[bytes, str] | None:
+    path = os.environ.get(env)
+    if not path:
+        return None
+    p = Path(path)
+    return p.read_bytes(), p.name
+
+
+def startup_files() -> DatasetFiles:
+    """The dataset named on the command line (``cdasi-outcomes dashboard VISITS``), else the sample."""
+    visits = _file("CDASI_VISITS")
+    if visits is None:
+        return sample_files()
+    return DatasetFiles(visits, _file("CDASI_THERAPIES"), _file("CDASI_MAPPING"), visits[1])
+
+
+@st.cache_resource(max_entries=4, show_spinner="Reading and validating the export...")
+def _prepared(key: str, _files: DatasetFiles) -> Prepared:
+    return load_bytes(_files.visits, _files.therapies, _files.mapping)[0]
+
+
+def prepare_files(files: DatasetFiles) -> Prepared:
+    """Read and validate (cached on the files' hash). Raises CdasiError for unreadable files."""
+    return _prepared(files.key, files)
+
+
+def current_files() -> DatasetFiles:
+    if "data.files" not in st.session_state:
+        st.session_state["data.files"] = startup_files()
+    return st.session_state["data.files"]
+
+
+def set_files(files: DatasetFiles) -> None:
+    st.session_state["data.files"] = files
+    st.session_state.pop("timeline.patient", None)
+
+
+def current() -> Prepared:
+    return prepare_files(current_files())
+
+
+def try_files(files: DatasetFiles):
+    """Validate new files; switch to them only when they are valid. Returns (ok, message, report)."""
+    from analytics import CdasiError
+
+    try:
+        prepared = prepare_files(files)
+    except CdasiError as exc:
+        return False, f"{files.label}: {exc}. The previous dataset is still in use.", None
+    rep = prepared.report
+    if rep.ok:
+        set_files(files)
+        return True, (f"Loaded {files.label}: {prepared.counts['patients']} patients, {prepared.counts['visits']} "
+                      f"visits, {len(rep.warnings)} warning(s)."), rep
+    return False, (f"{files.label} has {len(rep.errors)} error(s) and was not loaded; the previous dataset is still "
+                   "in use. Fix the errors below and upload it again."), rep
+
+
+# ------------------------------------------------------------------ options
+def derive_options() -> DeriveOptions:
+    return st.session_state.setdefault("analysis.options", DeriveOptions())
+
+
+def set_derive_options(options: DeriveOptions) -> None:
+    st.session_state["analysis.options"] = options
+
+
+def cohort_filter() -> CohortFilter:
+    return st.session_state.setdefault("cohort.filter", CohortFilter())
+
+
+def set_cohort_filter(cohort: CohortFilter) -> None:
+    st.session_state["cohort.filter"] = cohort
+
+
+def mixed_spec() -> MixedSpec:
+    return st.session_state.setdefault("mixed.spec", MixedSpec())
+
+
+def set_mixed_spec(spec: MixedSpec) -> None:
+    st.session_state["mixed.spec"] = spec
+
+
+def model_options() -> ModelOptions:
+    return st.session_state.setdefault("analysis.model_options", ModelOptions())
+
+
+def set_model_options(options: ModelOptions) -> None:
+    st.session_state["analysis.model_options"] = options
+
+
+def timeline_patient() -> str | None:
+    return st.session_state.get("timeline.patient")
+
+
+def set_timeline_patient(patient_id: str) -> None:
+    st.session_state["timeline.patient"] = patient_id
+
+
+# ------------------------------------------------------------------ cached analytics
+@st.cache_resource(max_entries=16, show_spinner="Deriving therapy lines...")
+def _derivation(key: str, opts: str, _prepared: Prepared, _options: DeriveOptions) -> Derivation:
+    return derive(_prepared, _options)
+
+
+def derivation() -> Derivation:
+    files, options = current_files(), derive_options()
+    prepared = current()
+    prepared.raise_if_invalid()
+    return _derivation(files.key, repr(options), prepared, options)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Applying the cohort filters...")
+def _cohort(key: str, opts: str, filt: str, _derivation: Derivation, _prepared: Prepared,
+            _filter: CohortFilter) -> FilteredCohort:
+    return apply_filter(_derivation, _prepared, _filter)
+
+
+def cohort() -> FilteredCohort:
+    files, options, filt = current_files(), derive_options(), cohort_filter()
+    return _cohort(files.key, repr(options), repr(filt), derivation(), current(), filt)
+
+
+@st.cache_resource(max_entries=8)
+def _filter_options(key: str, opts: str, _derivation: Derivation, _prepared: Prepared) -> dict:
+    return options_for(_derivation, _prepared)
+
+
+def filter_options() -> dict:
+    return _filter_options(current_files().key, repr(derive_options()), derivation(), current())
+
+
+def _keys() -> tuple[str, str, str]:
+    return current_files().key, repr(derive_options()), repr(cohort_filter())
+
+
+@st.cache_resource(max_entries=32, show_spinner="Building the analysis table...")
+def _table(key: str, opts: str, filt: str, _cohort: FilteredCohort, _prepared: Prepared):
+    return analysis_table(_cohort.derivation, _prepared)
+
+
+def table():
+    return _table(*_keys(), cohort(), current())
+
+
+@st.cache_resource(max_entries=32, show_spinner="Fitting Kaplan-Meier, Cox, competing-risks and weighted models...")
+def _survival(key: str, opts: str, filt: str, mopts: str, _cohort: FilteredCohort, _prepared: Prepared,
+              _options: ModelOptions) -> dict:
+    from analytics.adjusted import fit_adjusted
+    from analytics.competing import fit_competing
+    from analytics.cox import fit_cox
+    from analytics.interval import fit_interval
+    from analytics.survival import fit_km
+
+    d = _cohort.derivation
+    arms = list(d.options.arms)
+    t = analysis_table(d, _prepared)
+    return {"km": fit_km(t, arms, list(_options.ticks), alpha=_options.alpha),
+            "cox": fit_cox(t, arms, (), alpha=_options.alpha),
+            "cox_adjusted": fit_cox(t, arms, _options.adjust_for, alpha=_options.alpha),
+            "competing": fit_competing(t, arms, _options.alpha),
+            "interval": fit_interval(t, d, arms),
+            "adjusted": fit_adjusted(t, arms, _options.adjust_for, _options.trim)}
+
+
+def survival() -> dict:
+    mopts = model_options()
+    return _survival(*_keys(), repr(mopts), cohort(), current(), mopts)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Fitting the linear mixed model (REML)...")
+def _mixed(key: str, opts: str, filt: str, spec: str, _cohort: FilteredCohort, _prepared: Prepared,
+           _spec: MixedSpec) -> MixedResult:
+    d = _cohort.derivation
+    return fit_mixed(d.trajectories, list(d.options.arms), _spec, analysis_table(d, _prepared))
+
+
+def mixed() -> MixedResult:
+    spec = mixed_spec()
+    return _mixed(*_keys(), repr(spec), cohort(), current(), spec)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Building Table 1...")
+def _table1(key: str, opts: str, filt: str, _table):
+    from analytics.table1 import table1
+
+    return table1(_table, list(_table["arm"].cat.categories))
+
+
+def table_one():
+    return _table1(*_keys(), table())
+
+
+def files_for_python() -> tuple[str, str]:
+    """File names as a researcher would pass them, for the reproduce snippets."""
+    names = current_files().names
+    return names.get("visits", "visits.csv"), names.get("therapies", "")
+
+
+def reset_for_tests() -> None:  # pragma: no cover - used by the test-suite's fixtures
+    for f in (_prepared, _derivation, _cohort, _filter_options, _table, _survival, _mixed, _table1, sample_files):
+        f.clear()
+

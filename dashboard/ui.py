@@ -1,0 +1,128 @@
+"""Shared page elements: figures with downloads, tables with downloads, warnings, the
+reproduce expander, provenance, and the one place that turns known errors into st.error."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import traceback
+from functools import partial
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from analytics import CdasiError
+from analytics.export import csv_bytes, xlsx_bytes
+
+from . import state
+
+_BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
+def chrome_path() -> str | None:
+    """A Chrome/Chromium for kaleido's PNG and SVG export, or None."""
+    return next((p for p in map(shutil.which, _BROWSERS) if p), None)
+
+
+def _image(fig: go.Figure, fmt: str) -> bytes:
+    width = fig.layout.width or 900
+    height = fig.layout.height or 560
+    return fig.to_image(format=fmt, width=width, height=height, scale=3 if fmt == "png" else 1)
+
+
+def _html(fig: go.Figure) -> str:
+    # self-contained: plotly.js is embedded, so the file opens without a network
+    return fig.to_html(include_plotlyjs=True, full_html=True)
+
+
+def figure(fig: go.Figure, name: str, key: str, select: bool = False):
+    """Show a figure with PNG (print resolution), SVG and HTML downloads. Returns the selection
+    event when ``select`` (points carry patient ids in customdata)."""
+    event = st.plotly_chart(fig, width="stretch", key=f"{key}.chart",
+                            on_select="rerun" if select else "ignore",
+                            selection_mode=("points",) if select else ("points", "box", "lasso"))
+    chrome = chrome_path()
+    cols = st.columns([1, 1, 1, 5])
+    help_missing = "PNG and SVG need a Chromium: `apt-get install chromium` (HTML and tables export without it)."
+    cols[0].download_button("PNG", partial(_image, fig, "png"), f"{name}.png", "image/png", key=f"{key}.png",
+                            disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
+                            on_click="ignore", icon=":material/download:")
+    cols[1].download_button("SVG", partial(_image, fig, "svg"), f"{name}.svg", "image/svg+xml", key=f"{key}.svg",
+                            disabled=chrome is None, help=help_missing if chrome is None else "vector SVG",
+                            on_click="ignore", icon=":material/download:")
+    cols[2].download_button("HTML", partial(_html, fig), f"{name}.html", "text/html", key=f"{key}.html",
+                            help="interactive, self-contained HTML", on_click="ignore", icon=":material/download:")
+    return event if select else None
+
+
+def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, **kwargs) -> None:
+    """Show a table with CSV and XLSX downloads (spreadsheet formulas neutralised)."""
+    st.dataframe(df, width="stretch", hide_index=True, height=height or "auto", **kwargs)
+    cols = st.columns([1, 1, 6])
+    cols[0].download_button("CSV", partial(csv_bytes, df), f"{name}.csv", "text/csv", key=f"{key}.csv",
+                            on_click="ignore", icon=":material/download:")
+    cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}), f"{name}.xlsx",
+                            "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}.xlsx",
+                            on_click="ignore", icon=":material/download:")
+
+
+def warnings(items: list[str], what: str = "this result") -> None:
+    if not items:
+        return
+    with st.expander(f"{len(items)} warning(s) for {what}", expanded=len(items) <= 2, icon=":material/warning:"):
+        for w in items:
+            st.markdown(f"- {w}")
+
+
+def provenance() -> None:
+    files = state.current_files()
+    opts = state.derive_options()
+    st.caption(f"Input: {', '.join(files.names.values())} · visits sha256 `{files.visits_sha256[:16]}…` · "
+               f"response `{opts.response}`{' confirmed' if opts.confirm else ''} · arms {', '.join(opts.arms)}")
+
+
+def reproduce(python: str, cli: str | None = None) -> None:
+    """The exact call that recomputes what the page shows."""
+    visits, therapies = state.files_for_python()
+    opts = state.derive_options()
+    filt = state.cohort_filter()
+    head = (f"from analytics import load, analyze, DeriveOptions, ResponseRule\n"
+            f"from analytics.cohort import CohortFilter, apply_filter\n\n"
+            f"prepared, _ = load({visits!r}" + (f", therapies={therapies!r}" if therapies else "") + ")\n"
+            f"derivation = analyze(prepared, {opts!r}).derivation\n"
+            f"cohort = apply_filter(derivation, prepared, {filt!r}).derivation\n")
+    with st.expander("Reproduce", icon=":material/code:"):
+        st.code(head + python, language="python")
+        if cli:
+            st.markdown("Command line (without the cohort filters, which are Python-only):")
+            args = f" --therapies {therapies}" if therapies else ""
+            st.code(f"cdasi-outcomes {cli.format(visits=visits, therapies=args, response=opts.response)}",
+                    language="bash")
+
+
+@contextlib.contextmanager
+def guard():
+    """Known problems become a readable st.error; anything else is reported, never a crash."""
+    try:
+        yield
+    except CdasiError as exc:
+        st.error(str(exc), icon=":material/error:")
+        report = getattr(exc, "report", None)
+        if report is not None:
+            st.dataframe(report.to_frame(), hide_index=True, width="stretch")
+    except Exception as exc:  # a bug: say so, keep the app alive
+        st.error(f"Something went wrong: {type(exc).__name__}: {exc}. This is a bug in cdasi-outcomes; the "
+                 "details below help to report it.", icon=":material/bug_report:")
+        with st.expander("Details"):
+            st.code("".join(traceback.format_exception(exc)))
+
+
+def require_lines() -> bool:
+    """Stop the page with a clear message when the filters leave no included line."""
+    c = state.cohort()
+    if c.empty:
+        st.info("No included therapy line matches the active filters. Change or clear them on the Cohort page.",
+                icon=":material/filter_alt_off:")
+        return False
+    return True

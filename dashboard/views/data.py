@@ -1,0 +1,74 @@
+"""Data: load an export (or the sample), see the validation report, the guard and the attrition."""
+
+import streamlit as st
+
+from analytics import CdasiError
+from dashboard import state, ui
+from dashboard.state import DatasetFiles
+
+GUARD_RULES = ("identifier_column", "identifier_value", "age_over_89")
+
+st.title("Data")
+st.markdown("Load a de-identified visit export, or explore the synthetic sample cohort. Uploads stay in "
+            "memory; nothing is written to disk or sent anywhere.")
+
+source = st.radio("Dataset", ["Sample cohort (synthetic)", "Upload an export"], horizontal=True, key="data.source",
+                  index=0 if state.current_files() == state.sample_files() else 1)
+if source.startswith("Sample"):
+    if state.current_files() != state.sample_files() and st.button("Use the sample cohort", key="data.use_sample"):
+        state.set_files(state.sample_files())
+        st.rerun()
+else:
+    with st.form("data.form"):
+        visits = st.file_uploader("Visits file: CSV (comma, semicolon or tab), XLSX or Parquet",
+                                  type=["csv", "tsv", "txt", "xlsx", "xlsm", "parquet"], key="data.visits")
+        therapies = st.file_uploader("Therapies file (optional; wins over systemic_therapy)",
+                                     type=["csv", "tsv", "txt", "xlsx", "xlsm", "parquet"], key="data.therapies")
+        mapping = st.file_uploader("Mapping file (optional TOML: [columns] and [drugs])", type=["toml"],
+                                   key="data.mapping")
+        submitted = st.form_submit_button("Load and validate", icon=":material/fact_check:")
+    if submitted:
+        if visits is None:
+            st.warning("Choose a visits file first.")
+        else:
+            files = DatasetFiles((visits.getvalue(), visits.name),
+                                 (therapies.getvalue(), therapies.name) if therapies else None,
+                                 (mapping.getvalue(), mapping.name) if mapping else None, visits.name)
+            ok, message, report = state.try_files(files)
+            (st.success if ok else st.error)(message)
+            if report is not None and not ok:
+                ui.table(report.to_frame(), "validation_report_rejected", "data.rejected")
+
+files = state.current_files()
+prepared = state.current()
+rep = prepared.report
+c = prepared.counts
+cols = st.columns(4)
+cols[0].metric("Patients", c.get("patients", 0))
+cols[1].metric("Visits", c.get("visits", 0))
+cols[2].metric("Errors", len(rep.errors))
+cols[3].metric("Warnings", len(rep.warnings))
+ui.provenance()
+
+st.subheader("Validation report")
+if rep.findings:
+    ui.table(rep.to_frame(), "validation_report", "data.report")
+else:
+    st.success("No problems found.")
+
+st.subheader("De-identification guard")
+guard = [f for f in rep.findings if f.rule in GUARD_RULES]
+if guard:
+    st.error("The file holds identifiers and was refused: " + "; ".join(f"{f.message} ({f.fix})" for f in guard))
+else:
+    st.success("No identifier-like columns, free-text identifiers or ages over 89 found.")
+
+st.subheader("Attrition: from rows to analysable lines")
+if rep.ok:
+    with ui.guard():
+        d = state.derivation()
+        ui.table(d.attrition, "attrition", "data.attrition")
+        ui.reproduce("print(analyze(prepared).derivation.attrition)",
+                     "analyze {visits}{therapies} --response {response} --out out/")
+else:
+    st.info("Fix the errors above to see the therapy lines.")

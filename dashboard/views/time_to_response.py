@@ -1,0 +1,102 @@
+"""Time to response: the response rule, Kaplan-Meier, Cox, competing risks, the weighted view."""
+
+import streamlit as st
+
+from analytics import DeriveOptions, OptionError, ResponseRule
+from analytics.models import ModelOptions
+from analytics.results import ADJUSTMENT_SET, COVARIATE_LABELS
+from dashboard import state, ui
+
+st.title("Time to response")
+opts = state.derive_options()
+mopts = state.model_options()
+KINDS = {"points": "fall of at least N points", "percent": "fall of at least P%", "atmost": "activity at most S",
+         "clear": "clear skin (activity 0)"}
+with st.form("ttr.form"):
+    c1, c2, c3, c4 = st.columns([2, 1, 1, 3])
+    kind = c1.selectbox("Response rule", list(KINDS), index=list(KINDS).index(opts.response.kind),
+                        format_func=lambda k: f"{k}: {KINDS[k]}")
+    default = {"points": 4.0, "percent": 40.0, "atmost": 14.0, "clear": 0.0}
+    value = c2.number_input("Value", min_value=0.0, max_value=100.0, step=1.0,
+                            value=float(opts.response.value) if opts.response.value is not None else default[kind],
+                            help="points:4 is the MCID and responder definition (Anyanwu 2015, Robinson 2015); "
+                                 "percent:40 for baseline > 14 (Ahmed 2020); atmost:14 = mild")
+    confirm = c3.checkbox("Confirm at the next visit", value=opts.confirm)
+    adjust = c4.multiselect("Adjust the Cox model and the weights for", list(COVARIATE_LABELS),
+                            default=list(mopts.adjust_for), format_func=COVARIATE_LABELS.get)
+    if st.form_submit_button("Apply", icon=":material/check:"):
+        try:
+            rule = ResponseRule(kind, None if kind == "clear" else value)
+            state.set_derive_options(DeriveOptions(rule, confirm, opts.arms, opts.baseline_window_days))
+            state.set_model_options(ModelOptions(adjust_for=tuple(adjust), mixed=mopts.mixed, ticks=mopts.ticks,
+                                                 trim=mopts.trim, alpha=mopts.alpha))
+            st.rerun()
+        except OptionError as exc:
+            st.error(str(exc))
+st.caption(f"Response: {state.derive_options().response.describe()}"
+           + ("; confirmed at the next follow-up visit." if state.derive_options().confirm else "."))
+ui.provenance()
+
+if ui.require_lines():
+    res = state.survival()
+    km, cox, cox_adj, comp, interval, adj = (res[k] for k in ("km", "cox", "cox_adjusted", "competing", "interval",
+                                                              "adjusted"))
+    tabs = st.tabs(["Kaplan-Meier", "Cox model", "Competing risks", "Interval censoring", "Adjusted (weighted)"])
+    with tabs[0]:
+        ui.figure(km.figure(), "time_to_response_km", "ttr.km")
+        s = km.summary.reset_index()
+        ui.table(s.round(3), "km_medians", "ttr.km.table")
+        lr = km.logrank
+        if lr["statistic"] is not None:
+            st.markdown(f"**Log-rank** across arms: chi-square {lr['statistic']:.2f}, df {lr['df']}, "
+                        f"p = {lr['p']:.3g}. Pairwise, Holm-corrected:")
+            ui.table(km.pairwise.round(4), "logrank_pairwise", "ttr.km.pairs")
+        ui.warnings(km.warnings, "the Kaplan-Meier analysis")
+        ui.reproduce("from analytics.results import analysis_table\nfrom analytics.survival import fit_km\n"
+                     f"km = fit_km(analysis_table(cohort, prepared), {list(opts.arms)!r})\nkm.figure().show()",
+                     "analyze {visits}{therapies} --response {response} --out out/")
+    with tabs[1]:
+        st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
+                "confounded by indication; the adjusted one accounts only for the covariates listed.",
+                icon=":material/info:")
+        left, right = st.columns(2)
+        with left:
+            st.markdown("**Unadjusted**")
+            ui.figure(cox.figure(), "cox_unadjusted", "ttr.cox")
+            ui.table(cox.summary.reset_index().round(4), "cox_unadjusted", "ttr.cox.table")
+            st.markdown(f"Proportional hazards: {cox.ph_text}")
+            ui.warnings(cox.warnings, "the unadjusted Cox model")
+        with right:
+            st.markdown("**Adjusted**")
+            ui.figure(cox_adj.figure(), "cox_adjusted", "ttr.coxadj")
+            ui.table(cox_adj.summary.reset_index().round(4), "cox_adjusted", "ttr.coxadj.table")
+            st.markdown(f"Proportional hazards: {cox_adj.ph_text}")
+            ui.warnings(cox_adj.warnings, "the adjusted Cox model")
+        ui.reproduce("from analytics.cox import fit_cox\nfrom analytics.results import analysis_table\n"
+                     f"t = analysis_table(cohort, prepared)\nprint(fit_cox(t, {list(opts.arms)!r}, "
+                     f"{tuple(state.model_options().adjust_for)!r}).summary)")
+    with tabs[2]:
+        ui.figure(comp.figure(), "competing_risks", "ttr.cif")
+        ui.table(comp.summary.reset_index().round(3), "competing_risks", "ttr.cif.table")
+        ui.warnings(comp.warnings, "the competing-risks analysis")
+        ui.reproduce("from analytics.competing import fit_competing\nfrom analytics.results import analysis_table\n"
+                     f"fit_competing(analysis_table(cohort, prepared), {list(opts.arms)!r}).figure().show()")
+    with tabs[3]:
+        ui.figure(interval.figure(), "interval_censoring", "ttr.interval")
+        ui.table(interval.summary.reset_index().round(3), "interval_censoring", "ttr.interval.table")
+        st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
+        ui.warnings(interval.warnings, "the interval-censoring analysis")
+    with tabs[4]:
+        st.warning(adj.note, icon=":material/balance:")
+        if adj.km is None:
+            ui.warnings(adj.warnings, "the adjusted comparison")
+        else:
+            ui.figure(adj.balance_figure(), "balance", "ttr.balance")
+            ui.table(adj.balance.round(3), "balance", "ttr.balance.table")
+            st.caption("Effective sample sizes: " + ", ".join(f"{a} {n:.0f}" for a, n in adj.ess.items()))
+            ui.figure(adj.km.figure(), "time_to_response_weighted", "ttr.wkm")
+            ui.table(adj.cox.summary.reset_index().round(4), "cox_weighted", "ttr.wcox.table")
+            ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
+        ui.reproduce("from analytics.adjusted import fit_adjusted\nfrom analytics.results import analysis_table\n"
+                     f"adj = fit_adjusted(analysis_table(cohort, prepared), {list(opts.arms)!r}, "
+                     f"{tuple(state.model_options().adjust_for)!r})\nprint(adj.balance, adj.cox.summary)")

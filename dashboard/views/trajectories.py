@@ -1,0 +1,49 @@
+"""Trajectories: CDASI activity per line aligned at line start, arm means, swimmer plot, sequences."""
+
+import streamlit as st
+
+from analytics.plots import MEASURES, binned_means, sankey_figure, spaghetti_figure, swimmer_figure, trajectory_values
+from dashboard import state, ui
+
+st.title("Trajectories")
+ui.provenance()
+
+
+def open_patient(event) -> None:
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    ids = [p.get("customdata") for p in points if p.get("customdata")]
+    ids = [i[0] if isinstance(i, list) else i for i in ids]
+    if ids:
+        state.set_timeline_patient(str(ids[0]))
+        st.switch_page("views/timeline.py")
+
+
+if ui.require_lines():
+    c = state.cohort()
+    d = c.derivation
+    arms = list(d.options.arms)
+    col1, col2 = st.columns([2, 1])
+    measure = col1.radio("Show", list(MEASURES), horizontal=True, key="traj.measure",
+                         format_func={"absolute": "CDASI activity", "change": "change from baseline",
+                                      "percent": "percent change"}.get)
+    weeks = col2.slider("Weeks after line start", 12, 104, 52, step=4, key="traj.weeks")
+    traj = d.trajectories[d.trajectories["arm"] != ""]
+    event = ui.figure(spaghetti_figure(traj, arms, measure, weeks), f"trajectories_{measure}", "traj.spaghetti",
+                      select=True)
+    st.caption("Select a point to open that patient's timeline.")
+    open_patient(event)
+    ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks).round(2), f"arm_means_{measure}",
+             "traj.means")
+    ui.reproduce(f"from analytics.plots import spaghetti_figure\nspaghetti_figure(cohort.trajectories, "
+                 f"{arms!r}, {measure!r}, {weeks}).show()")
+
+    st.subheader("Therapy lines per patient")
+    n = st.slider("Patients shown (those with the most lines)", 10, 150, 40, step=10, key="traj.swimmers")
+    event = ui.figure(swimmer_figure(d, n), "swimmer", "traj.swimmer", select=True)
+    open_patient(event)
+
+    st.subheader("Therapy sequences")
+    depth = st.slider("Lines shown", 2, 6, 4, key="traj.depth")
+    ui.figure(sankey_figure(d, depth), "sequences", "traj.sankey")
+    ui.reproduce(f"from analytics.plots import sankey_figure, swimmer_figure\nswimmer_figure(cohort, {n}).show()\n"
+                 f"sankey_figure(cohort, {depth}).show()")

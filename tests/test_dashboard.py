@@ -1,0 +1,157 @@
+"""The dashboard, headless (Streamlit's AppTest): every page on the sample cohort and on a tiny
+cohort with an empty arm; filters, the response rule and the mixed-model spec change; an
+invalid upload keeps the previous dataset."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from analytics.cohort import CohortFilter  # noqa: E402
+from dashboard.state import DatasetFiles  # noqa: E402
+
+from .conftest import ROOT  # noqa: E402
+
+APP = str(ROOT / "dashboard" / "app.py")
+PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
+         "views/mixed_model.py", "views/timeline.py"]
+
+TINY = ("patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild,sex,age_at_onset\n" + "".join(
+    f"T{i},{w},{max(0, 20 - (i % 3) * k * 3 + (i % 2))},{'MMF' if i % 2 else 'IVIG'},{'mda5' if i % 4 == 0 else 'tif1g'},"
+    f"{'yes' if i % 5 == 0 else 'no'},{'female' if i % 3 else 'male'},{40 + i}\n"
+    for i in range(24) for k, w in enumerate((0, 28, 56, 84)))).encode()
+
+
+def _app(files: DatasetFiles | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=180)
+    if files is not None:
+        at.session_state["data.files"] = files
+    return at.run()
+
+
+def _ok(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+    assert not [e for e in at.error if "Something went wrong" in e.value], [e.value for e in at.error]
+
+
+@pytest.fixture(scope="module")
+def sample_app():
+    at = _app()
+    _ok(at)
+    return at
+
+
+@pytest.mark.parametrize("page,charts", [("views/data.py", 0), ("views/cohort.py", 0), ("views/trajectories.py", 3),
+                                         ("views/time_to_response.py", 7), ("views/mixed_model.py", 2),
+                                         ("views/timeline.py", 1)])
+def test_every_page_on_the_sample(sample_app, page, charts):
+    at = sample_app.switch_page(page).run()
+    _ok(at)
+    assert len(at.get("plotly_chart")) >= charts
+    assert at.title[0].value
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "Sample cohort" in sidebar and "Filters:" in sidebar
+
+
+def test_data_page_shows_report_guard_and_attrition(sample_app):
+    at = sample_app.switch_page("views/data.py").run()
+    _ok(at)
+    heads = [h.value for h in at.subheader]
+    assert heads == ["Validation report", "De-identification guard", "Attrition: from rows to analysable lines"]
+    assert [m.label for m in at.metric] == ["Patients", "Visits", "Errors", "Warnings"]
+    assert at.metric[0].value == "400"
+
+
+def test_tiny_cohort_with_an_empty_arm_on_every_page():
+    at = _app(DatasetFiles((TINY, "tiny.csv"), label="tiny"))
+    _ok(at)
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+    at.switch_page("views/time_to_response.py").run()
+    labels = " ".join(str(x.label) for x in at.expander)
+    assert "warning(s) for the Kaplan-Meier analysis" in labels, labels  # JAKi has no lines: said, not hidden
+
+
+def test_filters_change_and_an_empty_result_says_so(sample_app):
+    at = sample_app.switch_page("views/cohort.py").run()
+    at.session_state["cohort.filter"] = CohortFilter(antibodies=("mda5",), ild="yes")
+    at.run()
+    _ok(at)
+    assert "antibody: mda5" in " ".join(m.value for m in at.sidebar.markdown)
+    caption = " ".join(c.value for c in at.caption)
+    assert "therapy lines pass the filters" in caption
+    at.session_state["cohort.filter"] = CohortFilter(line_numbers=(7, 7), severity="mild", ild="yes")
+    at.switch_page("views/time_to_response.py").run()
+    _ok(at)
+    assert any("No included therapy line matches" in i.value for i in at.info)
+    at.session_state["cohort.filter"] = CohortFilter()
+    at.run()
+
+
+def test_the_form_applies_filters(sample_app):
+    at = sample_app.switch_page("views/cohort.py").run()
+    at.multiselect[0].set_value(["MMF", "JAKi"])
+    at.button[0].click().run()  # the form's submit button
+    _ok(at)
+    assert at.session_state["cohort.filter"].arms == ("MMF", "JAKi")
+    assert "arms: MMF, JAKi" in " ".join(m.value for m in at.sidebar.markdown)
+    at.session_state["cohort.filter"] = CohortFilter()
+    at.run()
+
+
+def test_response_rule_changes_everything(sample_app):
+    at = sample_app.switch_page("views/time_to_response.py").run()
+    at.selectbox[0].set_value("percent")
+    at.number_input[0].set_value(40.0)
+    at.checkbox[0].check()
+    at.button[0].click().run()
+    _ok(at)
+    opts = at.session_state["analysis.options"]
+    assert str(opts.response) == "percent:40" and opts.confirm
+    assert "percent:40" in " ".join(m.value for m in at.sidebar.markdown)
+    at.switch_page("views/mixed_model.py").run()
+    _ok(at)
+
+
+def test_mixed_model_spec_changes():
+    at = _app()
+    at.switch_page("views/mixed_model.py").run()
+    at.radio[0].set_value("intercept")
+    at.button[0].click().run()
+    _ok(at)
+    assert at.session_state["mixed.spec"].random == "intercept"
+    assert any("random effects `1`" in m.value for m in at.markdown)
+
+
+def test_invalid_upload_keeps_the_previous_dataset():
+    script = f"""
+import streamlit as st
+from dashboard import state
+from dashboard.state import DatasetFiles
+before = state.current_files()
+ok, message, report = state.try_files(DatasetFiles((b"patient_id,visit_day,cdasi_activity\\nP1,0,250\\n", "bad.csv"),
+                                                   label="bad.csv"))
+st.text(str(ok))
+st.text(message)
+st.text(str(state.current_files() is before))
+ok2, message2, _ = state.try_files(DatasetFiles((b"\\x00\\x01binary", "x.csv"), label="x.csv"))
+st.text(str(ok2))
+st.text(message2)
+"""
+    at = AppTest.from_string(script, default_timeout=60).run()
+    _ok(at)
+    vals = [m.value for m in at.text]
+    assert vals[0] == "False" and "1 error(s) and was not loaded" in vals[1] and vals[2] == "True"
+    assert vals[3] == "False" and "previous dataset is still in use" in vals[4]
+
+
+def test_selecting_a_patient_opens_the_timeline(sample_app):
+    at = sample_app
+    at.session_state["timeline.patient"] = "CADM-0007"
+    at.switch_page("views/timeline.py").run()
+    _ok(at)
+    assert at.selectbox[0].value == "CADM-0007"
+    assert "Patient CADM-0007" in at.get("plotly_chart")[0].proto.spec

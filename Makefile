@@ -3,9 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
-OUT    ?= out/sample
+PORT   ?= 8501
 
-.PHONY: run test bench sample clean
+.PHONY: run test bench sample browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,17 +14,27 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
-# Until the dashboard lands (issue 4), `make run` analyses the sample cohort.
-run: $(STAMP)
-	$(VENV)/bin/cdasi-outcomes analyze sample_data/visits.csv --therapies sample_data/therapies.csv --out $(OUT)
-	@echo "Results written to $(OUT)/ (results.json, lines.csv, trajectories.csv)"
+# Chromium: for the browser test and for PNG/SVG export (kaleido). Debian's package, installed when missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing chromium (Debian package) for the browser test and PNG/SVG export..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	  else \
+	    echo "note: no chromium; install it (apt-get install chromium) for the browser test and PNG/SVG export"; \
+	  fi; }
 
-test: $(STAMP)
+# The dashboard on the sample cohort, on http://127.0.0.1:$(PORT)
+run: $(STAMP)
+	$(VENV)/bin/cdasi-outcomes dashboard --port $(PORT)
+
+test: $(STAMP) browser
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
 	$(PY) benchmarks/bench_analyze.py
+	$(PY) benchmarks/bench_dashboard.py
 
 # Regenerate the committed sample cohort (deterministic).
 sample: $(STAMP)

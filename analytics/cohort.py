@@ -154,7 +154,7 @@ def options_for(derivation: Derivation, prepared: Prepared) -> dict:
     if "sex" in lines:
         out["sex"] = sorted(lines["sex"].dropna().unique().tolist())
     if "age_at_onset" in lines and lines["age_at_onset"].notna().any():
-        out["age"] = (float(np.floor(lines["age_at_onset"].min())), float(np.ceil(lines["age_at_onset"].max())))
+        out["age"] = (int(np.floor(lines["age_at_onset"].min())), int(np.ceil(lines["age_at_onset"].max())))
     if "start_year" in lines and lines["start_year"].notna().any():
         out["period"] = (int(lines["start_year"].min()), int(lines["start_year"].max()))
     out["ild"] = "ild" in lines

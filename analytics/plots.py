@@ -54,6 +54,12 @@ def binned_means(values: pd.DataFrame, width: float = 4.0, max_weeks: float = 52
                          "upper": g["mean"] + half, "n": g["count"]})
 
 
+def _with_gaps(groups: pd.Series, *columns: pd.Series) -> list[list]:
+    """Concatenate ``columns`` with a None between groups, so one trace draws many separate lines."""
+    starts = np.flatnonzero(groups.ne(groups.shift()).to_numpy())[1:]
+    return [np.insert(c.to_numpy(dtype=object), starts, None).tolist() for c in columns]
+
+
 def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str = "absolute",
                      max_weeks: float = 52.0, smooth: bool = True) -> go.Figure:
     """One thin line per therapy line, aligned at line start; arm means with 95% CIs in 4-week
@@ -68,12 +74,8 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
         if sub.empty:
             continue
         n_lines = sub["line_id"].nunique()
-        # one trace per arm, lines separated by gaps: fast with thousands of lines
-        gap = sub["line_id"].ne(sub["line_id"].shift())
-        x = np.where(gap, np.nan, 0.0)
-        xs = np.column_stack([x, sub["weeks"].to_numpy()]).ravel()[1:]
-        ys = np.column_stack([x, sub["value"].to_numpy()]).ravel()[1:]
-        ids = np.column_stack([np.array([""] * len(sub), dtype=object), sub["patient_id"].to_numpy()]).ravel()[1:]
+        # one trace per arm, a gap (None) between consecutive lines: fast with thousands of lines
+        xs, ys, ids = _with_gaps(sub["line_id"], sub["weeks"], sub["value"], sub["patient_id"])
         fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
                                    marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
                                    name=f"{arm}: individual lines (n = {n_lines})", customdata=ids,
@@ -103,8 +105,8 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
         note = f"; {vals.attrs['lines_without_percent']} line(s) with baseline 0 have no percent change"
     base_layout(fig, "CDASI activity trajectories by arm<br><sup>Aligned at line start; thin lines: single therapy "
                 f"lines; points: arm means with 95% CI; thick lines: LOWESS{note}</sup>", height=580)
-    fig.update_layout(legend=dict(orientation="h", y=-0.15, yanchor="top", x=0, xanchor="left"),
-                      margin=dict(t=100, b=150))
+    fig.update_layout(legend=dict(orientation="h", y=-0.2, yanchor="top", x=0, xanchor="left"),
+                      margin=dict(t=100, b=170), height=620)
     return fig
 
 

@@ -39,7 +39,7 @@ def _html(fig: go.Figure) -> str:
 def figure(fig: go.Figure, name: str, key: str, select: bool = False):
     """Show a figure with PNG (print resolution), SVG and HTML downloads. Returns the selection
     event when ``select`` (points carry patient ids in customdata)."""
-    event = st.plotly_chart(fig, width="stretch", key=f"{key}.chart",
+    event = st.plotly_chart(fig, width="stretch", key=f"{key}.chart", theme=None,  # the export's look, not Streamlit's
                             on_select="rerun" if select else "ignore",
                             selection_mode=("points",) if select else ("points", "box", "lasso"))
     chrome = chrome_path()

@@ -267,3 +267,16 @@ def test_axis_titles_have_units(sample_models):
     assert "points" in mixed["yaxis"]["title"]["text"] and "Weeks" in mixed["xaxis"]["title"]["text"]
     forest = m.cox_adjusted.figure().to_plotly_json()["layout"]
     assert "Hazard ratio" in forest["xaxis"]["title"]["text"] and forest["xaxis"]["type"] == "log"
+
+
+def test_spaghetti_draws_each_line_separately():
+    from analytics.plots import spaghetti_figure
+
+    tr = pd.DataFrame({"patient_id": ["P1", "P1", "P2", "P2", "P2"], "line_id": ["P1:1", "P1:1", "P2:1", "P2:1", "P2:1"],
+                       "arm": ["MMF"] * 5, "line_number": 1, "visit_day": [0, 28, 0, 28, 56],
+                       "weeks": [0.0, 4, 0, 4, 8], "cdasi_activity": [20.0, 15, 30, 25, 20],
+                       "baseline_cdasi": [20.0, 20, 30, 30, 30]})
+    trace = spaghetti_figure(tr, ["MMF"], smooth=False).data[0]
+    # two lines, one gap between them, and no invented points
+    assert list(trace.x) == [0, 4, None, 0, 4, 8] and list(trace.y) == [20, 15, None, 30, 25, 20]
+    assert list(trace.customdata) == ["P1", "P1", None, "P2", "P2", "P2"]

@@ -82,16 +82,20 @@ def provenance() -> None:
                f"response `{opts.response}`{' confirmed' if opts.confirm else ''} · arms {', '.join(opts.arms)}")
 
 
-def reproduce(python: str, cli: str | None = None) -> None:
-    """The exact call that recomputes what the page shows."""
-    visits, therapies = state.files_for_python()
-    opts = state.derive_options()
-    filt = state.cohort_filter()
-    head = (f"from analytics import load, analyze, DeriveOptions, ResponseRule\n"
+def reproduce_head(visits: str, therapies: str, opts, filt) -> str:
+    """The Python that rebuilds ``prepared``, ``derivation`` and ``cohort`` as the dashboard has them."""
+    return (f"from analytics import load, analyze, DeriveOptions, ResponseRule\n"
             f"from analytics.cohort import CohortFilter, apply_filter\n\n"
             f"prepared, _ = load({visits!r}" + (f", therapies={therapies!r}" if therapies else "") + ")\n"
             f"derivation = analyze(prepared, {opts!r}).derivation\n"
             f"cohort = apply_filter(derivation, prepared, {filt!r}).derivation\n")
+
+
+def reproduce(python: str, cli: str | None = None) -> None:
+    """The exact call that recomputes what the page shows."""
+    visits, therapies = state.files_for_python()
+    opts = state.derive_options()
+    head = reproduce_head(visits, therapies, opts, state.cohort_filter())
     with st.expander("Reproduce", icon=":material/code:"):
         st.code(head + python, language="python")
         if cli:

@@ -47,3 +47,25 @@ def test_server_binds_to_localhost_only():
     assert cmd[cmd.index("--browser.gatherUsageStats") + 1] == "false"
     config = (ROOT / ".streamlit" / "config.toml").read_text()
     assert 'address = "127.0.0.1"' in config and "gatherUsageStats = false" in config and "maxUploadSize" in config
+
+
+def test_figure_downloads_render_png_svg_and_html():
+    import plotly.graph_objects as go
+
+    from dashboard.ui import _html, _image, chrome_path
+
+    if chrome_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium for PNG/SVG export")
+        pytest.skip("no chromium: PNG/SVG export is disabled in the dashboard, with a message")
+    fig = go.Figure(go.Scatter(x=[0, 12, 24], y=[20, 14, 9]))
+    fig.update_layout(width=600, height=400)
+    png = _image(fig, "png")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    import struct
+
+    assert struct.unpack(">II", png[16:24]) == (1800, 1200)  # scale 3: print resolution
+    assert b"<svg" in _image(fig, "svg")[:500]
+    html = _html(fig)
+    # self-contained: plotly.js is embedded (about 4 MB), no script is fetched from the network
+    assert len(html) > 1_000_000 and '<script src="http' not in html and "<script src='http" not in html

@@ -155,3 +155,38 @@ def test_selecting_a_patient_opens_the_timeline(sample_app):
     _ok(at)
     assert at.selectbox[0].value == "CADM-0007"
     assert "Patient CADM-0007" in at.get("plotly_chart")[0].proto.spec
+
+
+def test_reproduce_snippets_run(sample_dir, monkeypatch):
+    from analytics import DeriveOptions, ResponseRule
+    from analytics.mixed import MixedSpec
+    from dashboard.ui import reproduce_head
+
+    monkeypatch.chdir(sample_dir)
+    opts = DeriveOptions(ResponseRule("percent", 40), confirm=True)
+    filt = CohortFilter(antibodies=("tif1g",), severity="moderate-severe")
+    code = reproduce_head("visits.csv", "therapies.csv", opts, filt) + (
+        "from analytics.mixed import MixedSpec, fit_mixed\nfrom analytics.results import analysis_table\n"
+        f"m = fit_mixed(cohort.trajectories, ['MMF', 'IVIG', 'JAKi'], {MixedSpec(horizon_weeks=16)!r}, "
+        "analysis_table(cohort, prepared))\n")
+    ns: dict = {}
+    exec(compile(code, "<reproduce>", "exec"), ns)
+    assert ns["derivation"].options == opts
+    assert len(ns["cohort"].lines) < len(ns["derivation"].lines)
+    assert ns["m"].spec.horizon_weeks == 16
+
+
+def test_table_downloads_are_neutralised_xlsx_and_csv():
+    import io
+
+    import openpyxl
+    import pandas as pd
+
+    from analytics.export import csv_bytes, xlsx_bytes
+
+    df = pd.DataFrame({"patient_id": ["=HYPERLINK(1)", "@x", "ok"], "n": [1, 2, 3]})
+    wb = openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"lines": df})))
+    cells = [c.value for c in wb["lines"]["A"]]
+    assert cells == ["patient_id", "'=HYPERLINK(1)", "'@x", "ok"]
+    assert wb["lines"].freeze_panes == "A2" and wb["lines"]["A1"].font.bold
+    assert csv_bytes(df).decode("utf-8-sig").splitlines()[1] == "'=HYPERLINK(1),1"

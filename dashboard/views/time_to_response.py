@@ -59,19 +59,13 @@ if ui.require_lines():
         st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
                 "confounded by indication; the adjusted one accounts only for the covariates listed.",
                 icon=":material/info:")
-        left, right = st.columns(2)
-        with left:
-            st.markdown("**Unadjusted**")
-            ui.figure(cox.figure(), "cox_unadjusted", "ttr.cox")
-            ui.table(cox.summary.reset_index().round(4), "cox_unadjusted", "ttr.cox.table")
-            st.markdown(f"Proportional hazards: {cox.ph_text}")
-            ui.warnings(cox.warnings, "the unadjusted Cox model")
-        with right:
-            st.markdown("**Adjusted**")
-            ui.figure(cox_adj.figure(), "cox_adjusted", "ttr.coxadj")
-            ui.table(cox_adj.summary.reset_index().round(4), "cox_adjusted", "ttr.coxadj.table")
-            st.markdown(f"Proportional hazards: {cox_adj.ph_text}")
-            ui.warnings(cox_adj.warnings, "the adjusted Cox model")
+        for column, label, model in zip(st.columns(2), ("unadjusted", "adjusted"), (cox, cox_adj)):
+            with column:
+                st.markdown(f"**{label.capitalize()}**")
+                ui.figure(model.figure(), f"cox_{label}", f"ttr.cox.{label}")
+                ui.table(model.summary.reset_index().round(4), f"cox_{label}", f"ttr.cox.{label}.table")
+                st.markdown(f"Proportional hazards: {model.ph_text}")
+                ui.warnings(model.warnings, f"the {label} Cox model")
         ui.reproduce("from analytics.cox import fit_cox\nfrom analytics.results import analysis_table\n"
                      f"t = analysis_table(cohort, prepared)\nprint(fit_cox(t, {list(opts.arms)!r}, "
                      f"{tuple(state.model_options().adjust_for)!r}).summary)")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .errors import CdasiError, InvalidDataError
+from .errors import CdasiError, InputError, InvalidDataError, OptionError
 from .options import DeriveOptions, ResponseRule, parse_arms
 
 __all__ = ["main", "build_parser"]
@@ -184,23 +184,17 @@ def _cmd_dashboard(args) -> int:
         if value:
             path = Path(value).resolve()
             if not path.is_file():
-                raise _missing(value)
+                raise InputError(f"{value} does not exist")
             env[name] = str(path)
     if args.mapping:
         load_mapping(args.mapping)  # fail early, in the terminal, on a malformed mapping
     if not (0 < args.port < 65536):
-        raise CdasiError(f"--port must be between 1 and 65535, not {args.port}")
+        raise OptionError(f"--port must be between 1 and 65535, not {args.port}")
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"warning: binding to {args.host} makes the dashboard, and the health data in it, reachable from "
               "other machines", file=sys.stderr)
     print(f"cdasi-outcomes dashboard on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     return subprocess.call(dashboard_command(args), env=env)
-
-
-def _missing(value: str):
-    from .errors import InputError
-
-    return InputError(f"{value} does not exist")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,11 +12,8 @@ import pandas as pd
 from .derive import Derivation
 from .validate import Prepared
 
-__all__ = ["analysis_table", "capture_warnings", "COVARIATES", "ADJUSTMENT_SET", "arms_with_lines",
-           "usable_covariates"]
+__all__ = ["analysis_table", "capture_warnings", "ADJUSTMENT_SET", "COVARIATE_LABELS", "usable_covariates"]
 
-# Covariates available for adjustment, in the order they enter a model.
-COVARIATES = ("baseline_cdasi", "line_number", "mda5", "ild", "age_at_onset", "female", "malignancy", "tif1g")
 # The usual adjustment set for confounding by indication (shared/domain.md).
 ADJUSTMENT_SET = ("baseline_cdasi", "line_number", "mda5", "ild")
 COVARIATE_LABELS = {
@@ -77,11 +74,6 @@ def analysis_table(derivation: Derivation, prepared: Prepared | None = None) -> 
                     p[flag] = pat[flag].astype("Float64").astype(float)
             out = out.join(p, on="patient_id")
     return out
-
-
-def arms_with_lines(table: pd.DataFrame, arms: list[str] | tuple[str, ...]) -> list[str]:
-    counts = table["arm"].value_counts()
-    return [a for a in arms if counts.get(a, 0) > 0]
 
 
 def usable_covariates(table: pd.DataFrame, covariates, warns: list[str], consequence: str) -> list[str]:

@@ -263,9 +263,3 @@ def files_for_python() -> tuple[str, str]:
     """File names as a researcher would pass them, for the reproduce snippets."""
     names = current_files().names
     return names.get("visits", "visits.csv"), names.get("therapies", "")
-
-
-def reset_for_tests() -> None:  # pragma: no cover - used by the test-suite's fixtures
-    for f in (_prepared, _derivation, _cohort, _filter_options, _table, _survival, _mixed, _table1, sample_files):
-        f.clear()
-

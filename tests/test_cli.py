@@ -137,3 +137,12 @@ def test_internal_errors_are_reported_without_traceback(good, tmp_path, capsys, 
     monkeypatch.delenv("CDASI_DEBUG", raising=False)
     code, _, err = run("analyze", good, "--out", tmp_path, capsys=capsys)
     assert code == 3 and "internal error" in err and "kaboom" in err
+
+
+def test_dashboard_argument_errors_exit_2_without_starting(tmp_path, capsys):
+    assert run("dashboard", tmp_path / "missing.csv", capsys=capsys)[0] == 2
+    code, _, err = run("dashboard", "--port", "70000", capsys=capsys)
+    assert code == 2 and "--port" in err
+    bad = tmp_path / "m.toml"
+    bad.write_text("[colums]\n")
+    assert run("dashboard", "--mapping", bad, capsys=capsys)[0] == 2

@@ -59,6 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     _add_definitions(p)
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
 
+    p = sub.add_parser("report", help="write the meeting pack: figures, tables, report, manifest",
+                       description="Write the meeting pack into DIR: figures (PNG, SVG, PDF through Chromium, and "
+                                   "interactive HTML), tables (CSV and one XLSX), a self-contained report.html (and "
+                                   "report.pdf), manifest.json, and with --pptx a slide deck.")
+    _add_inputs(p)
+    _add_definitions(p)
+    p.add_argument("--min-cell", type=int, metavar="N", default=None,
+                   help="small-cell suppression for sharing: counts below N show as <N, no patient-level data "
+                        "(off by default; 5 or 11 are usual)")
+    p.add_argument("--pptx", action="store_true", help="also write meeting.pptx, one figure per slide")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
+
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1 (sample cohort by default)",
                        description="Start the dashboard in your browser, bound to 127.0.0.1, on VISITS or on the "
                                    "synthetic sample cohort. No telemetry; uploads stay in memory.")
@@ -153,6 +165,29 @@ def _print_models(analysis) -> None:
     print("Observational data: see results.json \"comparison_note\" before reading arm differences as effects.")
 
 
+def _cmd_report(args) -> int:
+    from .pack import PackOptions, build_pack
+
+    options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
+                            arms=parse_arms(args.arms))
+    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx)
+    try:
+        result = build_pack(args.visits, args.out, args.therapies, args.mapping, options, options=pack,
+                            progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
+    except InvalidDataError as exc:
+        print(exc.report.to_text(), file=sys.stderr)
+        print("INVALID - no pack was written; fix the errors above", file=sys.stderr)
+        return 1
+    files = result.manifest["files"]
+    print(f"Meeting pack in {result.out}: {len(files)} files"
+          + (f", small cells below {args.min_cell} suppressed" if args.min_cell else " (internal: not suppressed)"))
+    for m in result.messages:
+        print(f"note: {m}")
+    print(f"  report: {result.out / 'report.html'}")
+    print(f"  manifest: {result.out / 'manifest.json'}")
+    return 0
+
+
 def _cmd_sample(args) -> int:
     from .sample import write_sample
 
@@ -200,7 +235,7 @@ def _cmd_dashboard(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "sample": _cmd_sample,
+    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "report": _cmd_report, "sample": _cmd_sample,
                "dashboard": _cmd_dashboard}[args.command]
     try:
         return handler(args)

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .style import WEEKS_AXIS, arm_color, base_layout
+from .style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["CIFResult", "aalen_johansen", "fit_competing", "COMPETING_STOP_REASONS"]
 
@@ -90,13 +90,13 @@ class CIFResult:
                     arm: {k: (None if pd.isna(v) else float(v)) for k, v in self.summary.loc[arm].items()}
                     for arm in self.summary.index}, "warnings": list(self.warnings)}
 
-    def figure(self, horizon: float = 52.0, title: str | None = None) -> go.Figure:
+    def figure(self, horizon: float = 52.0, title: str | None = None, min_cell: int | None = None) -> go.Figure:
         fig = go.Figure()
         for arm in self.arms:
             if arm not in self.curves:
                 continue
             colour = arm_color(arm, self.arms)
-            n = int(self.summary.loc[arm, "lines"])
+            n = count_text(self.summary.loc[arm, "lines"], min_cell)
             for kind, dash in (("response", "solid"), ("stopped", "dash")):
                 cur = self.curves[arm][kind]
                 cur = cur[cur["time"] <= horizon]

@@ -28,7 +28,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .options import OptionError
 from .results import capture_warnings, usable_covariates
-from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout
+from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
@@ -97,8 +97,8 @@ class MixedResult:
                 "variance_components": {k: _f(v) for k, v in self.variance_components.items()},
                 "warnings": list(self.warnings)}
 
-    def figure(self, title: str | None = None) -> go.Figure:
-        return trajectory_figure(self, title)
+    def figure(self, title: str | None = None, min_cell: int | None = None) -> go.Figure:
+        return trajectory_figure(self, title, min_cell)
 
     def diagnostics_figure(self) -> go.Figure:
         return diagnostics_figure(self)
@@ -297,7 +297,7 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) 
                        time.perf_counter() - t0, warns, fit)
 
 
-def trajectory_figure(result: MixedResult, title: str | None = None) -> go.Figure:
+def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: int | None = None) -> go.Figure:
     """Model-based mean CDASI activity per arm with 95% CI bands; observed means (4-week bins)
     with 95% CIs as points; n lines per arm in the legend."""
     fig = go.Figure()
@@ -313,20 +313,23 @@ def trajectory_figure(result: MixedResult, title: str | None = None) -> go.Figur
                                  legendgroup=arm))
         fig.add_trace(go.Scatter(x=p["weeks"], y=p["mean"], mode="lines", line=dict(color=colour, width=2.5),
                                  legendgroup=arm, name=f"{arm}: {slope:+.1f} points per 12 weeks "
-                                 f"(n = {result.lines_by_arm.get(arm, 0)} lines)",
+                                 f"(n = {count_text(result.lines_by_arm.get(arm, 0), min_cell)} lines)",
                                  hovertemplate="%{x:.0f} weeks: %{y:.1f}<extra>" + arm + " (model)</extra>"))
         o = result.observed_means[result.observed_means["arm"] == arm]
+        if min_cell:  # a mean over fewer than min_cell visits is not shown in anything shared
+            o = o[o["n"] >= min_cell]
         fig.add_trace(go.Scatter(x=o["weeks"], y=o["mean"], mode="markers", legendgroup=arm, showlegend=False,
                                  marker=dict(color=colour, size=8, symbol="circle-open", line=dict(width=2)),
                                  error_y=dict(type="data", symmetric=False, array=o["upper"] - o["mean"],
                                               arrayminus=o["mean"] - o["lower"], color=colour, thickness=1),
-                                 customdata=o["n"],
+                                 customdata=[count_text(n, min_cell) for n in o["n"]],
                                  hovertemplate="%{x:.0f} weeks: observed mean %{y:.1f} (n = %{customdata})"
                                                "<extra>" + arm + "</extra>"))
     fig.update_xaxes(title_text=WEEKS_AXIS, range=[0, result.spec.horizon_weeks])
     fig.update_yaxes(title_text=CDASI_AXIS, rangemode="tozero")
     random = "random intercept and slope" if result.re_formula == "~weeks" else "random intercept"
-    sub = (f"Linear mixed model (REML), {random} by line; {result.n_obs} visits of {result.n_groups} lines<br>"
+    sub = (f"Linear mixed model (REML), {random} by line; {count_text(result.n_obs, min_cell)} visits of "
+           f"{count_text(result.n_groups, min_cell)} lines<br>"
            "Lines: model means with 95% CI; points: observed means with 95% CI in 4-week bins")
     base_layout(fig, f"{title or 'CDASI activity over time by arm'}<br><sup>{sub}</sup>", height=560)
     fig.update_layout(legend=dict(orientation="h", y=-0.15, yanchor="top", x=0, xanchor="left"),

@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from .derive import Derivation
-from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout
+from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 from .validate import Prepared
 
 __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", "swimmer_figure", "sankey_figure",
@@ -61,13 +61,19 @@ def _with_gaps(groups: pd.Series, *columns: pd.Series) -> list[list]:
 
 
 def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str = "absolute",
-                     max_weeks: float = 52.0, smooth: bool = True) -> go.Figure:
+                     max_weeks: float = 52.0, smooth: bool = True, min_cell: int | None = None,
+                     webgl: bool = True) -> go.Figure:
     """One thin line per therapy line, aligned at line start; arm means with 95% CIs in 4-week
-    bins; a LOWESS smooth per arm."""
+    bins; a LOWESS smooth per arm. With ``min_cell`` (anything shared), single lines are not
+    drawn and bins with fewer visits are left out. ``webgl=False`` draws SVG lines: slower in a
+    browser with thousands of lines, but several times faster to export to PNG, SVG or PDF
+    (headless Chromium renders WebGL in software)."""
     vals = trajectory_values(trajectories, measure)
     vals = vals[(vals["weeks"] <= max_weeks) & vals["arm"].isin(arms)]
     fig = go.Figure()
     means = binned_means(vals, max_weeks=max_weeks)
+    if min_cell:
+        means = means[means["n"] >= min_cell]
     for arm in arms:
         colour = arm_color(arm, arms)
         sub = vals[vals["arm"] == arm].sort_values(["line_id", "weeks"])
@@ -76,18 +82,21 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
         n_lines = sub["line_id"].nunique()
         # one trace per arm, a gap (None) between consecutive lines: fast with thousands of lines
         xs, ys, ids = _with_gaps(sub["line_id"], sub["weeks"], sub["value"], sub["patient_id"])
-        fig.add_trace(go.Scattergl(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
-                                   marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
-                                   name=f"{arm}: individual lines (n = {n_lines})", customdata=ids,
-                                   hovertemplate="patient %{customdata}<br>%{x:.1f} weeks: %{y:.1f}<extra>" + arm
-                                                 + "</extra>"))
+        if not min_cell:
+            trace = go.Scattergl if webgl else go.Scatter
+            fig.add_trace(trace(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
+                                marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
+                                name=f"{arm}: individual lines (n = {n_lines})", customdata=ids,
+                                hovertemplate="patient %{customdata}<br>%{x:.1f} weeks: %{y:.1f}<extra>" + arm
+                                              + "</extra>"))
         m = means[means["arm"] == arm]
         fig.add_trace(go.Scatter(x=m["weeks"], y=m["mean"], mode="markers", legendgroup=arm,
                                  name=f"{arm}: mean with 95% CI (4-week bins)",
                                  marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
                                  error_y=dict(type="data", symmetric=False, array=m["upper"] - m["mean"],
                                               arrayminus=m["mean"] - m["lower"], color=colour, thickness=1.5),
-                                 customdata=m["n"], hovertemplate="%{x:.0f} weeks: mean %{y:.1f} (n = %{customdata})"
+                                 customdata=[count_text(n, min_cell) for n in m["n"]],
+                                 hovertemplate="%{x:.0f} weeks: mean %{y:.1f} (n = %{customdata})"
                                                                   "<extra>" + arm + "</extra>"))
         if smooth and len(sub) >= 10:
             sm = lowess(sub["value"].to_numpy(float), sub["weeks"].to_numpy(float), frac=0.4, return_sorted=True)
@@ -157,9 +166,10 @@ def swimmer_figure(derivation: Derivation, max_patients: int = 60, arms: list[st
     return fig
 
 
-def sankey_figure(derivation: Derivation, max_lines: int = 4, min_count: int = 1) -> go.Figure:
+def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | None = None) -> go.Figure:
     """Therapy sequences: agents at line 1, 2, ... ``max_lines`` per patient, flows counted in
-    patients. Flows with fewer than ``min_count`` patients are left out (for small-cell suppression)."""
+    patients. With ``min_cell``, flows of fewer patients are left out and small node counts
+    show as "<min_cell" (small-cell suppression)."""
     ln = derivation.lines[derivation.lines["line_number"] <= max_lines]
     arms = list(derivation.options.arms)
     code = ln["arm"].where(ln["arm"] != "", ln["agent"])
@@ -167,7 +177,7 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_count: int = 1
     pairs = seq.sort_values(["patient_id", "line_number"]).assign(
         nxt=lambda d: d.groupby("patient_id")["node"].shift(-1)).dropna(subset=["nxt"])
     flows = pairs.groupby(["node", "nxt"]).size().reset_index(name="n")
-    flows = flows[flows["n"] >= min_count]
+    flows = flows[flows["n"] >= (min_cell or 1)]
     nodes = sorted(set(flows["node"]) | set(flows["nxt"]), key=lambda s: (int(s.split()[1].rstrip(":")), s))
     idx = {n: i for i, n in enumerate(nodes)}
     totals = seq.groupby("node")["patient_id"].nunique()
@@ -178,7 +188,8 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_count: int = 1
 
     fig = go.Figure(go.Sankey(
         arrangement="snap",
-        node=dict(label=[f"{n} (n = {int(totals.get(n, 0))})" for n in nodes], color=[colour(n) for n in nodes],
+        node=dict(label=[f"{n} (n = {count_text(totals.get(n, 0), min_cell)})" for n in nodes],
+              color=[colour(n) for n in nodes],
                   pad=14, thickness=16),
         link=dict(source=[idx[s] for s in flows["node"]], target=[idx[t] for t in flows["nxt"]],
                   value=flows["n"].tolist(), color="rgba(150,150,150,0.35)")))

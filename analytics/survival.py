@@ -20,7 +20,7 @@ from plotly.subplots import make_subplots
 from statsmodels.stats.multitest import multipletests
 
 from .results import capture_warnings
-from .style import WEEKS_AXIS, arm_color, base_layout
+from .style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["KMResult", "fit_km", "risk_table"]
 
@@ -77,8 +77,8 @@ class KMResult:
                 "risk_table": {"ticks_weeks": self.ticks, "arms": risk}, "weighted": self.weighted,
                 "warnings": list(self.warnings)}
 
-    def figure(self, title: str | None = None, horizon: float | None = None) -> go.Figure:
-        return km_figure(self, title=title, horizon=horizon)
+    def figure(self, title: str | None = None, horizon: float | None = None, min_cell: int | None = None) -> go.Figure:
+        return km_figure(self, title=title, horizon=horizon, min_cell=min_cell)
 
 
 def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[float] | None = None,
@@ -156,7 +156,19 @@ def _fmt_p(p: float | None) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
-def km_figure(result: KMResult, title: str | None = None, horizon: float | None = None) -> go.Figure:
+def _risk_cell(at_risk: int, events: int, censored: int, min_cell: int | None) -> str:
+    """ "at risk (cumulative responses, censored)". The three add up to the arm's lines, so when
+    one is a small cell the others are hidden too ("-")."""
+    vals = (int(at_risk), int(events), int(censored))
+    if min_cell and any(0 < v < min_cell for v in vals):
+        a, e, c = (count_text(v, min_cell) if 0 < v < min_cell else "–" for v in vals)
+    else:
+        a, e, c = (str(v) for v in vals)
+    return f"{a} ({e}, {c})"
+
+
+def km_figure(result: KMResult, title: str | None = None, horizon: float | None = None,
+              min_cell: int | None = None) -> go.Figure:
     """Cumulative response curves with 95% CI bands, censor marks, median lines and a
     number-at-risk table aligned to the x ticks."""
     ticks = result.ticks
@@ -179,7 +191,8 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                                  fill="toself", fillcolor=colour, opacity=0.15, line=dict(width=0),
                                  hoverinfo="skip", showlegend=False, legendgroup=arm), row=1, col=1)
         fig.add_trace(go.Scatter(x=xs, y=y, mode="lines", line=dict(color=colour, width=2.5, shape="hv"),
-                                 name=f"{arm} (n = {int(r['lines'])}, {int(r['events'])} responses)",
+                                 name=f"{arm} (n = {count_text(r['lines'], min_cell)}, "
+                                      f"{count_text(r['events'], min_cell)} responses)",
                                  legendgroup=arm,
                                  hovertemplate="%{x:.1f} weeks: %{y:.1f}%<extra>" + arm + "</extra>"), row=1, col=1)
         ev = kmf.event_table
@@ -198,7 +211,8 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
     # Number-at-risk table: one row per arm, one column per x tick, aligned with the ticks above.
     for i, arm in enumerate(result.arms):
         r = result.risk.loc[arm] if arm in result.risk.index.get_level_values(0) else None
-        cells = [] if r is None else [f"{a} ({e}, {c})" for a, e, c in zip(r["at_risk"], r["events"], r["censored"])]
+        cells = [] if r is None else [_risk_cell(a, e, c, min_cell)
+                                      for a, e, c in zip(r["at_risk"], r["events"], r["censored"])]
         fig.add_trace(go.Scatter(x=ticks, y=[i] * len(ticks), mode="text", text=cells,
                                  textfont=dict(color=arm_color(arm, result.arms), size=13), showlegend=False,
                                  hoverinfo="skip"), row=2, col=1)

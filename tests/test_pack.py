@@ -1,0 +1,176 @@
+"""The meeting pack: files and manifest hashes, small-cell suppression in every table and figure
+text, formula neutralisation, and the export without Chromium."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+
+import openpyxl
+import pytest
+
+from analytics.cli import main
+from analytics.pack import NO_CHROMIUM, PackOptions, build_pack, chromium
+from analytics.sample import write_sample
+
+HAVE_CHROMIUM = chromium() is not None
+COUNT_COLUMNS = {"n", "lines", "events", "at_risk", "censored", "responses", "stopped_first", "n_lines", "n_events",
+                 "count"}
+# Counts as figures write them: "n = 12", "12 responses", "12 lines", "12 visits", "12 patients", risk "12 (3, 4)".
+FIGURE_COUNTS = [re.compile(p) for p in (r"n = (\d+)", r"\b(\d+) responses", r"\b(\d+) lines", r"\b(\d+) visits",
+                                         r"\b(\d+) patients", r"\b(\d+) \((\d+), (\d+)\)")]
+
+
+def _need_chromium():
+    if not HAVE_CHROMIUM:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium (make test installs it)")
+        pytest.skip("no chromium on this machine")
+
+
+@pytest.fixture(scope="module")
+def sample_pack(sample_dir, tmp_path_factory):
+    _need_chromium()
+    out = tmp_path_factory.mktemp("pack")
+    return build_pack(sample_dir / "visits.csv", out, sample_dir / "therapies.csv", options=PackOptions(pptx=True))
+
+
+@pytest.fixture(scope="module")
+def small_pack(tmp_path_factory):
+    """A 40-patient cohort, shared with --min-cell 11: most arm-level counts are small cells."""
+    src = tmp_path_factory.mktemp("small_src")
+    paths = write_sample(src, n_patients=40, seed=3)
+    out = tmp_path_factory.mktemp("small_pack")
+    return build_pack(paths["visits"], out, paths["therapies"], options=PackOptions(min_cell=11))
+
+
+def _files(pack) -> dict[str, str]:
+    return {f["path"]: f["sha256"] for f in pack.manifest["files"]}
+
+
+def test_manifest_lists_every_file_with_its_hash(sample_pack):
+    listed = _files(sample_pack)
+    on_disk = {p.relative_to(sample_pack.out).as_posix() for p in sample_pack.out.rglob("*") if p.is_file()}
+    assert on_disk - {"manifest.json"} == set(listed)
+    for path, sha in listed.items():
+        assert hashlib.sha256((sample_pack.out / path).read_bytes()).hexdigest() == sha, path
+    for required in ("report.html", "report.pdf", "meeting.pptx", "tables/tables.xlsx", "tables/table1.csv",
+                     "tables/lines.csv", "figures/km.png", "figures/km.svg", "figures/km.pdf", "figures/km.html"):
+        assert required in listed, required
+    m = sample_pack.manifest
+    assert m["input"]["sha256"] == hashlib.sha256((Path(m["input"]["sources"]["visits"]["name"]).name and
+                                                   (Path(__file__).parents[1] / "sample_data" / "visits.csv"))
+                                                  .read_bytes()).hexdigest()
+    assert m["definitions"]["response"] == "points:4" and m["min_cell"] is None
+    assert {"python", "pandas", "lifelines", "statsmodels", "plotly", "kaleido"} <= set(m["software"])
+    assert m["created"] and m["filters"]["text"] == [] and "options" in m
+
+
+def test_report_is_self_contained_with_methods_and_limitations(sample_pack):
+    text = (sample_pack.out / "report.html").read_text()
+    for heading in ("Cohort and attrition", "Table 1", "Time to response", "Cox model", "Mixed model", "Methods",
+                    "Limitations", "Quality indicators"):
+        assert heading in text, heading
+    assert "Observational data" in text and "lifelines 0." in text and "points:4" in text
+    assert '<script src="http' not in text  # plotly.js is embedded: the report opens offline
+    assert (sample_pack.out / "report.pdf").read_bytes()[:4] == b"%PDF"
+
+
+def test_figures_in_every_format(sample_pack):
+    fig_dir = sample_pack.out / "figures"
+    for name in ("km", "cox_adjusted", "competing_risks", "mixed_model", "trajectories", "sequences"):
+        assert (fig_dir / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert b"<svg" in (fig_dir / f"{name}.svg").read_bytes()[:400]
+        assert (fig_dir / f"{name}.pdf").read_bytes()[:4] == b"%PDF"
+    from pptx import Presentation
+
+    assert len(Presentation(str(sample_pack.out / "meeting.pptx")).slides) == 1 + len(
+        [p for p in fig_dir.glob("*.png")])
+
+
+def _small(v, n) -> bool:
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return False
+    return x == int(x) and 0 < x < n
+
+
+def test_min_cell_leaves_no_small_count_in_any_table(small_pack):
+    n = small_pack.manifest["min_cell"]
+    assert n == 11
+    listed = _files(small_pack)
+    assert not any(p.endswith(("lines.csv", "trajectories.csv", "swimmer.html")) for p in listed)
+    seen_suppressed = False
+    for path in (p for p in listed if p.endswith(".csv")):
+        with open(small_pack.out / path, newline="", encoding="utf-8-sig") as fh:
+            for row in csv.DictReader(fh):
+                for col, val in row.items():
+                    assert "CADM-" not in val, (path, col)  # no patient ids in a shared pack
+                    seen_suppressed |= val == f"<{n}"
+                    if col in COUNT_COLUMNS:
+                        assert not _small(val, n), (path, col, val)
+                    if path.endswith("table1.csv") and col not in ("characteristic", "SMD"):
+                        assert not _small(val.split(" ")[0], n), (path, col, val)
+    assert seen_suppressed
+    wb = openpyxl.load_workbook(small_pack.out / "tables" / "tables.xlsx")
+    assert "lines" not in wb.sheetnames and "trajectories" not in wb.sheetnames
+
+
+def test_min_cell_leaves_no_small_count_in_any_figure_text(small_pack):
+    n = small_pack.manifest["min_cell"]
+    texts = []
+    for p in (small_pack.out / "figures").iterdir():
+        t = p.read_text(encoding="utf-8", errors="ignore") if p.suffix in (".svg", ".html") else ""
+        if p.suffix == ".html":
+            t = t[t.find("Plotly.newPlot("):]  # the figure, not the embedded plotly.js library
+        texts.append(t.replace("&lt;", "<").replace("\\u003c", "<").replace("&#60;", "<"))
+    texts.append((small_pack.out / "report.html").read_text().split("Plotly.newPlot(", 1)[-1].replace("\\u003c", "<"))
+    hits = []
+    for t in texts:
+        assert "CADM-" not in t
+        for pattern in FIGURE_COUNTS:
+            for m in pattern.finditer(t):
+                hits += [g for g in m.groups() if _small(g, n)]
+    assert not hits, hits
+    assert any(f"<{n}" in t for t in texts)
+
+
+def test_formula_cells_are_neutralised_in_the_pack(tmp_path):
+    rows = "".join(f"=P{i},{w},{20 - k * (i % 5)},MMF\n" for i in range(12) for k, w in enumerate((0, 28, 56)))
+    visits = tmp_path / "v.csv"
+    visits.write_text("patient_id,visit_day,cdasi_activity,systemic_therapy\n" + rows)
+    pack = build_pack(visits, tmp_path / "out", options=PackOptions(formats=()))
+    with open(pack.out / "tables" / "lines.csv", newline="", encoding="utf-8-sig") as fh:
+        ids = {r["patient_id"] for r in csv.DictReader(fh)}
+    assert ids and all(i.startswith("'=") for i in ids)
+    ws = openpyxl.load_workbook(pack.out / "tables" / "tables.xlsx")["lines"]
+    assert all(str(c.value).startswith("'=") for c in ws["A"][1:])
+
+
+def test_without_chromium_html_and_tables_still_export(tmp_path, sample_dir, monkeypatch):
+    import analytics.pack as pack_mod
+
+    monkeypatch.setattr(pack_mod, "chromium", lambda: None)
+    pack = build_pack(sample_dir / "visits.csv", tmp_path / "out", sample_dir / "therapies.csv")
+    listed = _files(pack)
+    assert NO_CHROMIUM in pack.messages and NO_CHROMIUM in pack.manifest["messages"]
+    assert "figures/km.html" in listed and "report.html" in listed and "tables/tables.xlsx" in listed
+    assert not any(p.endswith((".png", ".svg", ".pdf")) for p in listed)
+    assert "apt-get install chromium" in NO_CHROMIUM
+
+
+def test_report_cli_exit_codes(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,visit_day,cdasi_activity\nP1,0,500\n")
+    assert main(["report", str(bad), "--out", str(tmp_path / "o")]) == 1
+    assert not (tmp_path / "o").exists()
+    good = tmp_path / "good.csv"
+    good.write_text("patient_id,visit_day,cdasi_activity,systemic_therapy\nP1,0,20,MMF\nP1,28,10,MMF\n")
+    assert main(["report", str(good), "--min-cell", "1", "--out", str(tmp_path / "o")]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    json.dumps(PackOptions().__dict__)

@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
 	$(PY) benchmarks/bench_analyze.py
 	$(PY) benchmarks/bench_dashboard.py
+	$(PY) benchmarks/bench_export.py
 
 # Regenerate the committed sample cohort (deterministic).
 sample: $(STAMP)

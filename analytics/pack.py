@@ -45,7 +45,14 @@ from .pipeline import analyze, load
 from .plots import sankey_figure, spaghetti_figure, swimmer_figure
 from .style import count_text
 
-__all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "suppress_table"]
+__all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "suppress_table", "FIGURES", "TABLES", "zip_dir"]
+
+# What a pack can hold (a patient-level item is left out when small cells are suppressed).
+FIGURES = ("km", "cox_unadjusted", "cox_adjusted", "competing_risks", "mixed_model", "trajectories", "sequences",
+           "balance", "km_weighted", "swimmer")
+TABLES = ("attrition", "table1", "km_medians", "km_risk_table", "logrank_pairwise", "cox_unadjusted",
+          "cox_adjusted", "competing_risks", "interval_censoring", "mixed_fixed_effects", "mixed_slopes", "balance",
+          "cox_weighted", "validation_report", "lines", "trajectories")
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _FORMATS = ("png", "svg", "pdf")
@@ -64,8 +71,15 @@ class PackOptions:
     pptx: bool = False
     formats: tuple[str, ...] = _FORMATS
     title: str = "CDASI outcomes: meeting pack"
+    figures: tuple[str, ...] = FIGURES  # which figures and tables to include
+    tables: tuple[str, ...] = TABLES
 
     def __post_init__(self):
+        for kind, chosen, known in (("figures", self.figures, FIGURES), ("tables", self.tables, TABLES)):
+            unknown = set(chosen) - set(known)
+            if unknown:
+                raise OptionError(f"unknown {kind} {sorted(unknown)}; choose from {', '.join(known)}")
+            object.__setattr__(self, kind, tuple(chosen))
         if self.min_cell is not None and not (2 <= int(self.min_cell) <= 1000):
             raise OptionError("--min-cell must be between 2 and 1000 (5 or 11 are usual for sharing)")
         bad = set(self.formats) - set(_FORMATS)
@@ -121,6 +135,25 @@ def _suppress_text_counts(text: str, min_cell: int | None) -> str:
 
 
 # ------------------------------------------------------------------ the pieces
+def small_arms(models: Models, min_cell: int | None) -> list[str]:
+    """Arms with 1 to min_cell - 1 included lines: their curves and Table 1 columns would reveal counts."""
+    if not min_cell:
+        return []
+    lines = models.km.summary["lines"]
+    return [a for a in models.arms if 0 < int(lines.get(a, 0)) < min_cell]
+
+
+def _without_arms(result, arms: list[str]):
+    """A copy of a KM or competing-risks result with the curves of ``arms`` left out."""
+    import dataclasses
+
+    if not arms or result is None:
+        return result
+    if hasattr(result, "fitters"):
+        return dataclasses.replace(result, fitters={a: f for a, f in result.fitters.items() if a not in arms})
+    return dataclasses.replace(result, curves={a: c for a, c in result.curves.items() if a not in arms})
+
+
 def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.DataFrame]:
     d, p = analysis.derivation, analysis.prepared
     t: dict[str, pd.DataFrame] = {}
@@ -128,9 +161,14 @@ def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.Data
     t["attrition"] = suppress_table(att, ["n"], min_cell=min_cell)
     t1 = models.table1.table.copy()
     if min_cell:
+        hidden = small_arms(models, min_cell)
         for arm in models.arms:
-            if arm in t1.columns:
+            if arm in hidden:  # every statistic of a small arm would describe a handful of patients
+                t1[arm] = [f"<{min_cell}"] + ["suppressed"] * (len(t1) - 1)
+            elif arm in t1.columns:
                 t1[arm] = t1[arm].map(lambda v: _suppress_text_counts(v, min_cell))
+        if hidden:
+            t1["SMD"] = "suppressed"
     t["table1"] = t1
     km = models.km.summary.reset_index()
     t["km_medians"] = suppress_table(km, ["lines", "events"], [c for c in km.columns if c not in ("arm", "lines",
@@ -180,11 +218,17 @@ def _figures(analysis, models: Models, min_cell: int | None) -> dict[str, tuple[
     d = analysis.derivation
     arms = list(d.options.arms)
     traj = d.trajectories[d.trajectories["arm"] != ""]
+    hidden = small_arms(models, min_cell)
+    note = (f" (curves of {', '.join(hidden)} not drawn: fewer than {min_cell} lines)" if hidden else "")
+    if hidden:
+        traj = traj[~traj["arm"].isin(hidden)]
+    km = _without_arms(models.km, hidden)
     f: dict[str, tuple[go.Figure, str]] = {
-        "km": (models.km.figure(min_cell=min_cell), "Time to response (Kaplan-Meier) with the number at risk"),
+        "km": (km.figure(min_cell=min_cell), "Time to response (Kaplan-Meier) with the number at risk" + note),
         "cox_unadjusted": (models.cox.figure(min_cell=min_cell), "Cox model, unadjusted"),
         "cox_adjusted": (models.cox_adjusted.figure(min_cell=min_cell), "Cox model, adjusted"),
-        "competing_risks": (models.competing.figure(min_cell=min_cell), "Competing risks"),
+        "competing_risks": (_without_arms(models.competing, hidden).figure(min_cell=min_cell),
+                            "Competing risks" + note),
         "mixed_model": (models.mixed.figure(min_cell=min_cell), "Mixed model: CDASI activity over time"),
         "trajectories": (spaghetti_figure(traj, arms, "change", min_cell=min_cell, webgl=False),
                          "Change in CDASI activity from baseline"),
@@ -192,7 +236,8 @@ def _figures(analysis, models: Models, min_cell: int | None) -> dict[str, tuple[
     }
     if models.adjusted.km is not None:
         f["balance"] = (models.adjusted.balance_figure(), "Covariate balance before and after weighting")
-        f["km_weighted"] = (models.adjusted.km.figure(min_cell=min_cell), "Time to response, weighted (IPTW)")
+        f["km_weighted"] = (_without_arms(models.adjusted.km, hidden).figure(min_cell=min_cell),
+                            "Time to response, weighted (IPTW)" + note)
     if not min_cell:  # patient-level: internal packs only
         f["swimmer"] = (swimmer_figure(d, 40), "Therapy lines per patient")
     return f
@@ -307,7 +352,9 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def _table_html(df: pd.DataFrame, max_rows: int = 60) -> str:
+def _table_html(df: pd.DataFrame | None, max_rows: int = 60) -> str:
+    if df is None:
+        return ""
     shown = df.head(max_rows)
     more = f"<p><i>{len(df) - max_rows} more rows in tables/</i></p>" if len(df) > max_rows else ""
     return shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", escape=True, border=0) + more
@@ -393,13 +440,13 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     mc = options.min_cell
     messages: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
-    tables = _tables(analysis, models, mc)
+    tables = {k: v for k, v in _tables(analysis, models, mc).items() if k in options.tables}
     table_dir = out / "tables"
     for name, df in tables.items():
         write_csv(df, table_dir / f"{name}.csv")
     (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(tables))
     say("rendering the figures (one browser session)")
-    figs = _figures(analysis, models, mc)
+    figs = {k: v for k, v in _figures(analysis, models, mc).items() if k in options.figures}
     fig_dir = out / "figures"
     t2 = time.perf_counter()
     _export_figures(figs, fig_dir, options.formats, messages)
@@ -417,18 +464,18 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
             "Tool": f"cdasi-outcomes {__version__}"}
     mx = models.mixed
     sections = [
-        ("Cohort and attrition", _table_html(tables["attrition"])),
-        ("Table 1: characteristics by arm", _table_html(tables["table1"])
+        ("Cohort and attrition", _table_html(tables.get("attrition"))),
+        ("Table 1: characteristics by arm", _table_html(tables.get("table1"))
          + "<p>SMD: largest absolute pairwise standardised mean difference between arms.</p>"),
         ("Trajectories", "{trajectories}"),
-        ("Time to response", "{km}" + _table_html(tables["km_medians"]) + _table_html(tables["km_risk_table"])),
-        ("Cox model", "{cox_unadjusted}{cox_adjusted}" + _table_html(tables["cox_adjusted"])
+        ("Time to response", "{km}" + _table_html(tables.get("km_medians")) + _table_html(tables.get("km_risk_table"))),
+        ("Cox model", "{cox_unadjusted}{cox_adjusted}" + _table_html(tables.get("cox_adjusted"))
          + f"<p>Proportional hazards: {html.escape(models.cox_adjusted.ph_text)}</p>"),
-        ("Competing risks", "{competing_risks}" + _table_html(tables["competing_risks"])),
-        ("Mixed model", "{mixed_model}" + _table_html(tables["mixed_slopes"])
+        ("Competing risks", "{competing_risks}" + _table_html(tables.get("competing_risks"))),
+        ("Mixed model", "{mixed_model}" + _table_html(tables.get("mixed_slopes"))
          + (f"<p>Fallback: {html.escape(mx.fallback)}</p>" if mx.fallback else "")),
         ("Adjusted comparison (weighted)", f"<div class='note'>{html.escape(models.adjusted.note)}</div>"
-         + "{balance}{km_weighted}" + _table_html(tables["balance"])),
+         + "{balance}{km_weighted}" + _table_html(tables.get("balance"))),
         ("Therapy sequences", "{sequences}"),
         ("Quality indicators", f"<p>CDASI activity documented at "
          f"{100 * prepared.visits['cdasi_activity'].notna().mean():.1f}% of visits. Further indicators come with "
@@ -438,9 +485,9 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     for static in (False, True):
         filled = []
         for head, content in sections:
-            for name, (fig, caption) in figs.items():
-                content = content.replace("{" + name + "}", _figure_html(name, fig, caption, fig_dir, static))
-            content = content.replace("{balance}", "").replace("{km_weighted}", "")
+            for name in FIGURES:
+                html_fig = _figure_html(name, *figs[name], fig_dir, static) if name in figs else ""
+                content = content.replace("{" + name + "}", html_fig)
             filled.append((head, content))
         page = _report_html(options.title, meta, filled, methods, static)
         target = out / ("report.html" if not static else "report_print.html")
@@ -482,3 +529,15 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
     return PackResult(out, manifest, messages, manifest["timings_s"])
 
+
+
+def zip_dir(folder: Path) -> bytes:
+    """The pack as one ZIP (in memory), paths relative to the pack folder."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+            zf.write(path, path.relative_to(folder).as_posix())
+    return buf.getvalue()

@@ -263,3 +263,25 @@ def files_for_python() -> tuple[str, str]:
     """File names as a researcher would pass them, for the reproduce snippets."""
     names = current_files().names
     return names.get("visits", "visits.csv"), names.get("therapies", "")
+
+
+def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]:
+    """Build the meeting pack for the current dataset, options and filters; return the ZIP bytes,
+    the manifest and the messages. The uploaded files and the pack live in a temporary folder
+    that is removed before this returns."""
+    import tempfile
+
+    from analytics.pack import build_pack, zip_dir
+
+    files = current_files()
+    with tempfile.TemporaryDirectory(prefix="cdasi-pack-") as tmp:
+        tmp_path = Path(tmp)
+        paths = {}
+        for kind, part in (("visits", files.visits), ("therapies", files.therapies), ("mapping", files.mapping)):
+            if part is not None:
+                (tmp_path / "in").mkdir(exist_ok=True)
+                paths[kind] = tmp_path / "in" / Path(part[1]).name
+                paths[kind].write_bytes(part[0])
+        result = build_pack(paths["visits"], tmp_path / "pack", paths.get("therapies"), paths.get("mapping"),
+                            derive_options(), model_options(), cohort_filter(), pack_options, progress)
+        return zip_dir(result.out), result.manifest, result.messages

@@ -16,7 +16,7 @@ from .conftest import ROOT  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
-         "views/mixed_model.py", "views/timeline.py"]
+         "views/mixed_model.py", "views/timeline.py", "views/report.py"]
 
 TINY = ("patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild,sex,age_at_onset\n" + "".join(
     f"T{i},{w},{max(0, 20 - (i % 3) * k * 3 + (i % 2))},{'MMF' if i % 2 else 'IVIG'},{'mda5' if i % 4 == 0 else 'tif1g'},"
@@ -45,7 +45,7 @@ def sample_app():
 
 @pytest.mark.parametrize("page,charts", [("views/data.py", 0), ("views/cohort.py", 0), ("views/trajectories.py", 3),
                                          ("views/time_to_response.py", 7), ("views/mixed_model.py", 2),
-                                         ("views/timeline.py", 1)])
+                                         ("views/timeline.py", 1), ("views/report.py", 0)])
 def test_every_page_on_the_sample(sample_app, page, charts):
     at = sample_app.switch_page(page).run()
     _ok(at)
@@ -190,3 +190,22 @@ def test_table_downloads_are_neutralised_xlsx_and_csv():
     assert cells == ["patient_id", "'=HYPERLINK(1)", "'@x", "ok"]
     assert wb["lines"].freeze_panes == "A2" and wb["lines"]["A1"].font.bold
     assert csv_bytes(df).decode("utf-8-sig").splitlines()[1] == "'=HYPERLINK(1),1"
+
+
+def test_report_page_builds_a_suppressed_zip(sample_app):
+    import io
+    import json
+    import zipfile
+
+    at = sample_app.switch_page("views/report.py").run()
+    at.radio[0].set_value("Shared: counts below 11 suppressed")
+    at.multiselect[0].set_value(["km", "cox_adjusted"])
+    at.multiselect[1].set_value(["attrition", "table1", "km_risk_table"])
+    at.button[0].click().run()
+    _ok(at)
+    data, manifest, _ = at.session_state["report.result"]
+    names = zipfile.ZipFile(io.BytesIO(data)).namelist()
+    assert "manifest.json" in names and "report.html" in names and "tables/table1.csv" in names
+    assert not any("lines.csv" in n or "swimmer" in n for n in names)
+    assert manifest["min_cell"] == 11 and json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
+    assert [d.label for d in at.get("download_button")][0] == "Download the meeting pack (ZIP)"

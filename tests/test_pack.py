@@ -174,3 +174,20 @@ def test_report_cli_exit_codes(tmp_path, capsys):
     assert main(["report", str(good), "--min-cell", "1", "--out", str(tmp_path / "o")]) == 2
     assert "Traceback" not in capsys.readouterr().err
     json.dumps(PackOptions().__dict__)
+
+
+def test_small_arms_lose_their_curves_and_table1_columns(tmp_path):
+    # 30 MMF lines and 4 IVIG lines: with --min-cell 5 the IVIG curve would show steps of 1/4.
+    rows = []
+    for i in range(34):
+        drug = "MMF" if i < 30 else "IVIG"
+        rows += [f"P{i},{w},{max(0, 20 - k * (i % 6))},{drug}" for k, w in enumerate((0, 28, 56, 84))]
+    visits = tmp_path / "v.csv"
+    visits.write_text("patient_id,visit_day,cdasi_activity,systemic_therapy\n" + "\n".join(rows) + "\n")
+    pack = build_pack(visits, tmp_path / "out", options=PackOptions(min_cell=5, formats=(), figures=("km",)))
+    html = (pack.out / "figures" / "km.html").read_text()
+    fig = html[html.find("Plotly.newPlot("):]
+    assert '"name":"MMF' in fig and '"name":"IVIG' not in fig
+    with open(pack.out / "tables" / "table1.csv", newline="", encoding="utf-8-sig") as fh:
+        ivig = [r["IVIG"] for r in csv.DictReader(fh)]
+    assert ivig[0] == "<5" and set(ivig[1:]) == {"suppressed"}

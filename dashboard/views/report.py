@@ -1,0 +1,55 @@
+"""Report: assemble the meeting pack (figures, tables, report, manifest) and download it as a ZIP."""
+
+import pandas as pd
+import streamlit as st
+
+from analytics import OptionError
+from analytics.pack import FIGURES, TABLES, PackOptions, chromium
+from dashboard import state, ui
+
+st.title("Report")
+st.markdown("The meeting pack for the current dataset, response rule and cohort filters: every figure as PNG, SVG, "
+            "PDF and interactive HTML; the tables as CSV and one XLSX; a self-contained report (HTML, and PDF); a "
+            "manifest with the input's hash, the definitions, the software versions and every file's hash.")
+ui.provenance()
+if chromium() is None:
+    st.warning("No Chromium on this machine: the pack will hold HTML figures, tables and the HTML report, but no "
+               "PNG, SVG or PDF. Install Debian's package (`apt-get install chromium`) to get them.")
+
+with st.form("report.form"):
+    share = st.radio("Audience", ["Internal (no suppression; patient-level tables included)",
+                                  "Shared: counts below 5 suppressed", "Shared: counts below 11 suppressed"],
+                     key="report.share")
+    c1, c2 = st.columns(2)
+    figures = c1.multiselect("Figures", FIGURES, default=list(FIGURES), key="report.figures")
+    tables = c2.multiselect("Tables", TABLES, default=list(TABLES), key="report.tables")
+    pptx = st.checkbox("Also a PowerPoint deck, one figure per slide", key="report.pptx")
+    build = st.form_submit_button("Build the meeting pack", icon=":material/inventory_2:", type="primary")
+
+if build:
+    min_cell = None if share.startswith("Internal") else (5 if "5" in share else 11)
+    try:
+        options = PackOptions(min_cell=min_cell, pptx=pptx, figures=tuple(figures), tables=tuple(tables))
+    except OptionError as exc:
+        st.error(str(exc))
+    else:
+        with st.status("Building the meeting pack...", expanded=True) as status:
+            data, manifest, messages = state.build_pack_zip(options, progress=lambda m: status.write(m.capitalize()))
+            status.update(label=f"Meeting pack ready: {len(manifest['files'])} files", state="complete")
+        st.session_state["report.result"] = (data, manifest, messages)
+
+if "report.result" in st.session_state:
+    data, manifest, messages = st.session_state["report.result"]
+    for m in messages:
+        st.warning(m)
+    stamp = manifest["created"][:16].replace(":", "").replace("-", "").replace("T", "-")
+    st.download_button("Download the meeting pack (ZIP)", data, f"cdasi-meeting-pack-{stamp}.zip", "application/zip",
+                       key="report.download", icon=":material/download:", type="primary", on_click="ignore")
+    mc = manifest["min_cell"]
+    st.caption(f"Small cells: {'counts below ' + str(mc) + ' suppressed' if mc else 'not suppressed (internal only)'}"
+               f" · input sha256 `{manifest['input']['sha256'][:16]}…` · created {manifest['created']}")
+    ui.table(pd.DataFrame(manifest["files"]), "manifest_files", "report.files")
+    ui.reproduce(f"from analytics.pack import PackOptions, build_pack\n# build_pack(visits, out, therapies, mapping, "
+                 f"derive_options, model_options, cohort_filter, PackOptions(min_cell={mc!r}))",
+                 "report {visits}{therapies} --response {response}" + (f" --min-cell {mc}" if mc else "")
+                 + " --out pack/")

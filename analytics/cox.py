@@ -72,8 +72,8 @@ class CoxResult:
                 "proportional_hazards": {"text": self.ph_text, "tests": self.ph_test.to_dict(orient="records")},
                 "warnings": list(self.warnings)}
 
-    def figure(self, title: str | None = None, min_cell: int | None = None) -> go.Figure:
-        return forest_figure(self, title, min_cell)
+    def figure(self, title: str | None = None, min_cell: int | None = None, totals: bool = True) -> go.Figure:
+        return forest_figure(self, title, min_cell, totals)
 
 
 def _design(table: pd.DataFrame, arms: list[str], covariates: list[str], weights: str | None):
@@ -242,7 +242,10 @@ def _ph_check(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None, warns: li
     return tab, text
 
 
-def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | None = None) -> go.Figure:
+def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | None = None,
+                  totals: bool = True) -> go.Figure:
+    """``totals=False`` leaves the numbers of lines, responses and patients out of the subtitle
+    (a shared pack with a small arm: the totals would reveal its count by subtraction)."""
     """Hazard ratios with 95% CIs on a log axis, reference line at 1, n and events per arm."""
     rows = []
     for arm in result.arms:
@@ -282,8 +285,9 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], title_text="")
     adj = ("adjusted for " + ", ".join(COVARIATE_LABELS.get(c, c).split(" (")[0].lower() for c in result.covariates)
            if result.covariates else "unadjusted")
-    sub = (f"{count_text(result.n_lines, min_cell)} lines, {count_text(result.n_events, min_cell)} responses, "
-           f"{count_text(result.n_patients, min_cell)} patients; "
+    counts = (f"{count_text(result.n_lines, min_cell)} lines, {count_text(result.n_events, min_cell)} responses, "
+              f"{count_text(result.n_patients, min_cell)} patients; " if totals else "")
+    sub = (counts +
            "robust SEs clustered by patient; HR > 1: faster response<br>" + adj.capitalize())
     base_layout(fig, f"{title or 'Cox model: hazard ratio of response'}"
                 + (" (weighted)" if result.weighted else "") + f"<br><sup>{sub}</sup>",

@@ -23,6 +23,7 @@ import hashlib
 import html
 import json
 import platform
+import re
 import shutil
 import subprocess
 import tempfile
@@ -154,11 +155,45 @@ def _without_arms(result, arms: list[str]):
     return dataclasses.replace(result, curves={a: c for a, c in result.curves.items() if a not in arms})
 
 
+def _complementary(n: pd.Series, hidden: pd.Series, groups: list[list[int]]) -> pd.Series:
+    """When exactly one part of a sum is hidden, hide the smallest other part too, so that no
+    hidden count can be recovered by subtraction from the total (complementary suppression)."""
+    hidden = hidden.copy()
+    changed = True
+    while changed:
+        changed = False
+        for parts in groups:
+            parts = [i for i in parts if i in n.index]
+            shown = [i for i in parts if not hidden[i] and n[i] > 0]
+            if sum(hidden[i] for i in parts) == 1 and shown:
+                hidden[min(shown, key=lambda i: n[i])] = True
+                changed = True
+    return hidden
+
+
+def _suppress_attrition(att: pd.DataFrame, arms: list[str], min_cell: int) -> pd.DataFrame:
+    n = att["n"].astype(int)
+    hidden = n.map(lambda v: _small(v, min_cell))
+    step = {s.strip(): i for i, s in enumerate(att["step"])}
+    groups = [[step.get("rows with errors (not used)"), step.get("repeated rows merged"), step.get("visits")],
+              [step.get("excluded: no baseline"), step.get("excluded: no follow-up"),
+               step.get("lines included in the arms")],
+              [step.get(a) for a in arms]]
+    groups = [[i for i in g if i is not None] for g in groups]
+    hidden = _complementary(n, hidden, groups)
+    out = att.astype(object).copy()
+    out.loc[hidden, "n"] = [f"<{min_cell}" if _small(v, min_cell) else "suppressed" for v in n[hidden]]
+    # "186 responses" in the notes of the arm rows: counts too
+    out["note"] = [re.sub(r"^(\d+) responses$", lambda m: f"{count_text(m.group(1), min_cell)} responses", str(x))
+                   for x in out["note"]]
+    return out
+
+
 def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.DataFrame]:
     d, p = analysis.derivation, analysis.prepared
     t: dict[str, pd.DataFrame] = {}
     att = d.attrition.copy()
-    t["attrition"] = suppress_table(att, ["n"], min_cell=min_cell)
+    t["attrition"] = _suppress_attrition(att, models.arms, min_cell) if min_cell else att
     t1 = models.table1.table.copy()
     if min_cell:
         hidden = small_arms(models, min_cell)
@@ -182,12 +217,19 @@ def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.Data
                                                         else "suppressed")
     t["km_risk_table"] = risk
     t["logrank_pairwise"] = models.km.pairwise
+    any_small_arm = bool(small_arms(models, min_cell)) or (min_cell and any(
+        _small(v, min_cell) for v in models.km.summary["events"]))
     for name, cox in (("cox_unadjusted", models.cox), ("cox_adjusted", models.cox_adjusted)):
         tab = cox.summary.reset_index()
         tab.insert(1, "n_lines", cox.n_lines)
         tab.insert(2, "n_events", cox.n_events)
-        t[name] = suppress_table(tab, ["n_lines", "n_events"], ["coef", "se", "hr", "lower", "upper", "p",
-                                                                 "se_model"], min_cell)
+        tab = suppress_table(tab, ["n_lines", "n_events"], ["coef", "se", "hr", "lower", "upper", "p",
+                                                            "se_model"], min_cell)
+        if any_small_arm:  # the totals would give away a suppressed arm count by subtraction
+            tab["n_lines"] = tab["n_lines"].astype(object)
+            tab["n_events"] = tab["n_events"].astype(object)
+            tab.loc[:, ["n_lines", "n_events"]] = "suppressed"
+        t[name] = tab
     cif = models.competing.summary.reset_index()
     t["competing_risks"] = suppress_table(cif, ["lines", "responses", "stopped_first", "censored"],
                                           [c for c in cif.columns if c.startswith(("response_", "stopped_"))],
@@ -225,8 +267,8 @@ def _figures(analysis, models: Models, min_cell: int | None) -> dict[str, tuple[
     km = _without_arms(models.km, hidden)
     f: dict[str, tuple[go.Figure, str]] = {
         "km": (km.figure(min_cell=min_cell), "Time to response (Kaplan-Meier) with the number at risk" + note),
-        "cox_unadjusted": (models.cox.figure(min_cell=min_cell), "Cox model, unadjusted"),
-        "cox_adjusted": (models.cox_adjusted.figure(min_cell=min_cell), "Cox model, adjusted"),
+        "cox_unadjusted": (models.cox.figure(min_cell=min_cell, totals=not hidden), "Cox model, unadjusted"),
+        "cox_adjusted": (models.cox_adjusted.figure(min_cell=min_cell, totals=not hidden), "Cox model, adjusted"),
         "competing_risks": (_without_arms(models.competing, hidden).figure(min_cell=min_cell),
                             "Competing risks" + note),
         "mixed_model": (models.mixed.figure(min_cell=min_cell), "Mixed model: CDASI activity over time"),

@@ -184,10 +184,32 @@ def test_small_arms_lose_their_curves_and_table1_columns(tmp_path):
         rows += [f"P{i},{w},{max(0, 20 - k * (i % 6))},{drug}" for k, w in enumerate((0, 28, 56, 84))]
     visits = tmp_path / "v.csv"
     visits.write_text("patient_id,visit_day,cdasi_activity,systemic_therapy\n" + "\n".join(rows) + "\n")
-    pack = build_pack(visits, tmp_path / "out", options=PackOptions(min_cell=5, formats=(), figures=("km",)))
+    pack = build_pack(visits, tmp_path / "out", options=PackOptions(min_cell=5, formats=(), figures=("km", "cox_adjusted")))
     html = (pack.out / "figures" / "km.html").read_text()
     fig = html[html.find("Plotly.newPlot("):]
     assert '"name":"MMF' in fig and '"name":"IVIG' not in fig
     with open(pack.out / "tables" / "table1.csv", newline="", encoding="utf-8-sig") as fh:
         ivig = [r["IVIG"] for r in csv.DictReader(fh)]
     assert ivig[0] == "<5" and set(ivig[1:]) == {"suppressed"}
+
+    # complementary suppression: the total and the other arm no longer give the small arm away
+    with open(pack.out / "tables" / "attrition.csv", newline="", encoding="utf-8-sig") as fh:
+        att = {r["step"].strip(): r for r in csv.DictReader(fh)}
+    assert att["IVIG"]["n"] == "<5" and att["MMF"]["n"] == "suppressed"
+    assert "responses" not in att["IVIG"]["note"] or att["IVIG"]["note"].startswith(("<5", "0 "))
+    with open(pack.out / "tables" / "cox_adjusted.csv", newline="", encoding="utf-8-sig") as fh:
+        assert {r["n_lines"] for r in csv.DictReader(fh)} <= {"suppressed"}
+    forest = (pack.out / "figures" / "cox_adjusted.html").read_text()
+    assert " lines, " not in forest[forest.find("Plotly.newPlot("):]
+
+
+def test_complementary_suppression_hides_a_second_cell():
+    import pandas as pd
+
+    from analytics.pack import _complementary
+
+    n = pd.Series([30, 3, 12, 15])  # total, then three parts
+    hidden = _complementary(n, pd.Series([False, True, False, False]), [[1, 2, 3]])
+    assert hidden.tolist() == [False, True, True, False]  # the smallest other part goes too
+    hidden = _complementary(n, pd.Series([False, True, True, False]), [[1, 2, 3]])
+    assert hidden.tolist() == [False, True, True, False]  # two hidden parts: nothing more to do

@@ -34,6 +34,8 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
                    help="a response must be confirmed at the next follow-up visit")
     p.add_argument("--arms", metavar="LIST", default="MMF,IVIG,JAKi",
                    help="comma-separated arms (default: MMF,IVIG,JAKi; agent codes such as MTX or HCQ allowed)")
+    p.add_argument("--period", choices=("quarter", "year"), default="year",
+                   help="calendar period of the quality indicators (default: year)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -117,6 +119,7 @@ def _cmd_analyze(args) -> int:
         print("Deriving lines and fitting the models (Kaplan-Meier, Cox, competing risks, mixed model)...",
               file=sys.stderr, flush=True)
         analysis = analyze(prepared, options, timings, models=True)
+        analysis.period = args.period
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
@@ -170,7 +173,7 @@ def _cmd_report(args) -> int:
 
     options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
                             arms=parse_arms(args.arms))
-    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx)
+    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx, period=args.period)
     try:
         result = build_pack(args.visits, args.out, args.therapies, args.mapping, options, options=pack,
                             progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))

@@ -42,7 +42,7 @@ _PHONE = re.compile(r"(?:\+\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b
 _SSN = re.compile(r"\b\d{3}-\d{2}-\d{4}\b")
 _VALUE_CHECKS = (("email addresses", _EMAIL), ("phone numbers", _PHONE), ("social security numbers", _SSN))
 # Columns whose values are machine-checked elsewhere and hold no free text.
-_NOT_FREE_TEXT = {"visit_date", "visit_day", "start_date", "start_day", "stop_date", "stop_day", "cdasi_activity",
+_NOT_FREE_TEXT = {"visit_date", "visit_day", "malignancy_screening_date", "pft_date", "hrct_date", "antibody_panel_date", "start_date", "start_day", "stop_date", "stop_day", "cdasi_activity",
                   "cdasi_damage", "prednisone_mg_day", "skindex29_symptoms", "skindex29_emotions",
                   "skindex29_functioning", "itch_vas", "pga_skin", "age_at_onset"}
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")

@@ -50,10 +50,10 @@ __all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "suppress_tabl
 
 # What a pack can hold (a patient-level item is left out when small cells are suppressed).
 FIGURES = ("km", "cox_unadjusted", "cox_adjusted", "competing_risks", "mixed_model", "trajectories", "sequences",
-           "balance", "km_weighted", "swimmer")
+           "balance", "km_weighted", "quality_cdasi_documented", "quality_no_mcid_by_12w", "swimmer")
 TABLES = ("attrition", "table1", "km_medians", "km_risk_table", "logrank_pairwise", "cox_unadjusted",
           "cox_adjusted", "competing_risks", "interval_censoring", "mixed_fixed_effects", "mixed_slopes", "balance",
-          "cox_weighted", "validation_report", "lines", "trajectories")
+          "cox_weighted", "quality_indicators", "quality_by_period", "validation_report", "lines", "trajectories")
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _FORMATS = ("png", "svg", "pdf")
@@ -74,8 +74,11 @@ class PackOptions:
     title: str = "CDASI outcomes: meeting pack"
     figures: tuple[str, ...] = FIGURES  # which figures and tables to include
     tables: tuple[str, ...] = TABLES
+    period: str = "year"  # of the quality indicators
 
     def __post_init__(self):
+        if self.period not in ("quarter", "year"):
+            raise OptionError("period must be 'quarter' or 'year'")
         for kind, chosen, known in (("figures", self.figures, FIGURES), ("tables", self.tables, TABLES)):
             unknown = set(chosen) - set(known)
             if unknown:
@@ -246,6 +249,11 @@ def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.Data
     t["balance"] = models.adjusted.balance
     if models.adjusted.cox is not None:
         t["cox_weighted"] = models.adjusted.cox.summary.reset_index()
+    q = analysis.quality()
+    qs = q.summary.copy()
+    qp = q.by_period.copy()
+    t["quality_indicators"] = suppress_table(qs, ["numerator", "denominator"], ["value"], min_cell)
+    t["quality_by_period"] = suppress_table(qp, ["numerator", "denominator"], ["value"], min_cell)
     rep = p.report.to_frame()
     if min_cell:  # example patient ids are patient-level; counts of affected rows are small cells too
         rep = suppress_table(rep.drop(columns=["patient_ids", "rows"]), ["count"], min_cell=min_cell)
@@ -280,6 +288,9 @@ def _figures(analysis, models: Models, min_cell: int | None) -> dict[str, tuple[
         f["balance"] = (models.adjusted.balance_figure(), "Covariate balance before and after weighting")
         f["km_weighted"] = (_without_arms(models.adjusted.km, hidden).figure(min_cell=min_cell),
                             "Time to response, weighted (IPTW)" + note)
+    q = analysis.quality()
+    for key in ("cdasi_documented", "no_mcid_by_12w"):
+        f[f"quality_{key}"] = (q.figure(key, min_cell), f"Quality indicator by {q.period}: {key.replace('_', ' ')}")
     if not min_cell:  # patient-level: internal packs only
         f["swimmer"] = (swimmer_figure(d, 40), "Therapy lines per patient")
     return f
@@ -474,6 +485,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     prepared, timings = load(visits, therapies, mapping)
     say("deriving therapy lines and fitting the models")
     analysis = analyze(prepared, derive_options, timings)
+    analysis.period = options.period
     if cohort.active:
         analysis.derivation = apply_filter(analysis.derivation, prepared, cohort).derivation
     models = fit_models(analysis.derivation, prepared, model_options)
@@ -519,9 +531,9 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
         ("Adjusted comparison (weighted)", f"<div class='note'>{html.escape(models.adjusted.note)}</div>"
          + "{balance}{km_weighted}" + _table_html(tables.get("balance"))),
         ("Therapy sequences", "{sequences}"),
-        ("Quality indicators", f"<p>CDASI activity documented at "
-         f"{100 * prepared.visits['cdasi_activity'].notna().mean():.1f}% of visits. Further indicators come with "
-         "the quality-indicator module.</p>"),
+        ("Quality indicators", "{quality_cdasi_documented}{quality_no_mcid_by_12w}"
+         + _table_html(tables.get("quality_indicators"))
+         + "".join(f"<p>{html.escape(n)}</p>" for n in analysis.quality().notes)),
     ]
     methods = _methods(analysis, models, options, versions)
     for static in (False, True):

@@ -57,6 +57,17 @@ class Analysis:
     derivation: Derivation
     timings_s: dict = field(default_factory=dict)
     models: Models | None = None
+    period: str = "year"
+    _quality: dict = field(default_factory=dict, repr=False)
+
+    def quality(self):
+        """The quality indicators (:mod:`analytics.quality`) for this analysis's period."""
+        from .quality import compute_quality
+
+        key = (self.period, id(self.derivation))
+        if key not in self._quality:
+            self._quality[key] = compute_quality(self.prepared, self.derivation, self.period)
+        return self._quality[key]
 
     def results(self) -> dict:
         """The results.json document (contract.md section 3)."""
@@ -80,7 +91,7 @@ class Analysis:
             "lines": lines,
             "attrition": d.attrition.to_dict(orient="records"),
             **stats,
-            "quality": {"cdasi_documented_pct": documented},
+            "quality": self.quality().to_dict() | {"cdasi_documented_pct": documented},
             "timings_s": self.timings_s,
             "warnings": [f"[{f.rule}] {f.message}" for f in p.report.warnings] + model_warnings,
             "validation": {"errors": len(p.report.errors), "warnings": len(p.report.warnings)},

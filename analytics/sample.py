@@ -87,7 +87,10 @@ def _next_agent(rng, tried: set[str], mda5: bool) -> tuple[str, bool] | None:
     return pick, bool(rng.random() < 0.35)
 
 
-def _patient(rng, i: int):
+EXPORT_END = pd.Timestamp("2025-06-30")  # the sample export's last date
+
+
+def _patient(rng, i: int, rng_dates=None):
     pid = f"CADM-{i + 1:04d}"
     sex = "female" if rng.random() < 0.80 else "male"
     age = int(np.clip(round(rng.normal(50, 13)), 18, 85))
@@ -95,7 +98,7 @@ def _patient(rng, i: int):
     mda5 = antibody == "mda5"
     ild = bool(rng.random() < (0.6 if mda5 else 0.08))
     malignancy = bool(rng.random() < (0.25 if antibody == "tif1g" else 0.03))
-    anchor = pd.Timestamp("2014-01-01") + pd.Timedelta(days=int(rng.integers(0, 3500)))
+    rng.integers(0, 3500)  # (kept: the clinical draws stay those of earlier releases; dates come from rng_dates)
     level = float(np.clip(rng.lognormal(math.log(17), 0.45), 4, 60))
     responsiveness = float(rng.beta(5, 2)) * (0.7 if mda5 else 1.0)
     horizon = float(rng.uniform(78, 312))
@@ -143,7 +146,7 @@ def _patient(rng, i: int):
         damage = min(32.0, damage + (1.0 if rng.random() < 0.04 else 0.0))
         pred = 0.0 if pred < 2.5 else round(pred * 0.8 / 2.5) * 2.5
         visits.append({
-            "patient_id": pid, "visit_date": (anchor + pd.Timedelta(days=round(t * 7))).date().isoformat(),
+            "patient_id": pid, "visit_date": t,
             "cdasi_activity": score if rng.random() > 0.06 else np.nan, "cdasi_damage": damage,
             "systemic_therapy": sep.join([spell[o.agent] for o in on] + (["prednisone"] if pred else [])),
             "prednisone_mg_day": pred,
@@ -190,6 +193,26 @@ def _patient(rng, i: int):
                 episodes.append({"agent": nxt[0], "start_w": t, "stop_w": None, "reason": ""})
         escalating = bool(on) and (t - on[-1].start_w) < 26
         t += float(rng.uniform(4, 12)) if escalating else float(rng.uniform(12, 26))
+    # Dates: the last visit falls at the export's end for patients still followed (85%), 1-4 years
+    # earlier for those lost to follow-up. Screenings (for the quality indicators) come from the
+    # same separate stream, so the clinical values never depend on them.
+    rd = rng_dates if rng_dates is not None else np.random.default_rng(i)
+    gap = 0.0 if rd.random() < 0.85 else float(rd.uniform(365, 4 * 365))
+    anchor = EXPORT_END - pd.Timedelta(days=round(visits[-1]["visit_date"] * 7) + round(gap) + int(rd.integers(0, 60)))
+    high_risk = antibody in ("tif1g", "nxp2")
+    for k, row in enumerate(visits):
+        t_w = row["visit_date"]
+        row["visit_date"] = (anchor + pd.Timedelta(days=round(t_w * 7))).date().isoformat()
+        year = int(t_w // 52)
+        first_in_year = k == 0 or int(visits[k - 1]["_t"] // 52) != year
+        row["_t"] = t_w
+        screen = first_in_year and year < 3 and rd.random() < (0.8 if high_risk else (0.6 if year == 0 else 0.1))
+        row["malignancy_screening_date"] = row["visit_date"] if screen else ""
+        row["pft_date"] = row["visit_date"] if k == 0 and rd.random() < (0.9 if mda5 else 0.65) else ""
+        row["hrct_date"] = row["visit_date"] if k == 0 and rd.random() < (0.9 if mda5 else 0.55) else ""
+        row["antibody_panel_date"] = row["visit_date"] if k == 0 and antibody != "unknown" else ""
+    for row in visits:
+        row.pop("_t", None)
     rows = []
     for ep in episodes:
         rows.append({"patient_id": pid, "drug": spell.get(ep["agent"], ep["agent"]),
@@ -203,9 +226,10 @@ def _patient(rng, i: int):
 def generate(n_patients: int = 400, seed: int = 20210301) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Return (visits, therapies) DataFrames of a synthetic cohort. Same seed, same cohort."""
     rng = np.random.default_rng(seed)
+    rng_dates = np.random.default_rng([seed, 1])  # dates and screenings: a separate stream
     visits, therapies = [], []
     for i in range(n_patients):
-        v, e = _patient(rng, i)
+        v, e = _patient(rng, i, rng_dates)
         visits.extend(v)
         therapies.extend(e)
     vdf = pd.DataFrame(visits)

@@ -82,6 +82,15 @@ VISIT_COLUMNS: tuple[Column, ...] = (
            patient_level=True, aliases=("interstitial_lung_disease",)),
     Column("malignancy", "flag", "no", "Associated malignancy: yes/no. Constant within a patient.",
            patient_level=True, aliases=("cancer", "cancer_associated")),
+    Column("malignancy_screening_date", "event_date", "no",
+           "Date of a cancer screening (e.g. CT chest/abdomen/pelvis) done at or since the visit; for quality "
+           "indicators.", aliases=("cancer_screening_date", "malignancy_screen_date")),
+    Column("pft_date", "event_date", "no", "Date of pulmonary function tests; for quality indicators.",
+           aliases=("pulmonary_function_test_date", "lung_function_date")),
+    Column("hrct_date", "event_date", "no", "Date of a high-resolution chest CT; for quality indicators.",
+           aliases=("chest_hrct_date", "hrct")),
+    Column("antibody_panel_date", "event_date", "no", "Date of the myositis antibody panel; for quality indicators.",
+           aliases=("msa_panel_date", "myositis_panel_date")),
 )
 
 THERAPY_COLUMNS: tuple[Column, ...] = (

@@ -61,6 +61,7 @@ __all__ = ["Prepared", "prepare", "RULES"]
 
 RULES = tuple(re.findall(r"^([a-z_0-9]+)\s+(?:error|warning|info)\s", __doc__, flags=re.M))
 _NUMERIC = {c.name: c for c in VISIT_COLUMNS if c.kind == "number"}
+_EVENT_DATES = tuple(c.name for c in VISIT_COLUMNS if c.kind == "event_date")
 _MAX_TOKEN_FINDINGS = 25
 
 
@@ -182,6 +183,19 @@ def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, p
                      "write visit_day as an integer number of days from the patient's anchor")
         out["day"] = parsed
     bad |= blank | wrong
+
+    for name in _EVENT_DATES:  # optional dates of screenings, for the quality indicators
+        if name not in d.columns:
+            continue
+        text = d[name]
+        blank = _is_blank(text)
+        parsed_dates = _to_date(text)
+        wrong = parsed_dates.isna() & ~blank
+        _row_problem(rep, raw, wrong, "bad_date", name,
+                     "{n} value(s) are not dates in ISO 8601 form, e.g. " + repr(text[wrong].head(1).tolist()),
+                     "write dates as YYYY-MM-DD, or leave the cell blank")
+        bad |= wrong
+        out[name] = parsed_dates
 
     for name, c in _NUMERIC.items():
         if name not in d.columns:

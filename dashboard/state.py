@@ -285,3 +285,19 @@ def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]
         result = build_pack(paths["visits"], tmp_path / "pack", paths.get("therapies"), paths.get("mapping"),
                             derive_options(), model_options(), cohort_filter(), pack_options, progress)
         return zip_dir(result.out), result.manifest, result.messages
+
+
+def quality_period() -> str:
+    return st.session_state.setdefault("quality.period", "year")
+
+
+@st.cache_resource(max_entries=16, show_spinner="Computing the quality indicators...")
+def _quality(key: str, opts: str, period: str, _prepared: Prepared, _derivation: Derivation):
+    from analytics.quality import compute_quality
+
+    return compute_quality(_prepared, _derivation, period)
+
+
+def quality():
+    """Quality indicators on the whole dataset (the cohort filters do not apply: they describe care)."""
+    return _quality(current_files().key, repr(derive_options()), quality_period(), current(), derivation())

@@ -16,7 +16,7 @@ from .conftest import ROOT  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
-         "views/mixed_model.py", "views/timeline.py", "views/report.py"]
+         "views/mixed_model.py", "views/timeline.py", "views/quality.py", "views/report.py"]
 
 TINY = ("patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild,sex,age_at_onset\n" + "".join(
     f"T{i},{w},{max(0, 20 - (i % 3) * k * 3 + (i % 2))},{'MMF' if i % 2 else 'IVIG'},{'mda5' if i % 4 == 0 else 'tif1g'},"
@@ -45,7 +45,8 @@ def sample_app():
 
 @pytest.mark.parametrize("page,charts", [("views/data.py", 0), ("views/cohort.py", 0), ("views/trajectories.py", 3),
                                          ("views/time_to_response.py", 7), ("views/mixed_model.py", 2),
-                                         ("views/timeline.py", 1), ("views/report.py", 0)])
+                                         ("views/timeline.py", 1), ("views/quality.py", 1),
+                                         ("views/report.py", 0)])
 def test_every_page_on_the_sample(sample_app, page, charts):
     at = sample_app.switch_page(page).run()
     _ok(at)
@@ -209,3 +210,17 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
     assert not any("lines.csv" in n or "swimmer" in n for n in names)
     assert manifest["min_cell"] == 11 and json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
     assert [d.label for d in at.get("download_button")][0] == "Download the meeting pack (ZIP)"
+
+
+def test_quality_page_period_indicator_and_drill_down(sample_app):
+    at = sample_app.switch_page("views/quality.py").run()
+    _ok(at)
+    at.radio[0].set_value("quarter").run()
+    _ok(at)
+    at.selectbox[0].set_value("no_mcid_by_12w").run()
+    _ok(at)
+    assert at.metric[0].label == "Lines with no MCID by 12 weeks"
+    assert at.subheader[-1].value.startswith("Drill-down")
+    at.button[0].click().run()  # open the first failing patient's timeline
+    _ok(at)
+    assert at.session_state["timeline.patient"]

@@ -19,10 +19,10 @@ from analytics.sample import write_sample
 
 HAVE_CHROMIUM = chromium() is not None
 COUNT_COLUMNS = {"n", "lines", "events", "at_risk", "censored", "responses", "stopped_first", "n_lines", "n_events",
-                 "count"}
+                 "count", "numerator", "denominator"}
 # Counts as figures write them: "n = 12", "12 responses", "12 lines", "12 visits", "12 patients", risk "12 (3, 4)".
 FIGURE_COUNTS = [re.compile(p) for p in (r"n = (\d+)", r"\b(\d+) responses", r"\b(\d+) lines", r"\b(\d+) visits",
-                                         r"\b(\d+) patients", r"\b(\d+) \((\d+), (\d+)\)")]
+                                         r"\b(\d+) patients", r"\b(\d+) \((\d+), (\d+)\)", r'"(\d+)/(\d+)"')]
 
 
 def _need_chromium():
@@ -59,7 +59,8 @@ def test_manifest_lists_every_file_with_its_hash(sample_pack):
     for path, sha in listed.items():
         assert hashlib.sha256((sample_pack.out / path).read_bytes()).hexdigest() == sha, path
     for required in ("report.html", "report.pdf", "meeting.pptx", "tables/tables.xlsx", "tables/table1.csv",
-                     "tables/lines.csv", "figures/km.png", "figures/km.svg", "figures/km.pdf", "figures/km.html"):
+                     "tables/lines.csv", "figures/km.png", "figures/km.svg", "figures/km.pdf", "figures/km.html",
+                     "tables/quality_indicators.csv", "figures/quality_cdasi_documented.png"):
         assert required in listed, required
     m = sample_pack.manifest
     assert m["input"]["sha256"] == hashlib.sha256((Path(m["input"]["sources"]["visits"]["name"]).name and

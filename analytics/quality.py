@@ -1,0 +1,310 @@
+"""Quality-meeting indicators, per period, with definitions, numerators, denominators and the
+lines or patients that fail each one (for drill-down).
+
+No validated indicator set exists for dermatomyositis; these follow guidelines and practice
+(shared/domain.md). Periods (quarter or year) are calendar periods, so they need dated
+exports; with ``visit_day`` exports every indicator is computed over the whole export and the
+by-period view is a single "all" period.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from .derive import Derivation
+from .errors import OptionError
+from .style import base_layout, count_text
+from .validate import Prepared
+
+__all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
+
+MCID = 4  # points (Anyanwu 2015)
+WEEK12 = 84  # days
+HIGH_RISK_ANTIBODIES = ("tif1g", "nxp2")  # cancer-associated (IMACS 2023)
+
+
+@dataclass(frozen=True)
+class Indicator:
+    key: str
+    name: str
+    unit: str  # visits | lines | patients | days
+    numerator: str
+    denominator: str
+    needs: str = ""  # the optional columns it needs
+    higher_is_better: bool = True
+
+
+INDICATORS: tuple[Indicator, ...] = (
+    Indicator("cdasi_documented", "CDASI activity documented", "visits",
+              "visits with a CDASI activity score", "all visits"),
+    Indicator("assessed_by_12w", "Lines assessed by 12 weeks", "lines",
+              "lines with a scored follow-up visit within 12 weeks (84 days) of the start",
+              "lines with a baseline whose follow-up window reaches 12 weeks"),
+    Indicator("no_mcid_by_12w", "Lines with no MCID by 12 weeks", "lines",
+              f"lines with no fall of at least {MCID} points from baseline at any scored visit within 12 weeks",
+              "lines with a baseline whose follow-up window reaches 12 weeks", higher_is_better=False),
+    Indicator("escalated_after_no_mcid", "Escalated within 4 weeks after no MCID at 12 weeks", "lines",
+              "lines without an MCID by 12 weeks after which a new systemic agent started within the next 4 weeks "
+              "(days 85-112)", "lines with no MCID by 12 weeks"),
+    Indicator("median_visit_interval", "Median interval between visits", "days",
+              "median number of days between consecutive visits of a patient", "pairs of consecutive visits",
+              higher_is_better=False),
+    Indicator("lost_to_follow_up", "Patients with no visit in the last 12 months", "patients",
+              "patients whose last visit is more than 365 days before the export's last visit",
+              "patients (dated exports only)", higher_is_better=False),
+    Indicator("cancer_screening_high_risk", "Yearly cancer screening, high risk (anti-TIF1-gamma or anti-NXP2)",
+              "patients", "high-risk patients screened in every completed year of follow-up within the first 3 "
+              "years", "high-risk patients with at least 1 year of follow-up", "malignancy_screening_date"),
+    Indicator("cancer_screening_standard_risk", "Cancer screening in the first 3 years, standard risk", "patients",
+              "other patients screened at least once within the first 3 years",
+              "other patients with at least 1 year of follow-up", "malignancy_screening_date"),
+    Indicator("ild_screening", "ILD screening with lung function and HRCT", "patients",
+              "patients with both a PFT and an HRCT within the first year", "patients with at least 1 year of "
+              "follow-up", "pft_date, hrct_date"),
+    Indicator("ild_screening_mda5", "ILD screening with lung function and HRCT, anti-MDA5", "patients",
+              "anti-MDA5 patients with both a PFT and an HRCT within the first year",
+              "anti-MDA5 patients with at least 1 year of follow-up", "pft_date, hrct_date"),
+    Indicator("antibody_panel_at_baseline", "Myositis antibody panel at baseline", "patients",
+              "patients with an antibody panel from 1 year before to 90 days after the first visit "
+              "(without antibody_panel_date: an antibody result other than unknown)", "patients"),
+)
+_BY_KEY = {i.key: i for i in INDICATORS}
+
+
+@dataclass
+class QualityResult:
+    period: str
+    summary: pd.DataFrame  # key, name, numerator, denominator, value, unit
+    by_period: pd.DataFrame  # key, period, numerator, denominator, value
+    failing: dict[str, pd.DataFrame]
+    notes: list[str] = field(default_factory=list)
+    cdasi_documented_pct: float | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        return self.notes
+
+    def to_dict(self, min_cell: int | None = None) -> dict:
+        out = {"cdasi_documented_pct": self.cdasi_documented_pct, "period": self.period, "indicators": {},
+               "notes": list(self.notes)}
+        for r in self.summary.itertuples():
+            ind = _BY_KEY[r.key]
+            periods = self.by_period[self.by_period["key"] == r.key]
+            out["indicators"][r.key] = {
+                "name": ind.name, "unit": ind.unit, "numerator_definition": ind.numerator,
+                "denominator_definition": ind.denominator, "numerator": _count(r.numerator, min_cell),
+                "denominator": _count(r.denominator, min_cell), "value": _value(r, min_cell),
+                "by_period": [{"period": p.period, "numerator": _count(p.numerator, min_cell),
+                               "denominator": _count(p.denominator, min_cell), "value": _value(p, min_cell)}
+                              for p in periods.itertuples()]}
+        return out
+
+    def figure(self, key: str, min_cell: int | None = None) -> go.Figure:
+        return run_chart(self, key, min_cell)
+
+
+def _count(x, min_cell):
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return None
+    return count_text(x, min_cell) if min_cell and 0 < int(x) < min_cell else int(x)
+
+
+def _value(r, min_cell):
+    v = r.value
+    if v is None or not np.isfinite(v):
+        return None
+    if min_cell and (0 < r.numerator < min_cell or 0 < r.denominator < min_cell):
+        return None
+    return float(v)
+
+
+def _periods(dates: pd.Series, period: str) -> pd.Series:
+    if period == "all" or dates is None:
+        return pd.Series("all", index=dates.index if dates is not None else None)
+    p = dates.dt.to_period("Q" if period == "quarter" else "Y")
+    return p.astype(str).where(dates.notna(), "unknown")
+
+
+def _rate(df: pd.DataFrame, key: str, num: str, period_col: str = "period") -> tuple[dict, pd.DataFrame]:
+    """Overall and per-period numerator, denominator and percentage from a 0/1 column."""
+    overall = {"key": key, "numerator": int(df[num].sum()), "denominator": len(df),
+               "value": 100.0 * df[num].mean() if len(df) else np.nan}
+    g = df.groupby(period_col)[num].agg(["sum", "size"]).reset_index()
+    per = pd.DataFrame({"key": key, "period": g[period_col].astype(str), "numerator": g["sum"].astype(int),
+                        "denominator": g["size"].astype(int), "value": 100.0 * g["sum"] / g["size"]})
+    return overall, per
+
+
+def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year") -> QualityResult:
+    """Compute every indicator the export allows; the others are listed in ``notes`` with why."""
+    if period not in ("quarter", "year"):
+        raise OptionError("period must be 'quarter' or 'year'")
+    v = prepared.visits
+    dated = prepared.time_basis == "date" and "visit_date" in v.columns
+    eff_period = period if dated else "all"
+    notes = [] if dated else ["the export gives days, not dates: indicators are computed over the whole export "
+                              "(no calendar periods), and 'no visit in the last 12 months' is not available"]
+    rows, per, failing = [], [], {}
+    first_date = v.groupby("patient_id")["visit_date"].min() if dated else None
+
+    # 1. CDASI documented (visits)
+    vv = pd.DataFrame({"patient_id": v["patient_id"], "row": v["row"], "day": v["day"],
+                       "ok": v["cdasi_activity"].notna().astype(int),
+                       "period": _periods(v["visit_date"], eff_period) if dated else "all"})
+    o, p = _rate(vv, "cdasi_documented", "ok")
+    rows.append(o)
+    per.append(p)
+    failing["cdasi_documented"] = vv.loc[vv["ok"] == 0, ["patient_id", "row", "day", "period"]]
+
+    # 2-4. Lines: assessed by 12 weeks, no MCID by 12 weeks, escalation afterwards
+    ln = derivation.lines
+    scored = v.loc[v["cdasi_activity"].notna(), ["patient_id", "day", "cdasi_activity"]]
+    base = ln[ln["baseline_day"].notna()].copy()
+    base["end_day"] = base["end_day"].astype(float)
+    reach = base[base["end_day"] >= base["start_day"] + WEEK12].copy()
+    if dated:
+        start_date = reach["patient_id"].map(prepared.anchors) + pd.to_timedelta(reach["start_day"], unit="D")
+        reach["period"] = _periods(start_date, eff_period).to_numpy()
+    else:
+        reach["period"] = "all"
+    m = reach[["line_id", "patient_id", "start_day", "baseline_day", "baseline_cdasi", "end_day"]].merge(
+        scored, on="patient_id")
+    m = m[(m["day"] > m["start_day"]) & (m["day"] > m["baseline_day"]) & (m["day"] <= m["start_day"] + WEEK12)
+          & (m["day"] <= m["end_day"])]
+    assessed_ids = set(m["line_id"])
+    mcid_ids = set(m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"])
+    reach["assessed"] = reach["line_id"].isin(assessed_ids).astype(int)
+    reach["no_mcid"] = (~reach["line_id"].isin(mcid_ids)).astype(int)
+    cols = ["patient_id", "line_id", "agent", "arm", "start_day", "baseline_cdasi", "period"]
+    for key, col, fail_value in (("assessed_by_12w", "assessed", 0), ("no_mcid_by_12w", "no_mcid", 1)):
+        o, p = _rate(reach, key, col)
+        rows.append(o)
+        per.append(p)
+        failing[key] = reach.loc[reach[col] == fail_value, cols]
+    nomcid = reach[reach["no_mcid"] == 1].copy()
+    starts = ln[["patient_id", "start_day"]].rename(columns={"start_day": "next_start"})
+    esc = nomcid[["line_id", "patient_id", "start_day"]].merge(starts, on="patient_id")
+    esc = esc[(esc["next_start"] > esc["start_day"] + WEEK12) & (esc["next_start"] <= esc["start_day"] + WEEK12 + 28)]
+    nomcid["escalated"] = nomcid["line_id"].isin(set(esc["line_id"])).astype(int)
+    o, p = _rate(nomcid, "escalated_after_no_mcid", "escalated")
+    rows.append(o)
+    per.append(p)
+    failing["escalated_after_no_mcid"] = nomcid.loc[nomcid["escalated"] == 0, cols]
+
+    # 5. Median interval between visits (days), by the period of the later visit
+    vs = v.sort_values(["patient_id", "day"])
+    gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id")["day"].diff(),
+                         "period": _periods(vs["visit_date"], eff_period) if dated else "all"}).dropna(subset=["gap"])
+    rows.append({"key": "median_visit_interval", "numerator": np.nan, "denominator": len(gaps),
+                 "value": float(gaps["gap"].median()) if len(gaps) else np.nan})
+    g = gaps.groupby("period")["gap"].agg(["median", "size"]).reset_index()
+    per.append(pd.DataFrame({"key": "median_visit_interval", "period": g["period"].astype(str), "numerator": np.nan,
+                             "denominator": g["size"], "value": g["median"]}))
+    failing["median_visit_interval"] = gaps[gaps["gap"] > 182].rename(columns={"gap": "days_since_previous_visit"})
+
+    pats = pd.DataFrame(index=pd.Index(sorted(v["patient_id"].unique()), name="patient_id"))
+    if dated:
+        last = v.groupby("patient_id")["visit_date"].max()
+        end = v["visit_date"].max()
+        pats["follow_up_days"] = (last - first_date).dt.days
+        pats["period"] = _periods(first_date, eff_period)
+        lost = pd.DataFrame({"lost": (last < end - pd.Timedelta(days=365)).astype(int), "period": "all"})
+        o, p = _rate(lost, "lost_to_follow_up", "lost")
+        rows.append(o)
+        per.append(p)
+        failing["lost_to_follow_up"] = pd.DataFrame({"patient_id": last.index[lost["lost"] == 1],
+                                                     "last_visit": last[lost["lost"] == 1].dt.date.astype(str)})
+    else:
+        pats["follow_up_days"] = v.groupby("patient_id")["day"].max() - v.groupby("patient_id")["day"].min()
+        pats["period"] = "all"
+    ab = v.groupby("patient_id")["antibody"].first() if "antibody" in v.columns else pd.Series(dtype=object)
+    pats["antibody"] = ab.reindex(pats.index)
+
+    def events(col: str) -> pd.DataFrame:
+        e = v.loc[v[col].notna(), ["patient_id", col]].copy()
+        e["offset"] = (e[col] - e["patient_id"].map(first_date)).dt.days
+        return e
+
+    def add_patient_indicator(key: str, mask: pd.Series, ok: pd.Series) -> None:
+        d = pd.DataFrame({"ok": ok[mask].astype(int), "period": pats.loc[mask, "period"]})
+        o, p = _rate(d, key, "ok")
+        rows.append(o)
+        per.append(p)
+        failing[key] = pd.DataFrame({"patient_id": d.index[d["ok"] == 0],
+                                     "antibody": pats.loc[d.index[d["ok"] == 0], "antibody"].to_numpy()})
+
+    has_year = pats["follow_up_days"] >= 365
+    high = pats["antibody"].fillna("").str.split(";").map(lambda xs: any(a in xs for a in HIGH_RISK_ANTIBODIES))
+    if dated and "malignancy_screening_date" in v.columns:
+        e = events("malignancy_screening_date")
+        years_done = e[(e["offset"] >= 0) & (e["offset"] < 3 * 365)].assign(year=lambda x: x["offset"] // 365)
+        done = years_done.groupby("patient_id")["year"].apply(set)
+        needed = (pats["follow_up_days"].clip(upper=3 * 365) // 365).astype(int)
+        yearly = pd.Series([all(y in done.get(pid, set()) for y in range(n)) for pid, n in needed.items()],
+                           index=pats.index)
+        once = pats.index.isin(done.index)
+        add_patient_indicator("cancer_screening_high_risk", has_year & high, yearly)
+        add_patient_indicator("cancer_screening_standard_risk", has_year & ~high, pd.Series(once, index=pats.index))
+    else:
+        notes.append("cancer screening indicators need a dated export with malignancy_screening_date")
+    if dated and "pft_date" in v.columns and "hrct_date" in v.columns:
+        first_year = {}
+        for col in ("pft_date", "hrct_date"):
+            e = events(col)
+            first_year[col] = set(e.loc[(e["offset"] >= -90) & (e["offset"] <= 365), "patient_id"])
+        both = pd.Series(pats.index.isin(first_year["pft_date"] & first_year["hrct_date"]), index=pats.index)
+        mda5 = pats["antibody"].fillna("").str.split(";").map(lambda xs: "mda5" in xs)
+        add_patient_indicator("ild_screening", has_year, both)
+        add_patient_indicator("ild_screening_mda5", has_year & mda5, both)
+    else:
+        notes.append("ILD screening indicators need a dated export with pft_date and hrct_date")
+    if dated and "antibody_panel_date" in v.columns:
+        e = events("antibody_panel_date")
+        ok = pd.Series(pats.index.isin(set(e.loc[(e["offset"] >= -365) & (e["offset"] <= 90), "patient_id"])),
+                       index=pats.index)
+        add_patient_indicator("antibody_panel_at_baseline", pd.Series(True, index=pats.index), ok)
+    elif "antibody" in v.columns:
+        ok = pats["antibody"].notna() & (pats["antibody"] != "unknown")
+        add_patient_indicator("antibody_panel_at_baseline", pd.Series(True, index=pats.index), ok)
+        notes.append("antibody panel at baseline: no antibody_panel_date, so a recorded antibody result is used "
+                     "as the proxy")
+    else:
+        notes.append("antibody panel at baseline needs antibody_panel_date or an antibody column")
+
+    summary = pd.DataFrame(rows)
+    summary.insert(1, "name", summary["key"].map(lambda k: _BY_KEY[k].name))
+    summary["unit"] = summary["key"].map(lambda k: "%" if _BY_KEY[k].unit != "days" else "days")
+    by_period = pd.concat(per, ignore_index=True) if per else pd.DataFrame(
+        columns=["key", "period", "numerator", "denominator", "value"])
+    documented = float(summary.loc[summary["key"] == "cdasi_documented", "value"].iloc[0]) if len(v) else None
+    return QualityResult(eff_period, summary, by_period, {k: f.reset_index(drop=True) for k, f in failing.items()},
+                         notes, documented)
+
+
+def run_chart(result: QualityResult, key: str, min_cell: int | None = None) -> go.Figure:
+    """A run chart: the indicator by period with its median as the centre line; n in the hover."""
+    ind = _BY_KEY[key]
+    d = result.by_period[(result.by_period["key"] == key) & (result.by_period["period"] != "unknown")]
+    if min_cell:
+        d = d[(d["denominator"] >= min_cell) & ~((d["numerator"] > 0) & (d["numerator"] < min_cell))]
+    fig = go.Figure()
+    unit = "days" if ind.unit == "days" else "%"
+    hover = [f"{count_text(n, min_cell) if pd.notna(n) else ''}/{count_text(dn, min_cell)}"
+             for n, dn in zip(d["numerator"], d["denominator"])]
+    fig.add_trace(go.Scatter(x=d["period"], y=d["value"], mode="lines+markers", name=ind.name,
+                             line=dict(color="#0072B2", width=2), marker=dict(size=8), customdata=hover,
+                             hovertemplate="%{x}: %{y:.1f}" + (" days" if unit == "days" else "%")
+                                           + " (%{customdata})<extra></extra>"))
+    if len(d):
+        med = float(d["value"].median())
+        fig.add_hline(y=med, line=dict(color="#888", dash="dash"), annotation_text=f"median {med:.1f}",
+                      annotation_position="top left")
+    fig.update_xaxes(title_text=f"Period ({result.period})", type="category")
+    fig.update_yaxes(title_text=f"{ind.name} ({unit})", rangemode="tozero")
+    base_layout(fig, f"{ind.name}<br><sup>{ind.numerator} / {ind.denominator}</sup>", height=440)
+    fig.update_layout(margin=dict(t=100), showlegend=False)
+    return fig

@@ -1,0 +1,50 @@
+"""Quality: indicators for the departmental meeting, as run charts by period, with drill-down."""
+
+import pandas as pd
+import streamlit as st
+
+from analytics.quality import INDICATORS
+from dashboard import state, ui
+
+st.title("Quality")
+st.markdown("Indicators of whether care follows the stepwise scheme and whether patients are assessed, escalated "
+            "and screened in time, computed from the whole export (the cohort filters do not apply). No validated "
+            "indicator set exists for dermatomyositis; the definitions follow guidelines and practice.")
+ui.provenance()
+period = st.radio("Period", ("year", "quarter"), horizontal=True, key="quality.period")
+q = state.quality()
+for note in q.notes:
+    st.info(note, icon=":material/info:")
+
+defs = {i.key: i for i in INDICATORS}
+summary = q.summary.assign(definition=lambda d: d["key"].map(lambda k: f"{defs[k].numerator} / {defs[k].denominator}"))
+st.subheader("All indicators")
+ui.table(summary.round(1), "quality_indicators", "quality.summary")
+
+available = list(q.summary["key"])
+key = st.selectbox("Indicator", available, format_func=lambda k: defs[k].name, key="quality.indicator")
+ind = defs[key]
+row = q.summary.set_index("key").loc[key]
+cols = st.columns(3)
+cols[0].metric(ind.name, f"{row['value']:.1f} {'days' if ind.unit == 'days' else '%'}")
+cols[1].metric("Numerator", "" if pd.isna(row["numerator"]) else int(row["numerator"]))
+cols[2].metric("Denominator", int(row["denominator"]))
+st.markdown(f"**Numerator:** {ind.numerator}.  \n**Denominator:** {ind.denominator}."
+            + (f"  \n**Needs:** {ind.needs}." if ind.needs else ""))
+ui.figure(q.figure(key), f"quality_{key}", "quality.chart")
+ui.table(q.by_period[q.by_period["key"] == key].drop(columns="key").round(1), f"quality_{key}_by_period",
+         "quality.periods")
+
+st.subheader("Drill-down: what fails this indicator")
+fail = q.failing.get(key, pd.DataFrame())
+st.caption(f"{len(fail)} de-identified {ind.unit if ind.unit != 'days' else 'visit gaps over 6 months'} "
+           "(open a patient on the Patient timeline page).")
+ui.table(fail, f"quality_{key}_failing", "quality.failing", height=320)
+if len(fail) and "patient_id" in fail.columns:
+    pid = st.selectbox("Open a patient's timeline", sorted(fail["patient_id"].astype(str).unique()),
+                       key="quality.patient")
+    if st.button("Open timeline", key="quality.open", icon=":material/person:"):
+        state.set_timeline_patient(pid)
+        st.switch_page("views/timeline.py")
+ui.reproduce(f"from analytics.quality import compute_quality\nq = compute_quality(prepared, derivation, {period!r})\n"
+             "print(q.summary)", "analyze {visits}{therapies} --response {response} --period " + period + " --out out/")

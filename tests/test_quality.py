@@ -1,0 +1,140 @@
+"""Quality indicators, each on a fixture small enough to check by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from analytics import DeriveOptions, derive
+from analytics.quality import INDICATORS, compute_quality
+
+from .conftest import ROOT, prep
+
+H = "patient_id,visit_date,cdasi_activity,systemic_therapy,antibody"
+
+
+def _q(text: str, period: str = "year"):
+    p = prep(text)
+    assert p.report.ok, p.report.to_text()
+    return compute_quality(p, derive(p, DeriveOptions()), period)
+
+
+def _ind(q, key):
+    r = q.summary.set_index("key").loc[key]
+    return int(r["numerator"]) if r["numerator"] == r["numerator"] else None, int(r["denominator"]), r["value"]
+
+
+def test_cdasi_documented_by_year():
+    # 2020: 2 of 3 visits scored; 2021: 1 of 1. Overall 3 of 4 = 75%.
+    q = _q(H + "\nA,2020-01-10,20,,\nA,2020-05-10,,,\nA,2020-09-10,18,,\nA,2021-02-01,15,,\n")
+    assert _ind(q, "cdasi_documented") == (3, 4, 75.0)
+    per = q.by_period[q.by_period["key"] == "cdasi_documented"].set_index("period")
+    assert per.loc["2020", "numerator"] == 2 and per.loc["2020", "denominator"] == 3
+    assert per.loc["2021", "value"] == 100.0
+    assert q.failing["cdasi_documented"]["row"].tolist() == [3]  # the spreadsheet row without a score
+
+
+LINES = H + """
+P1,2020-01-01,20,MMF,
+P1,2020-01-29,19,MMF,
+P1,2020-03-25,18,MMF,
+P1,2020-04-10,18,MMF+IVIG,
+P2,2020-01-01,20,MMF,
+P2,2020-03-31,10,MMF,
+P3,2020-01-01,20,MMF,
+P3,2020-02-26,15,MMF,
+P3,2020-04-30,14,MMF,
+P4,2020-01-01,20,MMF,
+P4,2020-02-20,19,MMF,
+"""
+
+
+def test_line_indicators_at_12_weeks():
+    # Windows reaching day 84: P1 (ends day 100 when IVIG is added), P2 (last visit day 90), P3 (day 120);
+    # P4's window ends on day 50: not in the denominators; IVIG (P1, one visit) has no follow-up.
+    # Assessed by day 84: P1 (days 28, 84) and P3 (day 56); P2's only follow-up is on day 90 -> 2 of 3.
+    # No MCID by day 84: P1 (20 -> 18) and P2 (nothing scored by day 84); P3 fell 5 points -> 2 of 3.
+    # Escalated in days 85-112 after no MCID: P1 (IVIG on day 100); P2 not -> 1 of 2.
+    q = _q(LINES)
+    assert _ind(q, "assessed_by_12w")[:2] == (2, 3)
+    assert _ind(q, "no_mcid_by_12w")[:2] == (2, 3)
+    assert _ind(q, "escalated_after_no_mcid")[:2] == (1, 2)
+    assert q.failing["assessed_by_12w"]["patient_id"].tolist() == ["P2"]
+    assert sorted(q.failing["no_mcid_by_12w"]["patient_id"]) == ["P1", "P2"]
+    assert q.failing["escalated_after_no_mcid"]["patient_id"].tolist() == ["P2"]
+
+
+def test_median_interval_and_lost_to_follow_up():
+    # A: gaps 30 and 60 days; B: gap 10 days -> median of (30, 60, 10) = 30.
+    # The export ends 2022-06-01; A's last visit (2020-03-31) is more than 365 days before -> lost (1 of 2).
+    q = _q(H + "\nA,2020-01-01,5,,\nA,2020-01-31,5,,\nA,2020-03-31,5,,\nB,2022-05-22,5,,\nB,2022-06-01,5,,\n")
+    assert _ind(q, "median_visit_interval")[1:] == (3, 30.0)
+    assert _ind(q, "lost_to_follow_up")[:2] == (1, 2)
+    assert q.failing["lost_to_follow_up"]["patient_id"].tolist() == ["A"]
+
+
+SCREEN = ("patient_id,visit_date,cdasi_activity,antibody,malignancy_screening_date,pft_date,hrct_date,"
+          "antibody_panel_date\n"
+          # H1 (anti-TIF1g): 2 full years of follow-up, screened in year 0 and year 1 -> meets the yearly rule
+          "H1,2020-01-01,10,tif1g,2020-01-01,2020-01-01,2020-02-01,2019-12-01\n"
+          "H1,2021-02-01,10,tif1g,2021-02-01,,,\n"
+          "H1,2022-03-01,10,tif1g,,,,\n"
+          # H2 (anti-NXP2): 2 years, screened only in year 0 -> fails
+          "H2,2020-01-01,10,nxp2,2020-01-05,2020-06-01,,\n"
+          "H2,2022-02-01,10,nxp2,,,,\n"
+          # S1 (anti-MDA5, standard cancer risk): screened once in year 2 -> meets; PFT and HRCT in year 1
+          "S1,2020-01-01,10,mda5,,2020-03-01,2020-03-02,2021-06-01\n"
+          "S1,2022-01-15,10,mda5,2022-01-10,,,\n"
+          # S2 (negative): 6 months of follow-up -> in no screening denominator
+          "S2,2021-01-01,10,negative,,,,\n"
+          "S2,2021-07-01,10,negative,,,,\n")
+
+
+def test_screening_indicators():
+    q = _q(SCREEN)
+    assert _ind(q, "cancer_screening_high_risk")[:2] == (1, 2)  # H1 yes, H2 no
+    assert _ind(q, "cancer_screening_standard_risk")[:2] == (1, 1)  # S1
+    assert _ind(q, "ild_screening")[:2] == (2, 3)  # H1 and S1 have both within year 1; H2 has no HRCT
+    assert _ind(q, "ild_screening_mda5")[:2] == (1, 1)
+    # Antibody panel within [-365, +90] days of the first visit: H1 (-31 days) yes; S1 (+517) no; others none.
+    assert _ind(q, "antibody_panel_at_baseline")[:2] == (1, 4)
+    assert q.failing["cancer_screening_high_risk"]["patient_id"].tolist() == ["H2"]
+    assert not q.notes
+
+
+def test_day_exports_have_no_periods_and_say_so():
+    q = _q("patient_id,visit_day,cdasi_activity,antibody\nA,0,5,unknown\nA,30,,unknown\nB,0,5,mda5\n")
+    assert q.period == "all" and set(q.by_period["period"]) == {"all"}
+    assert "lost_to_follow_up" not in set(q.summary["key"])
+    assert any("days, not dates" in n for n in q.notes)
+    assert any("proxy" in n for n in q.notes)
+    assert _ind(q, "antibody_panel_at_baseline")[:2] == (1, 2)  # B's mda5 result; A's is unknown
+
+
+def test_quarters_and_results_json():
+    import json
+
+    from analytics.export import json_safe
+
+    q = _q(LINES, "quarter")
+    assert set(q.by_period.loc[q.by_period["key"] == "cdasi_documented", "period"]) == {"2020Q1", "2020Q2"}
+    doc = json_safe(q.to_dict())
+    json.dumps(doc)
+    assert doc["indicators"]["no_mcid_by_12w"]["numerator"] == 2
+    suppressed = q.to_dict(min_cell=5)
+    assert suppressed["indicators"]["no_mcid_by_12w"]["numerator"] == "<5"
+    assert suppressed["indicators"]["no_mcid_by_12w"]["value"] is None
+
+
+def test_readme_documents_every_indicator():
+    readme = (ROOT / "README.md").read_text()
+    for ind in INDICATORS:
+        assert f"`{ind.key}`" in readme, ind.key
+        assert ind.numerator in readme, ind.key
+
+
+@pytest.mark.parametrize("period", ["month", ""])
+def test_bad_period(period):
+    from analytics import OptionError
+
+    with pytest.raises(OptionError):
+        _q(LINES, period)

@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_analyze.py
 	$(PY) benchmarks/bench_dashboard.py
 	$(PY) benchmarks/bench_export.py
+	$(PY) benchmarks/bench_mixed.py
 
 # Regenerate the committed sample cohort (deterministic).
 sample: $(STAMP)

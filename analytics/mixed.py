@@ -74,6 +74,7 @@ class MixedResult:
     fit_seconds: float
     warnings: list[str] = field(default_factory=list)
     model: object = field(default=None, repr=False)
+    engine: str = ""
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -92,7 +93,7 @@ class MixedResult:
         return {"formula": self.formula, "groups": "line_id", "re_formula": self.re_formula, "reml": self.spec.reml,
                 "n_obs": self.n_obs, "n_groups": self.n_groups, "converged": self.converged,
                 "fallback": self.fallback, "horizon_weeks": self.spec.horizon_weeks,
-                "reference_arm": self.reference_arm, "optimizer": "lbfgs (then powell)",
+                "reference_arm": self.reference_arm, "engine": self.engine,
                 "fixed_effects": fe, "slopes_per_week": slopes,
                 "variance_components": {k: _f(v) for k, v in self.variance_components.items()},
                 "warnings": list(self.warnings)}
@@ -162,7 +163,7 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
                      "random intercept only (the random-slope model did not converge or had a singular covariance)"))
     fit, re_used, fallback = None, None, None
     for re_formula, why in attempts:
-        fit = _try_fit(d, formula, re_formula, spec.reml, warns)
+        fit = _try_fast(d, formula, re_formula, spec.reml, warns) or _try_fit(d, formula, re_formula, spec.reml, warns)
         if fit is not None:
             re_used, fallback = re_formula, why
             break
@@ -171,7 +172,51 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         return empty
     if fallback:
         warns.append(f"fallback: {fallback}")
-    return _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0)
+    result = _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0)
+    result.engine = getattr(fit, "engine", "statsmodels MixedLM (L-BFGS, then Powell)")
+    return result
+
+
+class _FastAdapter:
+    """The attributes of a statsmodels MixedLMResults that :func:`_result` reads, from a FastFit."""
+
+    engine = "fast exact profiled REML (the deviance lme4 minimises; analytics.fastlmm)"
+
+    def __init__(self, fit, names: list[str], re_names: list[str], reml: bool):
+        self._fit = fit
+        self.fe_params = pd.Series(fit.beta, index=names)
+        self._cov = pd.DataFrame(fit.cov_beta, index=names, columns=names)
+        self.bse_fe = pd.Series(np.sqrt(np.diag(fit.cov_beta)), index=names)
+        self.cov_re = pd.DataFrame(fit.cov_re, index=re_names, columns=re_names)
+        self.scale = fit.sigma2
+        self.resid = fit.resid
+        self.fittedvalues = fit.fitted
+        self.nobs = len(fit.resid)
+        self.converged = fit.converged
+        self.reml = reml
+
+    def cov_params(self) -> pd.DataFrame:
+        return self._cov
+
+
+def _try_fast(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: list[str]):
+    """The fast exact path (analytics.fastlmm); None when it does not apply or does not converge
+    cleanly, and statsmodels is tried instead."""
+    from .fastlmm import fit_fast
+
+    try:
+        X = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe")
+        codes = pd.factorize(d["line_id"])[0]
+        fit = fit_fast(X.to_numpy(), d["cdasi_activity"].to_numpy(float), codes,
+                       d["weeks"].to_numpy(float) if re_formula != "1" else None, reml)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        warns.append(f"fast path not used ({exc}); statsmodels MixedLM instead")
+        return None
+    ok = fit.converged and np.all(np.isfinite(fit.beta)) and np.all(np.isfinite(fit.cov_beta))
+    if not ok or (re_formula != "1" and fit.singular):
+        return None
+    re_names = ["Group"] if re_formula == "1" else ["Group", "weeks"]
+    return _FastAdapter(fit, list(X.columns), re_names, reml)
 
 
 def _try_fit(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: list[str]):

@@ -5,7 +5,8 @@ A response is only seen at a visit: it happened some time between the previous a
 analysis puts it at the responding visit (right-censored data); this one treats it as
 interval-censored and reports, beside each other:
 
-- per arm, the Turnbull nonparametric (NPMLE) median time to response and the Kaplan-Meier one;
+- per arm, the Turnbull nonparametric (NPMLE) median time to response and the Kaplan-Meier one
+  (:func:`turnbull`, a vectorised EM held to lifelines' ``npmle`` by the tests);
 - a Weibull accelerated-failure-time model of arm, fitted once to the interval-censored and
   once to the right-censored times: time ratios against the reference arm (< 1 = faster).
 """
@@ -18,7 +19,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from lifelines import KaplanMeierFitter, WeibullAFTFitter
-from lifelines.fitters.npmle import npmle
 
 from .derive import Derivation
 from .results import capture_warnings
@@ -44,18 +44,66 @@ def interval_bounds(table: pd.DataFrame, derivation: Derivation) -> pd.DataFrame
     return out
 
 
+def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-10, max_iter: int = 100_000):
+    """Turnbull's NPMLE for closed intervals [lower, upper]: (probabilities, intervals (m x 2)).
+
+    The same EM fixed point as lifelines' ``npmle``, vectorised: Turnbull intervals are ordered
+    and disjoint, so each observation covers a contiguous run [j0, j1] of them, and an EM step is
+    a cumulative sum plus a difference array (O(n + m)). lifelines' version loops in Python and
+    took 15 s for 7,000 lines; tests hold the two to the same answer."""
+    obs = pd.DataFrame({"l": np.asarray(lower, float), "u": np.asarray(upper, float)})
+    obs = obs.groupby(["l", "u"]).size().reset_index(name="w")  # identical intervals, pooled
+    pts = np.concatenate([obs["l"].to_numpy(), obs["u"].to_numpy()])
+    kind = np.concatenate([np.zeros(len(obs)), np.ones(len(obs))])  # 0 = left end, 1 = right end
+    order = np.lexsort((kind, pts))  # by value; a left end before a right end at the same value
+    pts, kind = pts[order], kind[order]
+    starts = np.flatnonzero((kind[:-1] == 0) & (kind[1:] == 1))
+    left, right = pts[starts], pts[starts + 1]
+    m = len(left)
+    j0 = np.searchsorted(left, obs["l"].to_numpy(), side="left")
+    j1 = np.searchsorted(right, obs["u"].to_numpy(), side="right") - 1
+    w = obs["w"].to_numpy(float)
+    n = w.sum()
+
+    def em(p: np.ndarray) -> np.ndarray:
+        c = np.concatenate([[0.0], np.cumsum(p)])
+        denom = np.maximum(c[j1 + 1] - c[j0], 1e-300)
+        contrib = np.zeros(m + 1)
+        np.add.at(contrib, j0, w / denom)
+        np.add.at(contrib, j1 + 1, -w / denom)
+        return p * np.cumsum(contrib)[:m] / n
+
+    # EM accelerated by SQUAREM (Varadhan & Roland, Scand J Stat 2008): same fixed point, far fewer steps
+    p = np.full(m, 1.0 / m)
+    for _ in range(max_iter):
+        p1 = em(p)
+        p2 = em(p1)
+        r, v = p1 - p, p2 - 2 * p1 + p
+        nv = np.linalg.norm(v)
+        alpha = -np.linalg.norm(r) / nv if nv > 0 else -1.0
+        alpha = min(alpha, -1.0)
+        trial = np.clip(p - 2 * alpha * r + alpha * alpha * v, 0.0, None)
+        trial = em(trial / trial.sum()) if trial.sum() > 0 else p2
+        new = trial
+        if np.max(np.abs(new - p)) < tol:
+            p = new
+            break
+        p = new
+    return p, np.column_stack([left, right])
+
+
 def npmle_median(lower: np.ndarray, upper: np.ndarray, event: np.ndarray) -> tuple[float, float]:
     """The Turnbull interval that holds the NPMLE median (the NPMLE fixes only the mass in each
     Turnbull interval, not where inside it). Observations are (lower, upper]: an event after the
     previous assessment, a censored line after its last visit; lifelines takes closed intervals,
     so every lower bound is nudged up by 1e-6 weeks. (inf, inf) when the median is not reached."""
     del event  # (lower, upper] describes events and censored lines alike
-    p, intervals = npmle(np.asarray(lower, float) + 1e-6, np.asarray(upper, float))
+    p, intervals = turnbull(np.asarray(lower, float) + 1e-6, np.asarray(upper, float))
     cum = np.cumsum(p)
     i = int(np.searchsorted(cum, 0.5 - 1e-9))
-    if i >= len(intervals) or not np.isfinite(intervals[i].right):
+    if i >= len(intervals) or not np.isfinite(intervals[i, 1]):
         return np.inf, np.inf
-    return round(float(intervals[i].left) - 1e-6, 6), round(float(intervals[i].right), 6)
+    return round(float(intervals[i, 0]) - 1e-6, 6), round(float(intervals[i, 1]), 6)
 
 
 def _fmt(x) -> float | None:

@@ -280,3 +280,21 @@ def test_spaghetti_draws_each_line_separately():
     # two lines, one gap between them, and no invented points
     assert list(trace.x) == [0, 4, None, 0, 4, 8] and list(trace.y) == [20, 15, None, 30, 25, 20]
     assert list(trace.customdata) == ["P1", "P1", None, "P2", "P2", "P2"]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_turnbull_matches_lifelines_npmle(seed):
+    from lifelines.fitters.npmle import npmle
+
+    from analytics.interval import turnbull
+
+    rng = np.random.default_rng(seed)
+    n = 120
+    true = rng.exponential(8, n)
+    visits = np.arange(0, 40, 4.0)
+    upper = np.array([visits[visits >= t][0] if (visits >= t).any() else np.inf for t in true])
+    lower = np.where(np.isfinite(upper), upper - 4, 36.0) + 1e-6
+    p_ours, iv = turnbull(lower, upper)
+    p_ll, iv_ll = npmle(lower, upper)
+    assert [tuple(x) for x in iv] == [(i.left, i.right) for i in iv_ll]
+    np.testing.assert_allclose(p_ours, p_ll, atol=1e-5)

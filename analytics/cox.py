@@ -18,7 +18,6 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from lifelines import CoxPHFitter
-from lifelines.statistics import proportional_hazard_test
 from scipy import stats
 
 from .results import COVARIATE_LABELS, capture_warnings, usable_covariates
@@ -101,10 +100,36 @@ def efron_score_residuals(time: np.ndarray, event: np.ndarray, X: np.ndarray, be
     w = np.ones(len(t)) if weights is None else np.asarray(weights, float)
     r = w * np.exp(X @ np.asarray(beta, float))
     n, p = X.shape
-    # Risk-set sums S0(t) = sum_{T_j >= t} w_j r_j and S1(t), for each distinct event time.
     times = np.unique(t[e])
     if times.size == 0:
         return np.zeros((n, p))
+    _, M, ev_idx, (A, B, Cf, Df) = _efron_sums(t, e, X, r, w)
+    H, G = np.cumsum(A), np.cumsum(B, axis=0)
+    pos = np.searchsorted(times, t, side="right") - 1  # last event time <= T_i
+    at = pos >= 0
+    resid = np.zeros((n, p))
+    r_un = r / w  # the hazard part uses the subject's own risk score; weights enter the sums and the sandwich
+    resid[at] -= r_un[at, None] * (X[at] * H[pos[at], None] - G[pos[at]])
+    resid[e] += (X[e] - M[ev_idx]) + r_un[e, None] * (X[e] * Cf[ev_idx, None] - Df[ev_idx])
+    return resid
+
+
+def _efron_event_means(t, e, X, beta, w=None):
+    """(event times, Efron mean of x at each event time, index of each event's time)."""
+    t = np.asarray(t, float)
+    e = np.asarray(e, bool)
+    w = np.ones(len(t)) if w is None else np.asarray(w, float)
+    r = w * np.exp(X @ np.asarray(beta, float))
+    times, M, ev_idx, _ = _efron_sums(t, e, X, r, w)
+    return times, M, ev_idx
+
+
+def _efron_sums(t, e, X, r, w):
+    """Per distinct event time: the Efron fractional-risk-set sums shared by the score and
+    Schoenfeld residuals."""
+    p = X.shape[1]
+    # Risk-set sums S0(t) = sum_{T_j >= t} w_j r_j and S1(t), for each distinct event time.
+    times = np.unique(t[e])
     order = np.argsort(-t, kind="stable")
     cum0 = np.cumsum(r[order])
     cum1 = np.cumsum(r[order, None] * X[order], axis=0)
@@ -132,15 +157,7 @@ def efron_score_residuals(time: np.ndarray, event: np.ndarray, X: np.ndarray, be
         Cf += frac * hk
         Df += (frac * hk)[:, None] * xbar
         M += np.where(active[:, None], xbar / np.maximum(d, 1)[:, None], 0.0)
-    H, G = np.cumsum(A), np.cumsum(B, axis=0)
-    pos = np.searchsorted(times, t, side="right") - 1  # last event time <= T_i
-    at = pos >= 0
-    resid = np.zeros((n, p))
-    r_un = r / w  # the hazard part uses the subject's own risk score; weights enter the sums and the sandwich
-    resid[at] -= r_un[at, None] * (X[at] * H[pos[at], None] - G[pos[at]])
-    j = ev_idx
-    resid[e] += (X[e] - M[j]) + r_un[e, None] * (X[e] * Cf[j, None] - Df[j])
-    return resid
+    return times, M, ev_idx, (A, B, Cf, Df)
 
 
 def robust_variance(model_variance: np.ndarray, resid: np.ndarray, clusters: np.ndarray,
@@ -223,14 +240,34 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
                      ph, text, warns, cph, bool(weights), excluded)
 
 
+def schoenfeld_ph_test(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None = None) -> pd.DataFrame:
+    """The Grambsch-Therneau test with the rank time transform, as lifelines'
+    ``proportional_hazard_test(..., time_transform="rank")`` computes it: scaled Schoenfeld
+    residuals (Efron: x minus the mean over the fractional risk sets), each covariate's statistic
+    ((g - mean g) . s*)^2 / (d se^2 sum (g - mean g)^2) with g the event rank. Vectorised: lifelines
+    builds the residuals in a Python loop (13 s at 330,000 lines); tests hold the two equal."""
+    terms = list(cph.params_.index)
+    d = df.sort_values(by=["time", "event"])  # the order lifelines fits in (stable: ties keep their order)
+    t = d["time"].to_numpy(float)
+    e = d["event"].to_numpy(bool)
+    X = d[terms].to_numpy(float)
+    w = d["_w"].to_numpy(float) if weights else None
+    times, M, ev_idx = _efron_event_means(t, e, X, cph.params_.to_numpy(), w)
+    resid = X[e] - M[ev_idx]
+    n_deaths = int(e.sum())
+    scaled = n_deaths * resid @ cph.variance_matrix_.to_numpy()
+    g = np.cumsum(e)[e].astype(float)
+    gd = g - g.mean()
+    se2 = cph.standard_errors_.to_numpy() ** 2
+    stat = (gd @ scaled) ** 2 / (n_deaths * se2 * np.sum(gd**2))
+    return pd.DataFrame({"term": terms, "statistic": stat, "p": stats.chi2.sf(stat, 1)})
+
+
 def _ph_check(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None, warns: list[str]):
     try:
-        with capture_warnings(warns):
-            res = proportional_hazard_test(cph, df.drop(columns=["patient_id"]), time_transform="rank")
+        tab = schoenfeld_ph_test(cph, df, weights).sort_values("term").reset_index(drop=True)
     except Exception as exc:
         return pd.DataFrame(columns=["term", "statistic", "p"]), f"the proportional-hazards test failed ({exc})"
-    tab = res.summary.reset_index().rename(columns={"index": "term", "test_statistic": "statistic"})
-    tab = tab[["term", "statistic", "p"]]
     bad = tab[tab["p"] < 0.05]
     if bad.empty:
         text = (f"No evidence that the hazard ratios change over follow-up (scaled Schoenfeld residuals against "

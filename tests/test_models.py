@@ -298,3 +298,24 @@ def test_turnbull_matches_lifelines_npmle(seed):
     p_ll, iv_ll = npmle(lower, upper)
     assert [tuple(x) for x in iv] == [(i.left, i.right) for i in iv_ll]
     np.testing.assert_allclose(p_ours, p_ll, atol=1e-5)
+
+
+@pytest.mark.parametrize("covs,weighted", [((), False), (("baseline_cdasi", "line_number", "mda5", "ild"), False),
+                                           ((), True)])
+def test_vectorised_ph_test_matches_lifelines(sample_models, covs, weighted):
+    from lifelines.statistics import proportional_hazard_test
+
+    from analytics.cox import _design, fit_cox, schoenfeld_ph_test
+    from analytics.results import analysis_table
+
+    a = sample_models
+    t = analysis_table(a.derivation, a.prepared).assign(w=lambda d: 1 + (d["line_number"] % 3) / 2)
+    res = fit_cox(t, ARMS, covs, weights="w" if weighted else None)
+    sub = t[t["arm"].isin(ARMS)].dropna(subset=list(covs)) if covs else t
+    df, _ = _design(sub, ARMS, list(covs), "w" if weighted else None)
+    fit_df = df.drop(columns=["patient_id"])
+    ours = schoenfeld_ph_test(res.model, fit_df, "w" if weighted else None).set_index("term")
+    theirs = proportional_hazard_test(res.model, fit_df, time_transform="rank").summary
+    for term in ours.index:
+        assert ours.loc[term, "statistic"] == pytest.approx(theirs.loc[term, "test_statistic"], rel=1e-8, abs=1e-10)
+        assert ours.loc[term, "p"] == pytest.approx(theirs.loc[term, "p"], rel=1e-6, abs=1e-12)

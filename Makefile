@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_dashboard.py
 	$(PY) benchmarks/bench_export.py
 	$(PY) benchmarks/bench_mixed.py
+	$(PY) benchmarks/bench_scale.py
 
 # Regenerate the committed sample cohort (deterministic).
 sample: $(STAMP)

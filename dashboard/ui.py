@@ -25,10 +25,22 @@ def chrome_path() -> str | None:
     return next((p for p in map(shutil.which, _BROWSERS) if p), None)
 
 
+@st.cache_resource(show_spinner=False)
+def _kaleido_session() -> bool:
+    """One Chromium session for every image download of this server (started on first use)."""
+    import kaleido
+
+    kaleido.start_sync_server(silence_warnings=True)
+    return True
+
+
 def _image(fig: go.Figure, fmt: str) -> bytes:
-    width = fig.layout.width or 900
-    height = fig.layout.height or 560
-    return fig.to_image(format=fmt, width=width, height=height, scale=3 if fmt == "png" else 1)
+    import kaleido
+
+    _kaleido_session()
+    opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
+            "scale": 3 if fmt == "png" else 1}
+    return kaleido.calc_fig_sync(fig, opts=opts)
 
 
 def _html(fig: go.Figure) -> str:

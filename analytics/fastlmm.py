@@ -41,9 +41,10 @@ class FastFit:
 
     @property
     def singular(self) -> bool:
-        d = np.diag(self.cov_re)
-        return bool(np.any(d <= 1e-10 * max(self.sigma2, 1e-12)) or
-                    (self.cov_re.shape[0] > 1 and abs(np.linalg.det(self.cov_re)) <= 1e-10 * np.prod(d)))
+        """lme4's ``isSingular`` rule: a diagonal element of theta (the relative Cholesky factor)
+        below 1e-4, i.e. a variance at zero or a correlation at +-1."""
+        diag = [self.theta[0]] if len(self.theta) == 1 else [self.theta[0], self.theta[2]]
+        return bool(np.min(np.abs(diag)) < 1e-4)
 
 
 def _lambda(theta: np.ndarray, q: int) -> np.ndarray:
@@ -128,6 +129,15 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
     for k, start in enumerate(starts):
         res = optimize.minimize(deviance, start, method="L-BFGS-B", bounds=bounds,
                                 options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
+        if not res.success:
+            # With a very large deviance (hundreds of thousands of visits) L-BFGS-B's finite-difference
+            # line search can stop early ("ABNORMAL_TERMINATION_IN_LNSRCH"): polish with Nelder-Mead.
+            polish = optimize.minimize(deviance, res.x, method="Nelder-Mead",
+                                       options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 4000})
+            if polish.fun <= res.fun + 1e-9:
+                polish.x = np.abs(polish.x) if q == 1 else np.array([abs(polish.x[0]), polish.x[1] * np.sign(
+                    polish.x[0] or 1), abs(polish.x[2])])  # same Lambda Lambda' with a non-negative diagonal
+                res = polish
         if best is None or res.fun < best.fun - 1e-9:
             best = res
         on_bound = q == 2 and min(best.x[0], best.x[2]) < 1e-6

@@ -127,11 +127,14 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
     starts = [np.array([1.0])] if q == 1 else [np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.1])]
     best = None
     for k, start in enumerate(starts):
-        res = optimize.minimize(deviance, start, method="L-BFGS-B", bounds=bounds,
+        # The deviance per observation: the same minimum, but gradients of order 1 at any size, so the
+        # finite-difference line search stays sound with hundreds of thousands of visits.
+        res = optimize.minimize(lambda th: deviance(th) / n, start, method="L-BFGS-B", bounds=bounds,
                                 options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
+        res.fun = res.fun * n
         if not res.success:
-            # With a very large deviance (hundreds of thousands of visits) L-BFGS-B's finite-difference
-            # line search can stop early ("ABNORMAL_TERMINATION_IN_LNSRCH"): polish with Nelder-Mead.
+            # If L-BFGS-B's line search still stops early ("ABNORMAL_TERMINATION_IN_LNSRCH"), polish
+            # with Nelder-Mead from where it stopped.
             polish = optimize.minimize(deviance, res.x, method="Nelder-Mead",
                                        options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 4000})
             if polish.fun <= res.fun + 1e-9:

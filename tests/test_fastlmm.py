@@ -21,19 +21,12 @@ REF = ROOT / "tests" / "reference"
 
 
 def test_fast_path_matches_lme4_within_issue7_tolerances():
+    from .test_reference import assert_matches_lme4
+
     tr = pd.read_csv(REF / "trajectories_input.csv")
     res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24))
     assert res.engine.startswith("fast exact") and res.fallback is None
-    exp = pd.read_csv(REF / "expected_lmer.csv").set_index("term")
-    names = {"(Intercept)": "Intercept", "armIVIG": "arm[T.IVIG]", "armJAKi": "arm[T.JAKi]",
-             "weeks:armIVIG": "weeks:arm[T.IVIG]", "weeks:armJAKi": "weeks:arm[T.JAKi]"}
-    for term, r in exp.iterrows():
-        got = res.fixed_effects.loc[names.get(term, term)]
-        assert got["estimate"] == pytest.approx(r["estimate"], rel=1e-4), term
-        assert got["se"] == pytest.approx(r["se"], rel=1e-3), term
-    vc = pd.read_csv(REF / "expected_lmer_vc.csv").set_index("component")["value"]
-    for k, v in vc.items():
-        assert res.variance_components[k] == pytest.approx(v, rel=1e-3), k
+    assert_matches_lme4(res, {"rel": 1e-4}, vc_rel=1e-3)  # issue 7: fixed effects 1e-4, variances 1e-3
 
 
 def _design(seed: int, n_lines: int = 150, single_visit_share: float = 0.2):

@@ -27,7 +27,7 @@ from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
 from .options import OptionError
-from .results import capture_warnings, usable_covariates
+from .results import usable_covariates
 from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]

@@ -126,7 +126,7 @@ def _to_day(s: pd.Series) -> tuple[pd.Series, pd.Series]:
 def _check_columns(raw: RawTable, rep: ValidationReport, required: list[tuple[str, ...]]) -> bool:
     for target, headers in raw.duplicate_headers.items():
         rep.add("duplicate_column", "error", f"headers {headers} all match column {target!r}",
-                fix=f"keep one of them (or map the others to other names in the mapping file's [columns])",
+                fix="keep one of them (or map the others to other names in the mapping file's [columns])",
                 column=target, file=raw.kind)
     ok = True
     for options in required:

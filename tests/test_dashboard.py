@@ -128,7 +128,7 @@ def test_mixed_model_spec_changes():
 
 
 def test_invalid_upload_keeps_the_previous_dataset():
-    script = f"""
+    script = """
 import streamlit as st
 from dashboard import state
 from dashboard.state import DatasetFiles

@@ -2,7 +2,6 @@
 
 import streamlit as st
 
-from analytics import CdasiError
 from dashboard import state, ui
 from dashboard.state import DatasetFiles
 

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analytics import DeriveOptions, OptionError, ResponseRule
 from analytics.models import ModelOptions
-from analytics.results import ADJUSTMENT_SET, COVARIATE_LABELS
+from analytics.results import COVARIATE_LABELS
 from dashboard import state, ui
 
 st.title("Time to response")

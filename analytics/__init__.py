@@ -1,6 +1,13 @@
 """cdasi-outcomes analytics: pure Python, no Streamlit. The same API serves the CLI, the
-dashboard and a researcher's notebook."""
+dashboard and a researcher's notebook.
 
+The package is lazy (PEP 562): ``import analytics`` loads no modelling or plotting library;
+each name below is imported from its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -8,17 +15,30 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+unknown"
 
-from .derive import Derivation, derive  # noqa: E402
-from .errors import CdasiError, InputError, InvalidDataError, MappingError, OptionError  # noqa: E402
-from .io import ColumnMapping, load_mapping, read_bytes, read_table  # noqa: E402
-from .options import DeriveOptions, ResponseRule  # noqa: E402
-from .pipeline import Analysis, analyze, load, write_outputs  # noqa: E402
-from .report import Finding, ValidationReport  # noqa: E402
-from .validate import Prepared, prepare  # noqa: E402
+# name -> module that defines it
+_EXPORTS = {
+    "Derivation": "derive", "derive": "derive",
+    "CdasiError": "errors", "InputError": "errors", "InvalidDataError": "errors", "MappingError": "errors",
+    "OptionError": "errors",
+    "ColumnMapping": "io", "load_mapping": "io", "read_bytes": "io", "read_table": "io",
+    "DeriveOptions": "options", "ResponseRule": "options",
+    "Analysis": "pipeline", "analyze": "pipeline", "load": "pipeline", "write_outputs": "pipeline",
+    "Finding": "validation_report", "ValidationReport": "validation_report",
+    "Prepared": "validate", "prepare": "validate",
+    "ModelOptions": "models", "fit_models": "models",
+}
 
-__all__ = [
-    "__version__", "Analysis", "CdasiError", "ColumnMapping", "Derivation", "DeriveOptions", "Finding",
-    "InputError", "InvalidDataError", "MappingError", "OptionError", "Prepared", "ResponseRule",
-    "ValidationReport", "analyze", "derive", "load", "load_mapping", "prepare", "read_bytes", "read_table",
-    "write_outputs",
-]
+__all__ = ["__version__", *sorted(_EXPORTS)]
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'analytics' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_EXPORTS))

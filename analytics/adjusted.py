@@ -19,6 +19,7 @@ The comparison stays observational: weights balance only the measured covariates
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,8 @@ import plotly.graph_objects as go
 import statsmodels.api as sm
 
 from .cox import CoxResult, fit_cox
-from .results import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
+from .analysis_table import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
+from .protocol import Call, FigureSpec, TableSpec, recorded
 from .style import base_layout
 from .survival import KMResult, fit_km
 from .table1 import smd
@@ -40,7 +42,7 @@ OBSERVATIONAL_NOTE = ("Observational comparison. Lines were not randomised: late
                       "as the effect of switching a patient from one agent to another.")
 
 
-@dataclass
+@dataclass(frozen=True)
 class AdjustedResult:
     arms: list[str]
     covariates: list[str]
@@ -53,6 +55,24 @@ class AdjustedResult:
     note: str
     warnings: list[str] = field(default_factory=list)
     model: object = field(default=None, repr=False)
+    alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def tables(self) -> dict[str, TableSpec]:
+        out = {"balance": TableSpec(self.balance, "Covariate balance before and after weighting (SMD)")}
+        if self.cox is not None:
+            out["cox"] = dataclasses.replace(self.cox.tables()["hazard_ratios"],
+                                             title="Weighted Cox model (IPTW): hazard ratios of response")
+        return out
+
+    def figures(self) -> dict[str, FigureSpec]:
+        if self.km is None:
+            return {}
+        km = self.km
+        return {"balance": FigureSpec(lambda mc, hidden: self.balance_figure(),
+                                      "Covariate balance before and after weighting"),
+                "km": FigureSpec(lambda mc, hidden: km.without_arms(hidden).figure(min_cell=mc),
+                                 "Time to response, weighted (IPTW)")}
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -91,9 +111,10 @@ def _f(x):
     return x if np.isfinite(x) else None
 
 
+@recorded(table="table")
 def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
                  covariates: tuple[str, ...] | list[str] = ADJUSTMENT_SET,
-                 trim: tuple[float, float] = (0.01, 0.99)) -> AdjustedResult:
+                 trim: tuple[float, float] = (0.01, 0.99), alpha: float = 0.05) -> AdjustedResult:
     warns: list[str] = []
     arms = list(arms)
     covs = usable_covariates(table, covariates, warns, "the weights do not balance it")
@@ -106,7 +127,7 @@ def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
     note = OBSERVATIONAL_NOTE.format(covs=", ".join(COVARIATE_LABELS.get(c, c).lower() for c in covs) or "none")
     empty = AdjustedResult(arms, covs, pd.DataFrame(columns=["line_id", "arm", "ps", "weight"]),
                            pd.DataFrame(columns=["covariate", "smd_before", "smd_after"]), {}, trim, None, None, note,
-                           warns)
+                           warns, None, alpha)
     present = [a for a in present if (sub["arm"] == a).any()]
     if "line_number" in covs and len(present) >= 2:
         # Positivity: compare only at line numbers (1, 2, 3, 4, 5+) where every arm occurs.
@@ -156,9 +177,9 @@ def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
                              "smd_after": smd(sub[c], groups, present, sub["w"], binary=sub[c].isin([0, 1]).all())}
                             for c in covs])
     ess = {a: float(sub.loc[groups == a, "w"].sum() ** 2 / (sub.loc[groups == a, "w"] ** 2).sum()) for a in present}
-    km = fit_km(sub, arms, weights="w")
-    cox = fit_cox(sub, arms, (), weights="w")
+    km = fit_km(sub, arms, weights="w", alpha=alpha)
+    cox = fit_cox(sub, arms, (), weights="w", alpha=alpha)
     if (balance["smd_after"] > 0.1).any():
         bad = ", ".join(balance.loc[balance["smd_after"] > 0.1, "covariate"])
         warns.append(f"after weighting, {bad} still differ between arms (SMD > 0.1)")
-    return AdjustedResult(arms, covs, weights, balance, ess, trim, km, cox, note, warns, model)
+    return AdjustedResult(arms, covs, weights, balance, ess, trim, km, cox, note, warns, model, alpha)

@@ -36,6 +36,8 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
                    help="comma-separated arms (default: MMF,IVIG,JAKi; agent codes such as MTX or HCQ allowed)")
     p.add_argument("--period", choices=("quarter", "year"), default="year",
                    help="calendar period of the quality indicators (default: year)")
+    p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+                   help="every interval of every model and figure is 1 - A (default: 0.05, 95%% intervals)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -75,7 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1 (sample cohort by default)",
                        description="Start the dashboard in your browser, bound to 127.0.0.1, on VISITS or on the "
-                                   "synthetic sample cohort. No telemetry; uploads stay in memory.")
+                                   "synthetic sample cohort. No telemetry; uploads are held in memory (a meeting "
+                                   "pack copies them to a temporary folder that is removed afterwards).")
     p.add_argument("visits", metavar="VISITS", nargs="?", help="the visit export (default: the sample cohort)")
     p.add_argument("--therapies", metavar="F", help="optional therapy episodes file")
     p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
@@ -113,13 +116,13 @@ def _cmd_analyze(args) -> int:
 
     options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
                             arms=parse_arms(args.arms))
+    model_options = _model_options(args)  # checked before the data is read
     t0 = time.perf_counter()
     prepared, timings = load(args.visits, args.therapies, args.mapping)
     try:
-        print("Deriving lines and fitting the models (Kaplan-Meier, Cox, competing risks, mixed model)...",
-              file=sys.stderr, flush=True)
-        analysis = analyze(prepared, options, timings, models=True)
-        analysis.period = args.period
+        print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
+        analysis = analyze(prepared, options, timings, models=model_options,
+                           progress=lambda title: print(f"  {title}...", file=sys.stderr, flush=True))
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
@@ -140,31 +143,20 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
-def _fmt(x, spec=".1f") -> str:
-    return "not reached" if x is None else format(x, spec)
+def _model_options(args):
+    from .models import ModelOptions
+
+    return ModelOptions(period=args.period, alpha=args.alpha)
 
 
 def _print_models(analysis) -> None:
-    r = analysis.results()
-    ttr, mm = r["time_to_response"], r["mixed_model"]
-    print("Time to response (Kaplan-Meier median, weeks; 95% CI):")
-    for arm, a in ttr["arms"].items():
-        lo, hi = a["median_ci"]
-        print(f"  {arm:5s} {a['lines']:4d} lines {a['events']:4d} responses  median {_fmt(a['median'])} "
-              f"({_fmt(lo)} to {_fmt(hi)})")
-    lr = ttr["logrank"]
-    if lr["statistic"] is not None:
-        print(f"  log-rank chi-square {lr['statistic']:.2f}, df {lr['df']}, p = {lr['p']:.3g}")
-    for label, cox in (("unadjusted", ttr["cox"]), ("adjusted", ttr["cox_adjusted"])):
-        hrs = ", ".join(f"{arm} {h['hr']:.2f} ({h['ci'][0]:.2f}-{h['ci'][1]:.2f})"
-                        for arm, h in cox["hazard_ratios"].items() if h["hr"] is not None)
-        if hrs:
-            print(f"  Cox {label}, vs {cox['reference_arm']}: {hrs}")
-    if mm["converged"]:
-        slopes = ", ".join(f"{arm} {s['per_12_weeks']:+.1f}" for arm, s in mm["slopes_per_week"].items()
-                           if s["estimate"] is not None)
-        print(f"Mixed model ({mm['n_obs']} visits, {mm['n_groups']} lines): CDASI change per 12 weeks: {slopes}"
-              + (f" [{mm['fallback']}]" if mm["fallback"] else ""))
+    """What each registered analysis prints (its ``cli`` lines), in registry order."""
+    from .registry import entries
+
+    for e in entries():
+        if e.cli is not None and e.name in analysis.models:
+            for line in e.cli(analysis.models[e.name]):
+                print(line)
     print("Observational data: see results.json \"comparison_note\" before reading arm differences as effects.")
 
 
@@ -173,9 +165,10 @@ def _cmd_report(args) -> int:
 
     options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
                             arms=parse_arms(args.arms))
-    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx, period=args.period)
+    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx)
     try:
-        result = build_pack(args.visits, args.out, args.therapies, args.mapping, options, options=pack,
+        result = build_pack(args.visits, args.out, args.therapies, args.mapping, options, _model_options(args),
+                            options=pack,
                             progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)

@@ -14,18 +14,19 @@ Survival Data in Medical Research, 3rd ed., p. 411), with log(-log) confidence i
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from .protocol import Call, FigureSpec, TableSpec, recorded, z_value
 from .style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["CIFResult", "aalen_johansen", "fit_competing", "COMPETING_STOP_REASONS"]
 
 COMPETING_STOP_REASONS = ("inefficacy", "adverse_event")
-Z95 = 1.959963984540054
 
 
 def event_codes(table: pd.DataFrame) -> np.ndarray:
@@ -63,7 +64,7 @@ def aalen_johansen(time: np.ndarray, code: np.ndarray, cause: int, alpha: float 
     sc, scf = np.cumsum(cc), np.cumsum(cc * cif)
     var = (cif**2 * sa - 2 * cif * saf + saf2) + np.cumsum(b) - 2 * (cif * sc - scf)
     var = np.maximum(var, 0.0)
-    z = Z95 if alpha == 0.05 else float(__import__("scipy.stats").stats.norm.ppf(1 - alpha / 2))
+    z = z_value(alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
         se_ll = np.sqrt(var) / (cif * np.abs(np.log(cif)))
         lower = np.where((cif > 0) & (cif < 1), cif ** np.exp(z * se_ll), cif)
@@ -77,12 +78,27 @@ def _at(curve: pd.DataFrame, t: float, col: str) -> float:
     return float(curve[col].iloc[i]) if i >= 0 else 0.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class CIFResult:
     arms: list[str]
     curves: dict[str, dict[str, pd.DataFrame]]  # arm -> {"response": df, "stopped": df}
     summary: pd.DataFrame
     warnings: list[str] = field(default_factory=list)
+    alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def without_arms(self, arms) -> "CIFResult":
+        return dataclasses.replace(self, curves={a: c for a, c in self.curves.items() if a not in arms})
+
+    def tables(self) -> dict[str, TableSpec]:
+        cif = self.summary.reset_index()
+        return {"summary": TableSpec(cif, "Cumulative incidence of response and of stopping first",
+                                     counts=("lines", "responses", "stopped_first", "censored"), row_whole=True,
+                                     derived=tuple(c for c in cif.columns if c.startswith(("response_", "stopped_"))))}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        return {"curves": FigureSpec(lambda mc, hidden: self.without_arms(hidden).figure(min_cell=mc),
+                                     "Competing risks: response versus stopping the agent first")}
 
     def to_dict(self) -> dict:
         return {"competing_event": "agent stopped for " + " or ".join(COMPETING_STOP_REASONS) + " before response",
@@ -117,6 +133,7 @@ class CIFResult:
         return fig
 
 
+@recorded(table="table")
 def fit_competing(table: pd.DataFrame, arms: list[str] | tuple[str, ...], alpha: float = 0.05) -> CIFResult:
     warns: list[str] = []
     arms = list(arms)
@@ -142,4 +159,4 @@ def fit_competing(table: pd.DataFrame, arms: list[str] | tuple[str, ...], alpha:
     if not (codes == 2).any():
         warns.append("no line stopped for inefficacy or an adverse event before response: no competing events")
     summary = pd.DataFrame(rows).set_index("arm")
-    return CIFResult(arms, curves, summary, warns)
+    return CIFResult(arms, curves, summary, warns, alpha)

@@ -20,15 +20,13 @@ import plotly.graph_objects as go
 from lifelines import CoxPHFitter
 from scipy import stats
 
-from .results import COVARIATE_LABELS, capture_warnings, usable_covariates
+from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
+from .analysis_table import COVARIATE_LABELS, capture_warnings, usable_covariates
 from .style import arm_color, base_layout, count_text
 
 __all__ = ["CoxResult", "fit_cox"]
 
-Z95 = 1.959963984540054
-
-
-@dataclass
+@dataclass(frozen=True)
 class CoxResult:
     reference_arm: str | None
     summary: pd.DataFrame  # one row per term: hr, lower, upper, coef, se (robust), p
@@ -43,6 +41,23 @@ class CoxResult:
     model: CoxPHFitter | None = field(default=None, repr=False)
     weighted: bool = False
     excluded_missing: int = 0
+    alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def tables(self) -> dict[str, TableSpec]:
+        tab = self.summary.reset_index()
+        tab.insert(1, "n_lines", self.n_lines)
+        tab.insert(2, "n_events", self.n_events)
+        # n_lines and n_events are totals over the arms: with a small arm they would give it away
+        return {"hazard_ratios": TableSpec(tab, "Hazard ratios of response (robust SEs clustered by patient)",
+                                           counts=("n_lines", "n_events"),
+                                           derived=("coef", "se", "hr", "lower", "upper", "p", "se_model"),
+                                           total_columns=("n_lines", "n_events"))}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        what = "weighted (IPTW)" if self.weighted else ("adjusted" if self.covariates else "unadjusted")
+        return {"forest": FigureSpec(lambda mc, hidden: self.figure(min_cell=mc, totals=not hidden),
+                                     f"Cox model, {what}: hazard ratios of response")}
 
     def hazard_ratios(self) -> dict:
         out = {}
@@ -171,6 +186,7 @@ def robust_variance(model_variance: np.ndarray, resid: np.ndarray, clusters: np.
     return dfbeta.T @ dfbeta
 
 
+@recorded(table="table")
 def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: list[str] | tuple[str, ...] = (),
             weights: str | None = None, alpha: float = 0.05) -> CoxResult:
     """Fit the Cox model. Arms without lines, or without any response, are left out with a
@@ -206,7 +222,7 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
                       pd.DataFrame(columns=["coef", "se", "hr", "lower", "upper", "p"]), arms, covs, len(sub),
                       int(sub["event"].sum()) if len(sub) else 0, int(sub["patient_id"].nunique()) if len(sub) else 0,
                       pd.DataFrame(columns=["term", "statistic", "p"]), "not tested", warns, None, bool(weights),
-                      excluded)
+                      excluded, alpha)
     if len(usable) < 2 and not covs:
         warns.append("fewer than two arms with responses: no hazard ratio to estimate")
         return empty
@@ -232,12 +248,13 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
     w = df["_w"].to_numpy() if weights else None
     resid = efron_score_residuals(df["time"].to_numpy(), df["event"].to_numpy(), df[terms].to_numpy(), beta, w)
     se = np.sqrt(np.diag(robust_variance(info_inv, resid, df["patient_id"].to_numpy(), w)))
-    summary = pd.DataFrame({"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - Z95 * se),
-                            "upper": np.exp(beta + Z95 * se), "p": 2 * stats.norm.sf(np.abs(beta / se)),
+    z = z_value(alpha)
+    summary = pd.DataFrame({"coef": beta, "se": se, "hr": np.exp(beta), "lower": np.exp(beta - z * se),
+                            "upper": np.exp(beta + z * se), "p": 2 * stats.norm.sf(np.abs(beta / se)),
                             "se_model": np.sqrt(np.diag(info_inv))}, index=pd.Index(terms, name="term"))
     ph, text = _ph_check(cph, df, weights, warns)
     return CoxResult(ref, summary, arms, covs, len(sub), int(sub["event"].sum()), int(sub["patient_id"].nunique()),
-                     ph, text, warns, cph, bool(weights), excluded)
+                     ph, text, warns, cph, bool(weights), excluded, alpha)
 
 
 def schoenfeld_ph_test(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None = None) -> pd.DataFrame:
@@ -283,7 +300,7 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
                   totals: bool = True) -> go.Figure:
     """``totals=False`` leaves the numbers of lines, responses and patients out of the subtitle
     (a shared pack with a small arm: the totals would reveal its count by subtraction)."""
-    """Hazard ratios with 95% CIs on a log axis, reference line at 1, n and events per arm."""
+    """Hazard ratios with 1 - alpha CIs on a log axis, reference line at 1, n and events per arm."""
     rows = []
     for arm in result.arms:
         if arm == result.reference_arm:
@@ -318,7 +335,7 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
     lo_t, hi_t = min(finite + [1.0]), max(finite + [1.0])
     ticks = [v for v in (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 10) if lo_t / 1.3 <= v <= hi_t * 1.3]
     fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], tickangle=0,
-                     title_text="Hazard ratio of response, 95% CI (log scale)")
+                     title_text=f"Hazard ratio of response, {ci_label(result.alpha)} (log scale)")
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], title_text="")
     adj = ("adjusted for " + ", ".join(COVARIATE_LABELS.get(c, c).split(" (")[0].lower() for c in result.covariates)
            if result.covariates else "unadjusted")

@@ -13,7 +13,7 @@ import re
 import pandas as pd
 
 from .io import RawTable
-from .report import Finding
+from .validation_report import Finding
 from .schema import normalise_header
 
 __all__ = ["scan_identifiers"]

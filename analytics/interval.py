@@ -13,6 +13,7 @@ interval-censored and reports, beside each other:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +22,8 @@ import plotly.graph_objects as go
 from lifelines import KaplanMeierFitter, WeibullAFTFitter
 
 from .derive import Derivation
-from .results import capture_warnings
+from .protocol import Call, FigureSpec, TableSpec, recorded, z_value
+from .analysis_table import capture_warnings
 from .style import arm_color, base_layout
 
 __all__ = ["IntervalResult", "interval_bounds", "fit_interval"]
@@ -111,13 +113,26 @@ def _fmt(x) -> float | None:
     return x if np.isfinite(x) else None
 
 
-@dataclass
+@dataclass(frozen=True)
 class IntervalResult:
     arms: list[str]
     reference_arm: str | None
     medians: pd.DataFrame  # per arm: km_median, npmle_median_low, npmle_median_high
     time_ratios: pd.DataFrame  # per arm: interval / right-censored Weibull AFT time ratios with CI
     warnings: list[str] = field(default_factory=list)
+    alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def tables(self) -> dict[str, TableSpec]:
+        iv = self.summary.reset_index()
+        return {"summary": TableSpec(iv, "Interval-censoring sensitivity: medians and Weibull time ratios",
+                                     counts=("lines",), derived=tuple(c for c in iv.columns if c not in ("arm", "lines")))}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        def make(mc, hidden):
+            shown = dataclasses.replace(self, arms=[a for a in self.arms if a not in hidden])
+            return shown.figure()
+        return {"medians": FigureSpec(make, "Interval-censoring sensitivity: median time to response")}
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -157,9 +172,10 @@ class IntervalResult:
                 "warnings": list(self.warnings)}
 
 
-def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: list[str]) -> dict[str, tuple]:
+def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: list[str],
+         alpha: float = 0.05) -> dict[str, tuple]:
     x = pd.DataFrame({f"arm_{a}": (df["arm"].astype(str) == a).astype(float) for a in others})
-    aft = WeibullAFTFitter()
+    aft = WeibullAFTFitter(alpha=alpha)
     with capture_warnings(warns):
         if interval:
             data = pd.concat([df[["lower", "upper"]].reset_index(drop=True), x.reset_index(drop=True)], axis=1)
@@ -173,7 +189,8 @@ def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: l
     for a in others:
         r = s.loc[f"arm_{a}"]
         with np.errstate(over="ignore"):
-            tr = tuple(float(np.exp(r[k])) for k in ("coef", "coef lower 95%", "coef upper 95%"))
+            z = z_value(alpha)  # lifelines' own interval: coef -/+ z se(coef)
+            tr = tuple(float(np.exp(r["coef"] + k * z * r["se(coef)"])) for k in (0, -1, 1))
         if not all(np.isfinite(tr)) or tr[2] / max(tr[1], 1e-300) > 1e6:
             warns.append(f"{a}: the Weibull time ratio is not estimable from these data "
                          f"({'interval' if interval else 'right'}-censored model)")
@@ -182,7 +199,9 @@ def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: l
     return out
 
 
-def fit_interval(table: pd.DataFrame, derivation: Derivation, arms: list[str] | tuple[str, ...]) -> IntervalResult:
+@recorded(table="table", derivation="derivation")
+def fit_interval(table: pd.DataFrame, derivation: Derivation, arms: list[str] | tuple[str, ...],
+                 alpha: float = 0.05) -> IntervalResult:
     warns: list[str] = []
     arms = list(arms)
     df = interval_bounds(table, derivation)
@@ -206,8 +225,8 @@ def fit_interval(table: pd.DataFrame, derivation: Derivation, arms: list[str] | 
         others = [a for a in usable if a != ref]
         sub = df[df["arm"].isin(usable)]
         try:
-            ic = _aft(sub, ref, others, True, warns)
-            rc = _aft(sub, ref, others, False, warns)
+            ic = _aft(sub, ref, others, True, warns, alpha)
+            rc = _aft(sub, ref, others, False, warns, alpha)
             for a in others:
                 tr_rows.append({"arm": a, "interval_tr": ic[a][0], "interval_lower": ic[a][1],
                                 "interval_upper": ic[a][2], "right_tr": rc[a][0], "right_lower": rc[a][1],
@@ -218,4 +237,4 @@ def fit_interval(table: pd.DataFrame, derivation: Derivation, arms: list[str] | 
         warns.append("fewer than two arms with responses: no time ratios")
     cols = ["interval_tr", "interval_lower", "interval_upper", "right_tr", "right_lower", "right_upper"]
     time_ratios = pd.DataFrame(tr_rows, columns=["arm", *cols]).set_index("arm")
-    return IntervalResult(arms, ref, medians, time_ratios, warns)
+    return IntervalResult(arms, ref, medians, time_ratios, warns, alpha)

@@ -13,8 +13,8 @@ not converge, or its covariance is singular, the model is refitted with a random
 
 from __future__ import annotations
 
-import time
 import warnings
+import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,34 +26,17 @@ from plotly.subplots import make_subplots
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from .options import OptionError
-from .results import usable_covariates
+from .options import MixedSpec
+from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
+from .analysis_table import usable_covariates
 from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
-Z95 = 1.959963984540054
 _METHODS = (["lbfgs"], ["powell", "lbfgs"])
 
 
 @dataclass(frozen=True)
-class MixedSpec:
-    """``random``: "slope" (random intercept and slope by line) or "intercept"."""
-
-    horizon_weeks: float = 24.0
-    covariates: tuple[str, ...] = ()
-    random: str = "slope"
-    reml: bool = True
-
-    def __post_init__(self):
-        if self.random not in ("slope", "intercept"):
-            raise OptionError("random must be 'slope' or 'intercept'")
-        if not self.horizon_weeks > 0:
-            raise OptionError("horizon_weeks must be positive")
-        object.__setattr__(self, "covariates", tuple(self.covariates))
-
-
-@dataclass
 class MixedResult:
     spec: MixedSpec
     formula: str
@@ -71,10 +54,26 @@ class MixedResult:
     lines_by_arm: dict
     converged: bool
     fallback: str | None
-    fit_seconds: float
     warnings: list[str] = field(default_factory=list)
     model: object = field(default=None, repr=False)
     engine: str = ""
+    alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def tables(self) -> dict[str, TableSpec]:
+        slopes = self.slopes.reset_index()
+        slopes.insert(1, "lines", slopes["arm"].map(self.lines_by_arm).fillna(0).astype(int))
+        return {"fixed_effects": TableSpec(self.fixed_effects.reset_index(names="term"),
+                                           "Mixed model: fixed effects"),
+                "slopes": TableSpec(slopes, "Mixed model: CDASI activity slope per arm", counts=("lines",),
+                                    derived=tuple(c for c in slopes.columns if c not in ("arm", "lines")))}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        return {"trajectories": FigureSpec(lambda mc, hidden: self.figure(min_cell=mc),
+                                           "Mixed model: CDASI activity over time"),
+                "diagnostics": FigureSpec(lambda mc, hidden: self.diagnostics_figure(),
+                                          "Mixed model diagnostics (conditional residuals of every visit)",
+                                          patient_level=True)}
 
     @property
     def summary(self) -> pd.DataFrame:
@@ -137,20 +136,20 @@ def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covar
     return d, present, covs
 
 
+@recorded(trajectories="derivation.trajectories", covariates="table")
 def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spec: MixedSpec | None = None,
-              covariates: pd.DataFrame | None = None) -> MixedResult:
+              covariates: pd.DataFrame | None = None, alpha: float = 0.05) -> MixedResult:
     """Fit the mixed model. ``covariates``: a line-level table (line_id plus columns) such as
-    :func:`analytics.results.analysis_table`, needed only when ``spec.covariates`` is set."""
+    :func:`analytics.analysis_table.analysis_table`, needed only when ``spec.covariates`` is set."""
     spec = spec or MixedSpec()
     warns: list[str] = []
     arms = list(arms)
-    t0 = time.perf_counter()
     d, present, covs = _prepare(trajectories, arms, spec, covariates, warns)
     rhs = "weeks * arm" if len(present) >= 2 else "weeks"
     formula = "cdasi_activity ~ " + rhs + "".join(f" + {c}" for c in covs)
     if len(present) < 2:
         warns.append("fewer than two arms with data: the model has no arm terms")
-    empty = _empty(spec, formula, arms, present, d, warns, t0)
+    empty = _empty(spec, formula, arms, present, d, warns, alpha)
     if d["line_id"].nunique() < 3 or len(d) < 6:
         warns.append("too few lines or visits for a mixed model")
         return empty
@@ -172,9 +171,8 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         return empty
     if fallback:
         warns.append(f"fallback: {fallback}")
-    result = _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0)
-    result.engine = getattr(fit, "engine", "statsmodels MixedLM (L-BFGS, then Powell)")
-    return result
+    result = _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alpha)
+    return dataclasses.replace(result, engine=getattr(fit, "engine", "statsmodels MixedLM (L-BFGS, then Powell)"))
 
 
 class _FastAdapter:
@@ -243,7 +241,7 @@ def _try_fit(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: 
     return None
 
 
-def _empty(spec, formula, arms, present, d, warns, t0) -> MixedResult:
+def _empty(spec, formula, arms, present, d, warns, alpha) -> MixedResult:
     cols = ["estimate", "se", "lower", "upper", "p"]
     return MixedResult(spec, formula, "~weeks" if spec.random == "slope" else "1", arms,
                        present[0] if present else None, pd.DataFrame(columns=cols),
@@ -252,16 +250,15 @@ def _empty(spec, formula, arms, present, d, warns, t0) -> MixedResult:
                                              "diff_upper", "diff_p"]),
                        {}, pd.DataFrame(columns=["arm", "weeks", "mean", "lower", "upper"]),
                        pd.DataFrame(columns=["fitted", "residual", "theoretical", "sample"]),
-                       _observed_means(d, spec), len(d), int(d["line_id"].nunique()) if len(d) else 0,
-                       _lines_by_arm(d), False, None,
-                       time.perf_counter() - t0, warns)
+                       _observed_means(d, spec, alpha), len(d), int(d["line_id"].nunique()) if len(d) else 0,
+                       _lines_by_arm(d), False, None, warns, alpha=alpha)
 
 
 def _lines_by_arm(d: pd.DataFrame) -> dict:
     return {str(a): int(n) for a, n in d.groupby("arm", observed=True)["line_id"].nunique().items()}
 
 
-def _observed_means(d: pd.DataFrame, spec: MixedSpec) -> pd.DataFrame:
+def _observed_means(d: pd.DataFrame, spec: MixedSpec, alpha: float = 0.05) -> pd.DataFrame:
     if d.empty:
         return pd.DataFrame(columns=["arm", "bin", "weeks", "mean", "lower", "upper", "n"])
     edges = np.arange(0, spec.horizon_weeks + 4, 4.0)
@@ -269,18 +266,19 @@ def _observed_means(d: pd.DataFrame, spec: MixedSpec) -> pd.DataFrame:
     g = d.assign(bin=b).groupby(["arm", "bin"], observed=True)["cdasi_activity"]
     out = g.agg(["mean", "std", "count"]).reset_index()
     out["weeks"] = out["bin"].map(lambda iv: iv.mid).astype(float)
-    half = Z95 * out["std"].fillna(0) / np.sqrt(out["count"])
+    half = z_value(alpha) * out["std"].fillna(0) / np.sqrt(out["count"])
     out["lower"], out["upper"] = out["mean"] - half, out["mean"] + half
     return out.rename(columns={"count": "n"})[["arm", "bin", "weeks", "mean", "lower", "upper", "n"]]
 
 
-def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) -> MixedResult:
+def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alpha) -> MixedResult:
+    z = z_value(alpha)
     fe_names = list(fit.fe_params.index)
     cov = fit.cov_params().loc[fe_names, fe_names].to_numpy()
     est = fit.fe_params.to_numpy()
     se = np.sqrt(np.diag(cov))
     p = 2 * stats.norm.sf(np.abs(est / se))
-    fixed = pd.DataFrame({"estimate": est, "se": se, "lower": est - Z95 * se, "upper": est + Z95 * se, "p": p},
+    fixed = pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se, "p": p},
                          index=fe_names)
     ref = present[0] if present else None
     rows = []
@@ -296,7 +294,7 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) 
             L[fe_names.index(inter)] = 1
         s = float(L @ est)
         s_se = float(np.sqrt(L @ cov @ L))
-        row = {"arm": arm, "per_week": s, "lower": s - Z95 * s_se, "upper": s + Z95 * s_se, "per_12_weeks": 12 * s}
+        row = {"arm": arm, "per_week": s, "lower": s - z * s_se, "upper": s + z * s_se, "per_12_weeks": 12 * s}
         if arm != ref and inter in fe_names:
             r = fixed.loc[inter]
             row |= {"diff": r["estimate"], "diff_lower": r["lower"], "diff_upper": r["upper"], "diff_p": r["p"]}
@@ -311,7 +309,7 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) 
     if cov_re.shape[0] > 1:
         vc |= {"slope_var": cov_re[1, 1], "intercept_slope_cov": cov_re[0, 1]}
 
-    # Model-based mean trajectories per arm (covariates at their means), with 95% CIs.
+    # Model-based mean trajectories per arm (covariates at their means), with 1 - alpha CIs.
     grid = np.linspace(0, spec.horizon_weeks, int(spec.horizon_weeks) + 1)
     new = pd.DataFrame([(a, w) for a in present for w in grid], columns=["arm", "weeks"])
     new["arm"] = pd.Categorical(new["arm"], categories=present)
@@ -324,7 +322,7 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) 
     X = np.asarray(build_design_matrices([info], new)[0])
     mean = X @ est
     mse = np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
-    preds = new[["arm", "weeks"]].assign(mean=mean, lower=mean - Z95 * mse, upper=mean + Z95 * mse)
+    preds = new[["arm", "weeks"]].assign(mean=mean, lower=mean - z * mse, upper=mean + z * mse)
     preds["arm"] = preds["arm"].astype(str)
 
     resid = np.asarray(fit.resid)
@@ -337,14 +335,14 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, t0) 
     theoretical[order] = theo * np.std(resid, ddof=1)
     diag = pd.DataFrame({"fitted": fitted, "residual": resid, "theoretical": theoretical, "sample": sample})
     return MixedResult(spec, formula, re_used if re_used == "1" else "~weeks", arms, ref, fixed, slopes, vc, preds,
-                       diag, _observed_means(d, spec), int(fit.nobs), int(d["line_id"].nunique()), _lines_by_arm(d),
-                       True, fallback,
-                       time.perf_counter() - t0, warns, fit)
+                       diag, _observed_means(d, spec, alpha), int(fit.nobs), int(d["line_id"].nunique()),
+                       _lines_by_arm(d), True, fallback, warns, fit, alpha=alpha)
 
 
 def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: int | None = None) -> go.Figure:
-    """Model-based mean CDASI activity per arm with 95% CI bands; observed means (4-week bins)
-    with 95% CIs as points; n lines per arm in the legend."""
+    """Model-based mean CDASI activity per arm with CI bands; observed means (4-week bins)
+    with CIs as points (all 1 - alpha); n lines per arm in the legend."""
+    ci = ci_label(result.alpha)
     fig = go.Figure()
     for arm in result.arms:
         colour = arm_color(arm, result.arms)
@@ -375,7 +373,7 @@ def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: i
     random = "random intercept and slope" if result.re_formula == "~weeks" else "random intercept"
     sub = (f"Linear mixed model (REML), {random} by line; {count_text(result.n_obs, min_cell)} visits of "
            f"{count_text(result.n_groups, min_cell)} lines<br>"
-           "Lines: model means with 95% CI; points: observed means with 95% CI in 4-week bins")
+           f"Lines: model means with {ci}; points: observed means with {ci} in 4-week bins")
     base_layout(fig, f"{title or 'CDASI activity over time by arm'}<br><sup>{sub}</sup>", height=560)
     fig.update_layout(legend=dict(orientation="h", y=-0.15, yanchor="top", x=0, xanchor="left"),
                       margin=dict(t=110, b=120))

@@ -1,4 +1,4 @@
-"""Run every model on a derivation and build the statistics sections of results.json.
+"""Fit every registered analysis (:mod:`analytics.registry`) on a derivation.
 
 >>> from analytics import load, analyze
 >>> from analytics.models import ModelOptions, fit_models
@@ -9,34 +9,29 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable
 
-from .adjusted import AdjustedResult, fit_adjusted
-from .competing import CIFResult, fit_competing
-from .cox import CoxResult, fit_cox
-from .derive import Derivation
-from .interval import IntervalResult, fit_interval
-from .mixed import MixedResult, MixedSpec, fit_mixed
-from .options import OptionError
-from .results import ADJUSTMENT_SET, analysis_table
-from .survival import KMResult, fit_km
-from .table1 import Table1, table1
-from .validate import Prepared
+from .errors import OptionError
+from .analysis_table import ADJUSTMENT_SET
+from .options import MixedSpec
 
 __all__ = ["ModelOptions", "Models", "fit_models"]
 
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Options of the statistics. ``adjust_for``: the adjustment set of the adjusted Cox model
-    and of the propensity model; ``ticks``: the x ticks of the Kaplan-Meier risk table."""
+    """Options of the statistics (the analysis spec's ``[models]``, ``[mixed]`` and
+    ``[quality]``). ``adjust_for``: the adjustment set of the adjusted Cox model and of the
+    propensity model; ``ticks``: the x ticks of the Kaplan-Meier risk table; ``alpha``: every
+    interval of every model and figure is ``1 - alpha``; ``period``: of the quality indicators."""
 
     adjust_for: tuple[str, ...] = ADJUSTMENT_SET
     mixed: MixedSpec = field(default_factory=MixedSpec)
     ticks: tuple[float, ...] = (0.0, 12.0, 24.0, 36.0, 48.0)
     trim: tuple[float, float] = (0.01, 0.99)
     alpha: float = 0.05
+    period: str = "year"
 
     def __post_init__(self):
         if not (0 < self.alpha < 0.5):
@@ -46,60 +41,66 @@ class ModelOptions:
             raise OptionError("trim must be two quantiles, e.g. (0.01, 0.99)")
         if list(self.ticks) != sorted(self.ticks) or not self.ticks or self.ticks[0] != 0:
             raise OptionError("ticks must start at 0 and increase")
+        if self.period not in ("year", "quarter"):
+            raise OptionError("period must be 'year' or 'quarter'")
+        for name in ("adjust_for", "ticks", "trim"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
 
 
 @dataclass
 class Models:
+    """The fitted analyses by registry name (``models.km``, ``models["mixed"]``)."""
+
     arms: list[str]
-    km: KMResult
-    cox: CoxResult
-    cox_adjusted: CoxResult
-    competing: CIFResult
-    interval: IntervalResult
-    mixed: MixedResult
-    table1: Table1
-    adjusted: AdjustedResult
+    results: dict[str, Any]
     timings_s: dict
+    options: ModelOptions = field(default_factory=ModelOptions)
+
+    def __getattr__(self, name: str):
+        results = self.__dict__.get("results", {})
+        if name in results:
+            return results[name]
+        raise AttributeError(name)
+
+    def __getitem__(self, name: str):
+        return self.results[name]
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.results
 
     @property
     def warnings(self) -> list[str]:
-        out = []
-        for name in ("km", "cox", "cox_adjusted", "competing", "interval", "mixed", "table1", "adjusted"):
-            out += [f"[{name}] {w}" for w in getattr(self, name).warnings]
-        return out
+        """Every analysis's warnings as text, each prefixed with its analysis's name."""
+        return [f"[{w.source}] {w}" for w in self.warning_items]
+
+    @property
+    def warning_items(self) -> list:
+        from .protocol import tag
+
+        return [w for name, r in self.results.items() for w in tag(getattr(r, "warnings", []) or [], name)]
 
     def sections(self) -> dict:
-        """The time_to_response and mixed_model sections of results.json, and the rest."""
-        km = self.km.to_dict()
-        ttr = {"time_unit": "weeks", "arms": km["arms"], "logrank": {k: km["logrank"][k] for k in
-                                                                      ("statistic", "df", "p")},
-               "logrank_pairwise": km["logrank_pairwise"], "pairwise_adjustment": "holm",
-               "risk_table": km["risk_table"], "cox": self.cox.to_dict(), "cox_adjusted": self.cox_adjusted.to_dict(),
-               "warnings": km["warnings"]}
-        return {"time_to_response": ttr, "mixed_model": self.mixed.to_dict(),
-                "competing_risks": self.competing.to_dict(), "interval_censoring": self.interval.to_dict(),
-                "table1": self.table1.to_dict(), "adjusted_comparison": self.adjusted.to_dict(),
-                "comparison_note": self.adjusted.note}
+        """The statistics sections of results.json, from the registry."""
+        from .registry import entry, place
+
+        doc: dict = {}
+        for name, result in self.results.items():
+            place(doc, entry(name), result)
+        doc["analyses"] = {name: {"call": r.call.to_dict() if getattr(r, "call", None) else None,
+                                  "alpha": getattr(r, "alpha", None)} for name, r in self.results.items()}
+        return doc
 
 
-def fit_models(derivation: Derivation, prepared: Prepared | None = None,
-               options: ModelOptions | None = None) -> Models:
-    """Fit Kaplan-Meier, Cox (unadjusted and adjusted), competing risks, the interval-censoring
-    sensitivity, Table 1, the weighted comparison and the mixed model."""
+def fit_models(derivation, prepared=None, options: ModelOptions | None = None, full=None,
+               names: Iterable[str] | None = None, progress: Callable[[str], None] | None = None) -> Models:
+    """Fit the registered analyses (all, or ``names``) on ``derivation``. ``full``: the
+    whole-export derivation for analyses that ignore the cohort filters (quality); defaults
+    to ``derivation``."""
+    from .registry import FitContext, fit_all
+
+    if prepared is None:
+        raise OptionError("fit_models needs the prepared export (covariates and the quality indicators use it)")
     options = options or ModelOptions()
-    arms = list(derivation.options.arms)
-    table = analysis_table(derivation, prepared)
-    t0 = time.perf_counter()
-    km = fit_km(table, arms, list(options.ticks), alpha=options.alpha)
-    cox = fit_cox(table, arms, (), alpha=options.alpha)
-    cox_adj = fit_cox(table, arms, options.adjust_for, alpha=options.alpha)
-    competing = fit_competing(table, arms, options.alpha)
-    interval = fit_interval(table, derivation, arms)
-    t1 = time.perf_counter()
-    tab1 = table1(table, arms)
-    adjusted = fit_adjusted(table, arms, options.adjust_for, options.trim)
-    t2 = time.perf_counter()
-    mixed = fit_mixed(derivation.trajectories, arms, options.mixed, table)
-    t3 = time.perf_counter()
-    return Models(arms, km, cox, cox_adj, competing, interval, mixed, tab1, adjusted,
-                  {"survival": t1 - t0, "adjusted": t2 - t1, "mixed_model": t3 - t2})
+    ctx = FitContext(prepared, derivation, full if full is not None else derivation, options)
+    results, timings = fit_all(ctx, names, progress)
+    return Models(list(derivation.options.arms), results, timings, options)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from .drugs import DEFAULT_ARMS, arm_codes
 from .errors import OptionError
 
-__all__ = ["ResponseRule", "DeriveOptions", "parse_arms"]
+__all__ = ["ResponseRule", "DeriveOptions", "MixedSpec", "parse_arms"]
 
 _KINDS = ("points", "percent", "atmost", "clear")
 
@@ -110,3 +110,20 @@ class DeriveOptions:
         if not (int(lo) <= 0 <= int(hi)):
             raise OptionError("baseline_window_days must contain day 0, e.g. (-60, 7)")
         object.__setattr__(self, "baseline_window_days", (int(lo), int(hi)))
+
+
+@dataclass(frozen=True)
+class MixedSpec:
+    """``random``: "slope" (random intercept and slope by line) or "intercept"."""
+
+    horizon_weeks: float = 24.0
+    covariates: tuple[str, ...] = ()
+    random: str = "slope"
+    reml: bool = True
+
+    def __post_init__(self):
+        if self.random not in ("slope", "intercept"):
+            raise OptionError("random must be 'slope' or 'intercept'")
+        if not self.horizon_weeks > 0:
+            raise OptionError("horizon_weeks must be positive")
+        object.__setattr__(self, "covariates", tuple(self.covariates))

@@ -9,21 +9,22 @@ Chromium session for all figures; self-contained interactive HTML), ``tables/`` 
 ``tables.xlsx`` with a sheet per table), ``report.html`` (self-contained; ``report.pdf`` where
 Chromium exists), ``meeting.pptx`` (optional, one figure per slide) and ``manifest.json``.
 
-Small-cell suppression (``min_cell``, off by default for internal use; 5 or 11 for sharing):
-every count from 1 to min_cell - 1 in tables, risk tables, figure labels and Sankey nodes
-shows as "<min_cell"; a statistic computed from such a group (a median, a proportion, a mean)
-is suppressed with it; a suppressed pack holds no patient-level table or figure (no lines,
-trajectories, swimmer plot, individual trajectories or example patient ids).
+What a pack holds comes from the registry of analyses (:mod:`analytics.registry`): every
+entry's tables and figures, in registry order, one report section per entry heading.
+
+Small-cell suppression (``min_cell``, off by default for internal use; 5 or 11 for sharing) is
+:mod:`analytics.suppression`, applied once to every table and to the figure labels: counts
+from 1 to min_cell - 1 show as "<min_cell", statistics of such groups are suppressed, arms
+with fewer lines lose their curves and columns, and a suppressed pack holds no patient-level
+table or figure (no lines, trajectories, swimmer plot, residuals or example patient ids).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import html
 import json
 import platform
-import re
 import shutil
 import subprocess
 import tempfile
@@ -33,27 +34,20 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
 from . import __version__
-from .cohort import CohortFilter, apply_filter
+from .cohort import CohortFilter
 from .export import json_safe, write_csv, xlsx_bytes
-from .models import ModelOptions, Models, fit_models
+from .models import ModelOptions
 from .options import DeriveOptions, OptionError
-from .pipeline import analyze, load
-from .plots import sankey_figure, spaghetti_figure, swimmer_figure
-from .style import count_text
+from .pipeline import Analysis, analyze, load
+from .registry import entries, figure_names, figures_of, table_names, tables_of
+from .suppression import count_text, small_groups, suppress
 
-__all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "suppress_table", "FIGURES", "TABLES", "zip_dir"]
-
-# What a pack can hold (a patient-level item is left out when small cells are suppressed).
-FIGURES = ("km", "cox_unadjusted", "cox_adjusted", "competing_risks", "mixed_model", "trajectories", "sequences",
-           "balance", "km_weighted", "quality_cdasi_documented", "quality_no_mcid_by_12w", "swimmer")
-TABLES = ("attrition", "table1", "km_medians", "km_risk_table", "logrank_pairwise", "cox_unadjusted",
-          "cox_adjusted", "competing_risks", "interval_censoring", "mixed_fixed_effects", "mixed_slopes", "balance",
-          "cox_weighted", "quality_indicators", "quality_by_period", "validation_report", "lines", "trajectories")
+__all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "figure_names", "table_names", "zip_dir",
+           "collect"]
 
 _BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 _FORMATS = ("png", "svg", "pdf")
@@ -72,14 +66,13 @@ class PackOptions:
     pptx: bool = False
     formats: tuple[str, ...] = _FORMATS
     title: str = "CDASI outcomes: meeting pack"
-    figures: tuple[str, ...] = FIGURES  # which figures and tables to include
-    tables: tuple[str, ...] = TABLES
-    period: str = "year"  # of the quality indicators
+    figures: tuple[str, ...] | None = None  # which figures and tables to include; None = all
+    tables: tuple[str, ...] | None = None
 
     def __post_init__(self):
-        if self.period not in ("quarter", "year"):
-            raise OptionError("period must be 'quarter' or 'year'")
-        for kind, chosen, known in (("figures", self.figures, FIGURES), ("tables", self.tables, TABLES)):
+        for kind, chosen, known in (("figures", self.figures, figure_names()), ("tables", self.tables, table_names())):
+            if chosen is None:
+                continue
             unknown = set(chosen) - set(known)
             if unknown:
                 raise OptionError(f"unknown {kind} {sorted(unknown)}; choose from {', '.join(known)}")
@@ -99,201 +92,62 @@ class PackResult:
     timings_s: dict = field(default_factory=dict)
 
 
-# ------------------------------------------------------------------ small-cell suppression
-def _small(x, min_cell: int) -> bool:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return False
-    return np.isfinite(v) and v == int(v) and 0 < v < min_cell
+# ------------------------------------------------------------------ the pieces, from the registry
+@dataclass
+class Section:
+    heading: str
+    figures: list[str] = field(default_factory=list)
+    tables: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
-def suppress_table(df: pd.DataFrame, counts: list[str], derived: list[str] | None = None,
-                   min_cell: int | None = None) -> pd.DataFrame:
-    """Counts in ``counts`` from 1 to min_cell - 1 become "<min_cell"; in a row with such a
-    count, the ``derived`` columns (statistics of that small group) become "suppressed"."""
-    if not min_cell or df.empty:
-        return df
-    out = df.astype(object).copy()
-    small_row = pd.Series(False, index=df.index)
-    for c in counts:
-        if c in out.columns:
-            mask = df[c].map(lambda v: _small(v, min_cell))
-            out.loc[mask, c] = f"<{min_cell}"
-            small_row |= mask
-    for c in derived or []:
-        if c in out.columns:
-            out.loc[small_row, c] = "suppressed"
-    return out
+@dataclass
+class Contents:
+    """Everything a pack (or a page) shows, suppressed for ``min_cell``: tables by name,
+    figures by name as (figure, caption), table titles, and the report's sections."""
+
+    tables: dict[str, pd.DataFrame]
+    figures: dict[str, tuple[go.Figure, str]]
+    titles: dict[str, str]
+    sections: list[Section]
+    hidden_arms: list[str]
 
 
-def _suppress_text_counts(text: str, min_cell: int | None) -> str:
-    """Table 1 cells such as '3 (8%)' and plain counts, suppressed with their percentage."""
-    if not min_cell:
-        return text
-    s = str(text)
-    head = s.split(" ", 1)[0]
-    if head.isdigit() and _small(head, min_cell):
-        return f"<{min_cell}" + (" (suppressed)" if "(" in s else "")
-    return s
-
-
-# ------------------------------------------------------------------ the pieces
-def small_arms(models: Models, min_cell: int | None) -> list[str]:
-    """Arms with 1 to min_cell - 1 included lines: their curves and Table 1 columns would reveal counts."""
-    if not min_cell:
-        return []
-    lines = models.km.summary["lines"]
-    return [a for a in models.arms if 0 < int(lines.get(a, 0)) < min_cell]
-
-
-def _without_arms(result, arms: list[str]):
-    """A copy of a KM or competing-risks result with the curves of ``arms`` left out."""
-    import dataclasses
-
-    if not arms or result is None:
-        return result
-    if hasattr(result, "fitters"):
-        return dataclasses.replace(result, fitters={a: f for a, f in result.fitters.items() if a not in arms})
-    return dataclasses.replace(result, curves={a: c for a, c in result.curves.items() if a not in arms})
-
-
-def _complementary(n: pd.Series, hidden: pd.Series, groups: list[list[int]]) -> pd.Series:
-    """When exactly one part of a sum is hidden, hide the smallest other part too, so that no
-    hidden count can be recovered by subtraction from the total (complementary suppression)."""
-    hidden = hidden.copy()
-    changed = True
-    while changed:
-        changed = False
-        for parts in groups:
-            parts = [i for i in parts if i in n.index]
-            shown = [i for i in parts if not hidden[i] and n[i] > 0]
-            if sum(hidden[i] for i in parts) == 1 and shown:
-                hidden[min(shown, key=lambda i: n[i])] = True
-                changed = True
-    return hidden
-
-
-def _suppress_attrition(att: pd.DataFrame, arms: list[str], min_cell: int) -> pd.DataFrame:
-    n = att["n"].astype(int)
-    hidden = n.map(lambda v: _small(v, min_cell))
-    step = {s.strip(): i for i, s in enumerate(att["step"])}
-    groups = [[step.get("rows with errors (not used)"), step.get("repeated rows merged"), step.get("visits")],
-              [step.get("excluded: no baseline"), step.get("excluded: no follow-up"),
-               step.get("lines included in the arms")],
-              [step.get(a) for a in arms]]
-    groups = [[i for i in g if i is not None] for g in groups]
-    hidden = _complementary(n, hidden, groups)
-    out = att.astype(object).copy()
-    out.loc[hidden, "n"] = [f"<{min_cell}" if _small(v, min_cell) else "suppressed" for v in n[hidden]]
-    # "186 responses" in the notes of the arm rows: counts too
-    out["note"] = [re.sub(r"^(\d+) responses$", lambda m: f"{count_text(m.group(1), min_cell)} responses", str(x))
-                   for x in out["note"]]
-    return out
-
-
-def _tables(analysis, models: Models, min_cell: int | None) -> dict[str, pd.DataFrame]:
-    d, p = analysis.derivation, analysis.prepared
-    t: dict[str, pd.DataFrame] = {}
-    att = d.attrition.copy()
-    t["attrition"] = _suppress_attrition(att, models.arms, min_cell) if min_cell else att
-    t1 = models.table1.table.copy()
-    if min_cell:
-        hidden = small_arms(models, min_cell)
-        for arm in models.arms:
-            if arm in hidden:  # every statistic of a small arm would describe a handful of patients
-                t1[arm] = [f"<{min_cell}"] + ["suppressed"] * (len(t1) - 1)
-            elif arm in t1.columns:
-                t1[arm] = t1[arm].map(lambda v: _suppress_text_counts(v, min_cell))
-        if hidden:
-            t1["SMD"] = "suppressed"
-    t["table1"] = t1
-    km = models.km.summary.reset_index()
-    t["km_medians"] = suppress_table(km, ["lines", "events"], [c for c in km.columns if c not in ("arm", "lines",
-                                                                                                  "events")], min_cell)
-    risk = models.km.risk.reset_index()
-    if min_cell:  # at risk, events and censored add up: suppress the whole tick when any is small
-        small = risk[["at_risk", "events", "censored"]].map(lambda v: _small(v, min_cell)).any(axis=1)
-        risk = risk.astype(object)
-        for c in ("at_risk", "events", "censored"):
-            risk.loc[small, c] = risk.loc[small, c].map(lambda v: count_text(v, min_cell) if _small(v, min_cell)
-                                                        else "suppressed")
-    t["km_risk_table"] = risk
-    t["logrank_pairwise"] = models.km.pairwise
-    any_small_arm = bool(small_arms(models, min_cell)) or (min_cell and any(
-        _small(v, min_cell) for v in models.km.summary["events"]))
-    for name, cox in (("cox_unadjusted", models.cox), ("cox_adjusted", models.cox_adjusted)):
-        tab = cox.summary.reset_index()
-        tab.insert(1, "n_lines", cox.n_lines)
-        tab.insert(2, "n_events", cox.n_events)
-        tab = suppress_table(tab, ["n_lines", "n_events"], ["coef", "se", "hr", "lower", "upper", "p",
-                                                            "se_model"], min_cell)
-        if any_small_arm:  # the totals would give away a suppressed arm count by subtraction
-            tab["n_lines"] = tab["n_lines"].astype(object)
-            tab["n_events"] = tab["n_events"].astype(object)
-            tab.loc[:, ["n_lines", "n_events"]] = "suppressed"
-        t[name] = tab
-    cif = models.competing.summary.reset_index()
-    t["competing_risks"] = suppress_table(cif, ["lines", "responses", "stopped_first", "censored"],
-                                          [c for c in cif.columns if c.startswith(("response_", "stopped_"))],
-                                          min_cell)
-    iv = models.interval.summary.reset_index()
-    t["interval_censoring"] = suppress_table(iv, ["lines"], [c for c in iv.columns if c not in ("arm", "lines")],
-                                             min_cell)
-    m = models.mixed
-    t["mixed_fixed_effects"] = m.fixed_effects.reset_index(names="term")
-    slopes = m.slopes.reset_index()
-    slopes.insert(1, "lines", slopes["arm"].map(m.lines_by_arm).fillna(0).astype(int))
-    t["mixed_slopes"] = suppress_table(slopes, ["lines"], [c for c in slopes.columns if c not in ("arm", "lines")],
-                                       min_cell)
-    t["balance"] = models.adjusted.balance
-    if models.adjusted.cox is not None:
-        t["cox_weighted"] = models.adjusted.cox.summary.reset_index()
-    q = analysis.quality()
-    qs = q.summary.copy()
-    qp = q.by_period.copy()
-    t["quality_indicators"] = suppress_table(qs, ["numerator", "denominator"], ["value"], min_cell)
-    t["quality_by_period"] = suppress_table(qp, ["numerator", "denominator"], ["value"], min_cell)
-    rep = p.report.to_frame()
-    if min_cell:  # example patient ids are patient-level; counts of affected rows are small cells too
-        rep = suppress_table(rep.drop(columns=["patient_ids", "rows"]), ["count"], min_cell=min_cell)
-    t["validation_report"] = rep
-    if not min_cell:  # patient-level tables only in the internal (unsuppressed) pack
-        t["lines"] = d.lines
-        t["trajectories"] = d.trajectories
-    return t
-
-
-def _figures(analysis, models: Models, min_cell: int | None) -> dict[str, tuple[go.Figure, str]]:
-    d = analysis.derivation
-    arms = list(d.options.arms)
-    traj = d.trajectories[d.trajectories["arm"] != ""]
-    hidden = small_arms(models, min_cell)
+def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str, ...] | None = None,
+            tables: tuple[str, ...] | None = None) -> Contents:
+    """The tables and figures of every fitted analysis, in registry order, as they may be shown
+    with ``min_cell`` (None: internal, nothing suppressed)."""
+    models = analysis.models
+    lines_by_arm = {a: int(v["lines"]) for a, v in models["km"].to_dict()["arms"].items()} if "km" in models else {}
+    hidden = small_groups(lines_by_arm, min_cell)
+    out_t: dict[str, pd.DataFrame] = {}
+    out_f: dict[str, tuple[go.Figure, str]] = {}
+    titles: dict[str, str] = {}
+    sections: dict[str, Section] = {}
     note = (f" (curves of {', '.join(hidden)} not drawn: fewer than {min_cell} lines)" if hidden else "")
-    if hidden:
-        traj = traj[~traj["arm"].isin(hidden)]
-    km = _without_arms(models.km, hidden)
-    f: dict[str, tuple[go.Figure, str]] = {
-        "km": (km.figure(min_cell=min_cell), "Time to response (Kaplan-Meier) with the number at risk" + note),
-        "cox_unadjusted": (models.cox.figure(min_cell=min_cell, totals=not hidden), "Cox model, unadjusted"),
-        "cox_adjusted": (models.cox_adjusted.figure(min_cell=min_cell, totals=not hidden), "Cox model, adjusted"),
-        "competing_risks": (_without_arms(models.competing, hidden).figure(min_cell=min_cell),
-                            "Competing risks" + note),
-        "mixed_model": (models.mixed.figure(min_cell=min_cell), "Mixed model: CDASI activity over time"),
-        "trajectories": (spaghetti_figure(traj, arms, "change", min_cell=min_cell, webgl=False),
-                         "Change in CDASI activity from baseline"),
-        "sequences": (sankey_figure(d, 4, min_cell=min_cell), "Therapy sequences"),
-    }
-    if models.adjusted.km is not None:
-        f["balance"] = (models.adjusted.balance_figure(), "Covariate balance before and after weighting")
-        f["km_weighted"] = (_without_arms(models.adjusted.km, hidden).figure(min_cell=min_cell),
-                            "Time to response, weighted (IPTW)" + note)
-    q = analysis.quality()
-    for key in ("cdasi_documented", "no_mcid_by_12w"):
-        f[f"quality_{key}"] = (q.figure(key, min_cell), f"Quality indicator by {q.period}: {key.replace('_', ' ')}")
-    if not min_cell:  # patient-level: internal packs only
-        f["swimmer"] = (swimmer_figure(d, 40), "Therapy lines per patient")
-    return f
+    for e in entries():
+        if e.name not in models:
+            continue
+        result = models[e.name]
+        sec = sections.setdefault(e.heading, Section(e.heading))
+        for name, spec in figures_of(e, result).items():
+            if (figures is not None and name not in figures) or (min_cell and spec.patient_level):
+                continue
+            out_f[name] = (spec.make(min_cell, tuple(hidden)), spec.caption + note)
+            sec.figures.append(name)
+        for name, spec in tables_of(e, result).items():
+            if tables is not None and name not in tables:
+                continue
+            frame = suppress(spec, min_cell, hidden)
+            if frame is None:
+                continue
+            out_t[name] = frame
+            titles[name] = spec.title or name
+            sec.tables.append(name)
+        if e.notes is not None:
+            sec.notes.extend(e.notes(result))
+    return Contents(out_t, out_f, titles, list(sections.values()), hidden)
 
 
 def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, formats: tuple[str, ...],
@@ -326,8 +180,8 @@ def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, forma
 
 def _versions() -> dict:
     out = {"python": platform.python_version(), "cdasi-outcomes": __version__}
-    for pkg in ("pandas", "numpy", "scipy", "lifelines", "statsmodels", "plotly", "kaleido", "openpyxl",
-                "python-pptx", "streamlit"):
+    for pkg in ("pandas", "numpy", "scipy", "lifelines", "statsmodels", "patsy", "plotly", "kaleido", "openpyxl",
+                "python-pptx", "jinja2", "streamlit"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -335,12 +189,10 @@ def _versions() -> dict:
     return out
 
 
-def _methods(analysis, models: Models, options: PackOptions, versions: dict) -> list[str]:
+def _methods(analysis: Analysis, options: PackOptions, versions: dict) -> list[str]:
     o = analysis.derivation.options
-    mo = models.mixed
     lo, hi = o.baseline_window_days
-    adj = ", ".join(models.cox_adjusted.covariates) or "none"
-    return [
+    out = [
         f"Therapy lines were derived from {analysis.derivation.episode_source}: each start of a systemic agent the "
         "patient was not already on is a line; glucocorticoids and topicals are never lines. The baseline is the "
         f"latest visit with a CDASI activity score from {-lo} days before to {hi} days after the line start; "
@@ -349,15 +201,13 @@ def _methods(analysis, models: Models, options: PackOptions, versions: dict) -> 
         f"Response: {o.response.describe()}" + (", confirmed at the next follow-up visit" if o.confirm else "")
         + f" (rule {o.response}). Time to response is in weeks from the line start; lines without a response are "
         "censored at their last follow-up visit.",
-        "Kaplan-Meier estimates with 95% log-log confidence intervals; log-rank tests across arms and pairwise with "
-        "Holm correction. Cox proportional-hazards models with Efron ties and robust (sandwich) standard errors "
-        f"clustered by patient, unadjusted and adjusted for {adj}; proportional hazards checked with scaled "
-        "Schoenfeld residuals. Competing risks (stopping for inefficacy or an adverse event before response) by "
-        "the Aalen-Johansen estimator. Interval-censoring sensitivity: Turnbull NPMLE and Weibull AFT models.",
-        f"Linear mixed model {mo.formula} with random effects {mo.re_formula} by line, REML, on the first "
-        f"{mo.spec.horizon_weeks:g} weeks of each line" + (f"; fallback: {mo.fallback}" if mo.fallback else "")
-        + ". Adjusted comparison: stabilised inverse-probability-of-treatment weights from a multinomial "
-        "propensity model on the common support, truncated at the 1st and 99th percentiles.",
+    ]
+    from .registry import FitContext
+
+    ctx = FitContext(analysis.prepared, analysis.derivation, analysis.full, analysis.model_options)
+    out += [e.methods(analysis.models[e.name], ctx) for e in entries()
+            if e.methods is not None and e.name in analysis.models]
+    out += [
         "Software: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ". Numbers were checked against R "
         "(survival, lme4) in the project's test suite.",
         ("Small-cell suppression: counts below " f"{options.min_cell} are shown as <{options.min_cell}, statistics "
@@ -365,6 +215,7 @@ def _methods(analysis, models: Models, options: PackOptions, versions: dict) -> 
         "Internal pack: no small-cell suppression; patient-level tables are included. Do not share outside the "
         "department; rerun with --min-cell 5 (or 11) for sharing.",
     ]
+    return out
 
 
 LIMITATIONS = [
@@ -378,25 +229,29 @@ LIMITATIONS = [
 ]
 
 
-def _report_html(title: str, meta: dict, sections: list[tuple[str, str]], methods: list[str],
+def _report_html(title: str, meta: dict, contents: Contents, methods: list[str], fig_dir: Path,
                  static: bool) -> str:
-    css = ("body{font-family:Arial,Helvetica,sans-serif;max-width:1000px;margin:2em auto;color:#222;line-height:1.45}"
-           "table{border-collapse:collapse;font-size:13px;margin:.5em 0 1.5em}td,th{border:1px solid #ccc;"
-           "padding:3px 7px;text-align:left}th{background:#f3f3f3}h2{border-bottom:2px solid #0072B2;"
-           "padding-bottom:3px;margin-top:2em}.note{background:#fff4e0;border-left:4px solid #E69F00;padding:.6em 1em}"
-           "figure{margin:0 0 1.5em}figcaption{font-size:13px;color:#555}.meta td{border:none;padding:1px 8px}"
-           "@media print{h2{page-break-before:auto}figure,table{page-break-inside:avoid}table{font-size:8px}"
-           "td,th{padding:1px 3px}}")
-    head = "<script>" + _plotly_js() + "</script>" if not static else ""
-    meta_rows = "".join(f"<tr><td><b>{html.escape(k)}</b></td><td>{html.escape(str(v))}</td></tr>"
-                        for k, v in meta.items())
-    body = "".join(f"<h2>{html.escape(h)}</h2>{content}" for h, content in sections)
-    methods_html = "".join(f"<p>{html.escape(m)}</p>" for m in methods)
-    limits = "".join(f"<li>{html.escape(x)}</li>" for x in LIMITATIONS)
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{css}</style>{head}</head><body><h1>{html.escape(title)}</h1>"
-            f"<table class='meta'>{meta_rows}</table>{body}<h2>Methods</h2>{methods_html}"
-            f"<h2>Limitations</h2><div class='note'><ul>{limits}</ul></div></body></html>")
+    """The report, from templates/report.html.j2 (jinja2, autoescaped). Figures and tables are
+    the only markup let through: plotly's own HTML or SVG, and pandas' escaped table HTML."""
+    from jinja2 import Environment, PackageLoader, select_autoescape
+    from markupsafe import Markup
+
+    env = Environment(loader=PackageLoader("analytics", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    sections = []
+    for sec in contents.sections:
+        figs = [{"body": Markup(_figure_body(name, contents.figures[name][0], fig_dir, static)),
+                 "caption": contents.figures[name][1]} for name in sec.figures]
+        tabs = []
+        for name in sec.tables:
+            df = contents.tables[name]
+            tabs.append({"name": name, "title": contents.titles.get(name, name), "body": Markup(_table_html(df)),
+                         "more": max(len(df) - 60, 0)})
+        if figs or tabs or sec.notes:
+            sections.append({"heading": sec.heading, "figures": figs, "tables": tabs, "notes": sec.notes,
+                             "warnings": sec.warnings})
+    return env.get_template("report.html.j2").render(
+        title=title, meta=meta, sections=sections, methods=methods, limitations=LIMITATIONS,
+        plotly_js=None if static else Markup(_plotly_js()))
 
 
 def _plotly_js() -> str:
@@ -405,21 +260,16 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def _table_html(df: pd.DataFrame | None, max_rows: int = 60) -> str:
-    if df is None:
-        return ""
-    shown = df.head(max_rows)
-    more = f"<p><i>{len(df) - max_rows} more rows in tables/</i></p>" if len(df) > max_rows else ""
-    return shown.to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", escape=True, border=0) + more
+def _table_html(df: pd.DataFrame, max_rows: int = 60) -> str:
+    return df.head(max_rows).to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", escape=True,
+                                     border=0)
 
 
-def _figure_html(name: str, fig: go.Figure, caption: str, fig_dir: Path, static: bool) -> str:
+def _figure_body(name: str, fig: go.Figure, fig_dir: Path, static: bool) -> str:
     if static:
         svg = fig_dir / f"{name}.svg"
-        body = svg.read_text(encoding="utf-8") if svg.exists() else f"<p>(see figures/{name}.html)</p>"
-    else:
-        body = fig.to_html(include_plotlyjs=False, full_html=False, default_width="100%")
-    return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
+        return svg.read_text(encoding="utf-8") if svg.exists() else f"<p>(see figures/{name}.html)</p>"
+    return fig.to_html(include_plotlyjs=False, full_html=False, default_width="100%")
 
 
 def _pdf(html_path: Path, pdf_path: Path, messages: list[str]) -> None:
@@ -474,98 +324,73 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                mapping: str | Path | None = None, derive_options: DeriveOptions | None = None,
                model_options: ModelOptions | None = None, cohort: CohortFilter | None = None,
                options: PackOptions | None = None, progress: Callable[[str], None] | None = None) -> PackResult:
-    """Write the meeting pack into ``out``. Raises InvalidDataError when the data is invalid."""
+    """Write the meeting pack into ``out``. Raises InvalidDataError when the data is invalid.
+
+    The cohort filters restrict every analysis except the quality indicators, which describe
+    care in the whole export (as on the dashboard's Quality page)."""
     options = options or PackOptions()
     derive_options = derive_options or DeriveOptions()
+    model_options = model_options or ModelOptions()
     cohort = cohort or CohortFilter()
     say = progress or (lambda _msg: None)
     out = Path(out)
     t0 = time.perf_counter()
     say("reading and validating the export")
     prepared, timings = load(visits, therapies, mapping)
-    say("deriving therapy lines and fitting the models")
-    analysis = analyze(prepared, derive_options, timings)
-    analysis.period = options.period
-    if cohort.active:
-        analysis.derivation = apply_filter(analysis.derivation, prepared, cohort).derivation
-    models = fit_models(analysis.derivation, prepared, model_options)
-    analysis.models = models
+    say("deriving therapy lines")
+    analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
+                       progress=lambda title: say(f"fitting: {title}"))
     t1 = time.perf_counter()
     mc = options.min_cell
     messages: list[str] = []
     out.mkdir(parents=True, exist_ok=True)
-    tables = {k: v for k, v in _tables(analysis, models, mc).items() if k in options.tables}
+    contents = collect(analysis, mc, options.figures, options.tables)
     table_dir = out / "tables"
-    for name, df in tables.items():
+    for name, df in contents.tables.items():
         write_csv(df, table_dir / f"{name}.csv")
-    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(tables))
+    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(contents.tables))
     say("rendering the figures (one browser session)")
-    figs = {k: v for k, v in _figures(analysis, models, mc).items() if k in options.figures}
     fig_dir = out / "figures"
     t2 = time.perf_counter()
-    _export_figures(figs, fig_dir, options.formats, messages)
+    _export_figures(contents.figures, fig_dir, options.formats, messages)
     t3 = time.perf_counter()
 
     say("writing the report")
     versions = _versions()
-    files = {"visits": prepared.sources["visits"]}
+    src = prepared.sources["visits"]
     meta = {"Created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "Input": f"{files['visits']['name']} (sha256 {files['visits']['sha256'][:16]}...)",
+            "Input": f"{src['name']} (sha256 {src['sha256'][:16]}...)",
             "Response rule": str(derive_options.response) + (" (confirmed)" if derive_options.confirm else ""),
             "Arms": ", ".join(derive_options.arms),
             "Cohort filters": "; ".join(cohort.describe()) or "none",
+            "Intervals": f"{100 * (1 - model_options.alpha):.10g}% (alpha {model_options.alpha:g})",
             "Small-cell suppression": f"counts below {mc} shown as <{mc}" if mc else "off (internal use only)",
             "Tool": f"cdasi-outcomes {__version__}"}
-    mx = models.mixed
-    sections = [
-        ("Cohort and attrition", _table_html(tables.get("attrition"))),
-        ("Table 1: characteristics by arm", _table_html(tables.get("table1"))
-         + "<p>SMD: largest absolute pairwise standardised mean difference between arms.</p>"),
-        ("Trajectories", "{trajectories}"),
-        ("Time to response", "{km}" + _table_html(tables.get("km_medians")) + _table_html(tables.get("km_risk_table"))),
-        ("Cox model", "{cox_unadjusted}{cox_adjusted}" + _table_html(tables.get("cox_adjusted"))
-         + f"<p>Proportional hazards: {html.escape(models.cox_adjusted.ph_text)}</p>"),
-        ("Competing risks", "{competing_risks}" + _table_html(tables.get("competing_risks"))),
-        ("Mixed model", "{mixed_model}" + _table_html(tables.get("mixed_slopes"))
-         + (f"<p>Fallback: {html.escape(mx.fallback)}</p>" if mx.fallback else "")),
-        ("Adjusted comparison (weighted)", f"<div class='note'>{html.escape(models.adjusted.note)}</div>"
-         + "{balance}{km_weighted}" + _table_html(tables.get("balance"))),
-        ("Therapy sequences", "{sequences}"),
-        ("Quality indicators", "{quality_cdasi_documented}{quality_no_mcid_by_12w}"
-         + _table_html(tables.get("quality_indicators"))
-         + "".join(f"<p>{html.escape(n)}</p>" for n in analysis.quality().notes)),
-    ]
-    methods = _methods(analysis, models, options, versions)
+    methods = _methods(analysis, options, versions)
     for static in (False, True):
-        filled = []
-        for head, content in sections:
-            for name in FIGURES:
-                html_fig = _figure_html(name, *figs[name], fig_dir, static) if name in figs else ""
-                content = content.replace("{" + name + "}", html_fig)
-            filled.append((head, content))
-        page = _report_html(options.title, meta, filled, methods, static)
-        target = out / ("report.html" if not static else "report_print.html")
-        target.write_text(page, encoding="utf-8")
+        page = _report_html(options.title, meta, contents, methods, fig_dir, static)
+        (out / ("report_print.html" if static else "report.html")).write_text(page, encoding="utf-8")
     if chromium() is not None and "svg" in options.formats:
         _pdf(out / "report_print.html", out / "report.pdf", messages)
     (out / "report_print.html").unlink(missing_ok=True)
     if options.pptx:
-        _pptx(figs, fig_dir, out / "meeting.pptx", options.title, messages)
+        _pptx(contents.figures, fig_dir, out / "meeting.pptx", options.title, messages)
     t4 = time.perf_counter()
 
     results = analysis.results()
     manifest = {
         "tool": {"name": "cdasi-outcomes", "version": __version__},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"sha256": prepared.sources["visits"]["sha256"], "sources": prepared.sources,
+        "input": {"sha256": src["sha256"], "sources": prepared.sources,
                   "rows": prepared.counts.get("rows_read"), "visits": prepared.counts.get("visits"),
                   "patients": prepared.counts.get("patients"),
                   "lines": {"derived": int(len(analysis.derivation.lines)),
                             "included": int(analysis.derivation.lines["included"].sum())}},
         "definitions": results["definitions"],
         "filters": asdict(cohort) | {"text": cohort.describe()},
-        "options": {"derive": repr(derive_options), "models": repr(model_options or ModelOptions()),
-                    "pack": asdict(options)},
+        "options": {"derive": repr(derive_options), "models": repr(model_options), "pack": asdict(options)},
+        "analyses": results["analyses"],
+        "contents": {"figures": list(contents.figures), "tables": list(contents.tables)},
         "min_cell": mc,
         "software": versions,
         "messages": messages,
@@ -575,14 +400,11 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
         for k in ("rows", "visits", "patients"):
             manifest["input"][k] = count_text(manifest["input"][k] or 0, mc)
         manifest["input"]["lines"] = {k: count_text(v, mc) for k, v in manifest["input"]["lines"].items()}
-    files_list = []
-    for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json"):
-        files_list.append({"path": path.relative_to(out).as_posix(), "sha256": _sha256(path),
-                           "bytes": path.stat().st_size})
-    manifest["files"] = files_list
+    manifest["files"] = [{"path": path.relative_to(out).as_posix(), "sha256": _sha256(path),
+                          "bytes": path.stat().st_size}
+                         for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")]
     (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
     return PackResult(out, manifest, messages, manifest["timings_s"])
-
 
 
 def zip_dir(folder: Path) -> bytes:

@@ -10,12 +10,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from . import __version__
 from .derive import EXCLUSION_REASONS, Derivation, derive
 from .export import write_csv, write_json
 from .io import ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
+from .cohort import CohortFilter
 from .models import ModelOptions, Models, fit_models
+from .protocol import AnalysisWarning
 from .options import DeriveOptions
 from .validate import Prepared, prepare
 
@@ -53,31 +56,48 @@ def load_bytes(visits: tuple[bytes, str], therapies: tuple[bytes, str] | None = 
 
 @dataclass
 class Analysis:
+    """One analysis: the prepared export, the derivation of the whole export (``full``), the
+    derivation of the cohort (``derivation``: ``full`` with the cohort filters applied) and
+    the fitted models."""
+
     prepared: Prepared
     derivation: Derivation
     timings_s: dict = field(default_factory=dict)
     models: Models | None = None
-    period: str = "year"
+    full: Derivation | None = None
+    cohort: CohortFilter | None = None
+    model_options: ModelOptions = field(default_factory=ModelOptions)
     _quality: dict = field(default_factory=dict, repr=False)
 
+    def __post_init__(self):
+        if self.full is None:
+            self.full = self.derivation
+
+    @property
+    def period(self) -> str:
+        return self.model_options.period
+
     def quality(self):
-        """The quality indicators (:mod:`analytics.quality`) for this analysis's period."""
+        """The quality indicators (:mod:`analytics.quality`) of the whole export: the cohort
+        filters do not apply, because the indicators describe care."""
+        if self.models is not None and "quality" in self.models:
+            return self.models["quality"]
         from .quality import compute_quality
 
-        key = (self.period, id(self.derivation))
+        key = (self.period, id(self.full))
         if key not in self._quality:
-            self._quality[key] = compute_quality(self.prepared, self.derivation, self.period)
+            self._quality[key] = compute_quality(self.prepared, self.full, self.period)
         return self._quality[key]
 
     def results(self) -> dict:
         """The results.json document (contract.md section 3)."""
         p, d, o = self.prepared, self.derivation, self.derivation.options
-        visits = p.visits
-        n_visits = len(visits)
-        documented = 100.0 * visits["cdasi_activity"].notna().sum() / n_visits if n_visits else None
-        lines = d.to_dict()
+        n_visits = len(p.visits)
         stats = self.models.sections() if self.models is not None else {}
-        model_warnings = self.models.warnings if self.models is not None else []
+        model_warnings = self.models.warning_items if self.models is not None else []
+        data_warnings = [AnalysisWarning(f.message, "validation", f.rule) for f in p.report.warnings]
+        if "quality" not in stats:
+            stats["quality"] = self.quality().to_dict()
         return {
             "tool": {"name": "cdasi-outcomes", "version": __version__},
             "input": {"sha256": p.sources["visits"]["sha256"], "file": p.sources["visits"]["name"],
@@ -87,31 +107,41 @@ class Analysis:
             "definitions": {"response": str(o.response), "response_text": o.response.describe(),
                             "confirm": o.confirm, "baseline_window_days": list(o.baseline_window_days),
                             "arms": list(o.arms), "episode_source": d.episode_source,
-                            "exclusion_reasons": list(EXCLUSION_REASONS)},
-            "lines": lines,
+                            "exclusion_reasons": list(EXCLUSION_REASONS), "alpha": self.model_options.alpha},
+            "cohort": {"filters": (self.cohort or CohortFilter()).describe(),
+                       "lines_in_export": int(len(self.full.lines)), "lines_in_cohort": int(len(d.lines))},
+            "lines": d.to_dict(),
             "attrition": d.attrition.to_dict(orient="records"),
             **stats,
-            "quality": self.quality().to_dict() | {"cdasi_documented_pct": documented},
             "timings_s": self.timings_s,
-            "warnings": [f"[{f.rule}] {f.message}" for f in p.report.warnings] + model_warnings,
+            "warnings": [f"[{w.category}] {w}" for w in data_warnings] + [f"[{w.source}] {w}" for w in model_warnings],
+            "warnings_detail": [w.to_dict() for w in data_warnings + model_warnings],
             "validation": {"errors": len(p.report.errors), "warnings": len(p.report.warnings)},
         }
 
 
 def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None,
-            models: ModelOptions | bool | None = None) -> Analysis:
-    """Derive lines from validated data, and fit the models when ``models`` is True or a
+            models: ModelOptions | bool | None = None, cohort: CohortFilter | None = None,
+            progress: Callable[[str], None] | None = None) -> Analysis:
+    """Derive lines from validated data, restrict them to ``cohort`` (the dashboard's cohort
+    filters), and fit the registered analyses when ``models`` is True or a
     :class:`ModelOptions`. Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     t0 = time.perf_counter()
-    derivation = derive(prepared, options)
+    full = derive(prepared, options)
+    derivation = full
+    if cohort is not None and cohort.active:
+        from .cohort import apply_filter
+
+        derivation = apply_filter(full, prepared, cohort).derivation
     timings = dict(timings or {})
     timings["derive"] = time.perf_counter() - t0
+    model_options = models if isinstance(models, ModelOptions) else ModelOptions()
     fitted = None
     if models:
-        fitted = fit_models(derivation, prepared, models if isinstance(models, ModelOptions) else None)
+        fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress)
         timings |= fitted.timings_s
-    return Analysis(prepared, derivation, timings, fitted)
+    return Analysis(prepared, derivation, timings, fitted, full, cohort, model_options)
 
 
 def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:

@@ -11,6 +11,7 @@ from plotly.subplots import make_subplots
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from .derive import Derivation
+from .protocol import ci_label, z_value
 from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 from .validate import Prepared
 
@@ -19,7 +20,6 @@ __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", 
 
 MEASURES = {"absolute": CDASI_AXIS, "change": "Change from baseline (CDASI points)",
             "percent": "Change from baseline (%)"}
-Z95 = 1.959963984540054
 
 
 def trajectory_values(trajectories: pd.DataFrame, measure: str = "absolute") -> pd.DataFrame:
@@ -40,8 +40,9 @@ def trajectory_values(trajectories: pd.DataFrame, measure: str = "absolute") -> 
     return t
 
 
-def binned_means(values: pd.DataFrame, width: float = 4.0, max_weeks: float = 52.0) -> pd.DataFrame:
-    """Arm means with 95% CIs (normal approximation) in bins of ``width`` weeks."""
+def binned_means(values: pd.DataFrame, width: float = 4.0, max_weeks: float = 52.0,
+                 alpha: float = 0.05) -> pd.DataFrame:
+    """Arm means with 1 - alpha CIs (normal approximation) in bins of ``width`` weeks."""
     v = values[(values["weeks"] <= max_weeks) & (values["arm"] != "")]
     if v.empty:
         return pd.DataFrame(columns=["arm", "weeks", "mean", "lower", "upper", "n"])
@@ -49,7 +50,7 @@ def binned_means(values: pd.DataFrame, width: float = 4.0, max_weeks: float = 52
     v = v.assign(bin=pd.cut(v["weeks"], edges, include_lowest=True))
     g = v.groupby(["arm", "bin"], observed=True)["value"].agg(["mean", "std", "count"]).reset_index()
     g["weeks"] = g["bin"].map(lambda iv: iv.mid).astype(float)
-    half = Z95 * g["std"].fillna(0) / np.sqrt(g["count"])
+    half = z_value(alpha) * g["std"].fillna(0) / np.sqrt(g["count"])
     return pd.DataFrame({"arm": g["arm"], "weeks": g["weeks"], "mean": g["mean"], "lower": g["mean"] - half,
                          "upper": g["mean"] + half, "n": g["count"]})
 
@@ -62,8 +63,8 @@ def _with_gaps(groups: pd.Series, *columns: pd.Series) -> list[list]:
 
 def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str = "absolute",
                      max_weeks: float = 52.0, smooth: bool = True, min_cell: int | None = None,
-                     webgl: bool = True) -> go.Figure:
-    """One thin line per therapy line, aligned at line start; arm means with 95% CIs in 4-week
+                     webgl: bool = True, alpha: float = 0.05) -> go.Figure:
+    """One thin line per therapy line, aligned at line start; arm means with 1 - alpha CIs in 4-week
     bins; a LOWESS smooth per arm. With ``min_cell`` (anything shared), single lines are not
     drawn and bins with fewer visits are left out. ``webgl=False`` draws SVG lines: slower in a
     browser with thousands of lines, but several times faster to export to PNG, SVG or PDF
@@ -71,7 +72,8 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
     vals = trajectory_values(trajectories, measure)
     vals = vals[(vals["weeks"] <= max_weeks) & vals["arm"].isin(arms)]
     fig = go.Figure()
-    means = binned_means(vals, max_weeks=max_weeks)
+    means = binned_means(vals, max_weeks=max_weeks, alpha=alpha)
+    ci = ci_label(alpha)
     if min_cell:
         means = means[means["n"] >= min_cell]
     for arm in arms:
@@ -91,7 +93,7 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
                                               + "</extra>"))
         m = means[means["arm"] == arm]
         fig.add_trace(go.Scatter(x=m["weeks"], y=m["mean"], mode="markers", legendgroup=arm,
-                                 name=f"{arm}: mean with 95% CI (4-week bins)",
+                                 name=f"{arm}: mean with {ci} (4-week bins)",
                                  marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
                                  error_y=dict(type="data", symmetric=False, array=m["upper"] - m["mean"],
                                               arrayminus=m["mean"] - m["lower"], color=colour, thickness=1.5),
@@ -113,7 +115,7 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
     if measure == "percent" and vals.attrs.get("lines_without_percent"):
         note = f"; {vals.attrs['lines_without_percent']} line(s) with baseline 0 have no percent change"
     base_layout(fig, "CDASI activity trajectories by arm<br><sup>Aligned at line start; thin lines: single therapy "
-                f"lines; points: arm means with 95% CI; thick lines: LOWESS{note}</sup>", height=580)
+                f"lines; points: arm means with {ci}; thick lines: LOWESS{note}</sup>", height=580)
     fig.update_layout(legend=dict(orientation="h", y=-0.2, yanchor="top", x=0, xanchor="left"),
                       margin=dict(t=100, b=170), height=620)
     return fig

@@ -17,6 +17,7 @@ import plotly.graph_objects as go
 
 from .derive import Derivation
 from .errors import OptionError
+from .protocol import Call, FigureSpec, TableSpec, recorded
 from .style import base_layout, count_text
 from .validate import Prepared
 
@@ -75,7 +76,7 @@ INDICATORS: tuple[Indicator, ...] = (
 _BY_KEY = {i.key: i for i in INDICATORS}
 
 
-@dataclass
+@dataclass(frozen=True)
 class QualityResult:
     period: str
     summary: pd.DataFrame  # key, name, numerator, denominator, value, unit
@@ -83,10 +84,27 @@ class QualityResult:
     failing: dict[str, pd.DataFrame]
     notes: list[str] = field(default_factory=list)
     cdasi_documented_pct: float | None = None
+    call: Call | None = field(default=None, compare=False)
+    alpha: float = 0.05  # the protocol's; the indicators carry no interval
 
     @property
     def warnings(self) -> list[str]:
         return self.notes
+
+    def tables(self) -> dict[str, TableSpec]:
+        better = {i.key: "higher" if i.higher_is_better else "lower" for i in INDICATORS}
+        summary = self.summary.assign(better=self.summary["key"].map(better))
+        return {"indicators": TableSpec(summary, "Quality indicators (whole export; the cohort filters do not apply)",
+                                        counts=("numerator", "denominator"), derived=("value",)),
+                "by_period": TableSpec(self.by_period, f"Quality indicators by {self.period}",
+                                       counts=("numerator", "denominator"), derived=("value",))}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        out = {}
+        for key in ("cdasi_documented", "no_mcid_by_12w"):
+            out[key] = FigureSpec(lambda mc, hidden, key=key: self.figure(key, mc),
+                                  f"Quality indicator by {self.period}: {_BY_KEY[key].name}")
+        return out
 
     def to_dict(self, min_cell: int | None = None) -> dict:
         out = {"cdasi_documented_pct": self.cdasi_documented_pct, "period": self.period, "indicators": {},
@@ -139,6 +157,7 @@ def _rate(df: pd.DataFrame, key: str, num: str, period_col: str = "period") -> t
     return overall, per
 
 
+@recorded(prepared="prepared", derivation="full")
 def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year") -> QualityResult:
     """Compute every indicator the export allows; the others are listed in ``notes`` with why."""
     if period not in ("quarter", "year"):

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import plotly.graph_objects as go
 
+from .suppression import count_text  # noqa: F401  (figure labels use it)
+
 __all__ = ["ARM_COLORS", "arm_color", "base_layout", "WEEKS_AXIS", "CDASI_AXIS", "count_text"]
 
 # Okabe-Ito palette. MMF blue, IVIG orange, JAKi bluish green; other arms take the rest in order.
@@ -33,12 +35,3 @@ def base_layout(fig: go.Figure, title: str, x_title: str | None = None, y_title:
     if y_title:
         fig.update_yaxes(title_text=y_title)
     return fig
-
-
-def count_text(n, min_cell: int | None = None) -> str:
-    """A count as shown in anything shared: counts from 1 to min_cell - 1 become "<min_cell"
-    (small-cell suppression, OHDSI style); 0 and larger counts show as they are."""
-    n = int(n)
-    if min_cell and 0 < n < min_cell:
-        return f"<{min_cell}"
-    return str(n)

@@ -7,6 +7,7 @@ pointwise log(-log) CI band crosses 0.5 (lifelines; R's survfit with conf.type =
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from itertools import combinations
 
@@ -19,7 +20,8 @@ from lifelines.utils import median_survival_times
 from plotly.subplots import make_subplots
 from statsmodels.stats.multitest import multipletests
 
-from .results import capture_warnings
+from .analysis_table import capture_warnings
+from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded
 from .style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["KMResult", "fit_km", "risk_table"]
@@ -45,7 +47,7 @@ def _step_at(series: pd.Series | pd.DataFrame, t: float):
     return series.iloc[max(idx, 0)]
 
 
-@dataclass
+@dataclass(frozen=True)
 class KMResult:
     """Kaplan-Meier per arm. ``summary``: one row per arm; ``risk``: the risk table as data."""
 
@@ -59,6 +61,25 @@ class KMResult:
     warnings: list[str] = field(default_factory=list)
     weighted: bool = False
     alpha: float = 0.05
+    call: Call | None = field(default=None, compare=False)
+
+    def without_arms(self, arms) -> "KMResult":
+        """The same result without the curves of ``arms`` (too small to show)."""
+        return dataclasses.replace(self, fitters={a: f for a, f in self.fitters.items() if a not in arms})
+
+    def tables(self) -> dict[str, TableSpec]:
+        km = self.summary.reset_index()
+        return {"medians": TableSpec(km, "Median time to response and cumulative response by arm",
+                                     counts=("lines", "events"),
+                                     derived=tuple(c for c in km.columns if c not in ("arm", "lines", "events"))),
+                "risk_table": TableSpec(self.risk.reset_index(), "Number at risk, cumulative responses and censored",
+                                        counts=("at_risk", "events", "censored"), row_whole=True),
+                "pairwise": TableSpec(self.pairwise, "Pairwise log-rank tests (Holm-corrected)")}
+
+    def figures(self) -> dict[str, FigureSpec]:
+        what = "weighted (IPTW) " if self.weighted else ""
+        return {"curves": FigureSpec(lambda mc, hidden: self.without_arms(hidden).figure(min_cell=mc),
+                                     f"Time to response, {what}Kaplan-Meier, with the number at risk")}
 
     def to_dict(self) -> dict:
         arms = {}
@@ -81,9 +102,10 @@ class KMResult:
         return km_figure(self, title=title, horizon=horizon, min_cell=min_cell)
 
 
+@recorded(table="table")
 def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[float] | None = None,
            weights: str | None = None, alpha: float = 0.05) -> KMResult:
-    """Kaplan-Meier time to response per arm from :func:`analytics.results.analysis_table`."""
+    """Kaplan-Meier time to response per arm from :func:`analytics.analysis_table.analysis_table`."""
     warns: list[str] = []
     arms = list(arms)
     ticks = list(ticks) if ticks is not None else [0.0, 12.0, 24.0, 36.0, 48.0]
@@ -169,7 +191,7 @@ def _risk_cell(at_risk: int, events: int, censored: int, min_cell: int | None) -
 
 def km_figure(result: KMResult, title: str | None = None, horizon: float | None = None,
               min_cell: int | None = None) -> go.Figure:
-    """Cumulative response curves with 95% CI bands, censor marks, median lines and a
+    """Cumulative response curves with 1 - alpha CI bands, censor marks, median lines and a
     number-at-risk table aligned to the x ticks."""
     ticks = result.ticks
     horizon = horizon or ticks[-1] * 1.04 or 4.0
@@ -229,9 +251,10 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
         sub = "Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts"
     elif result.logrank.get("statistic") is not None:
         sub = (f"Log-rank {_fmt_p(result.logrank.get('p'))} (chi-square {result.logrank['statistic']:.2f}, "
-               f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; bands: 95% CI")
+               f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; "
+               f"bands: {ci_label(result.alpha)}")
     else:
-        sub = "No log-rank test (fewer than two arms with lines); bands: 95% CI"
+        sub = f"No log-rank test (fewer than two arms with lines); bands: {ci_label(result.alpha)}"
     default = "Time to response, weighted for the adjustment set (IPTW)" if result.weighted else "Time to response"
     base_layout(fig, f"{title or default}<br><sup>{sub}</sup>", height=640)
     fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.45, xanchor="right", x=0.99,

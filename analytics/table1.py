@@ -13,6 +13,8 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
+from .protocol import Call, TableSpec, recorded
+
 __all__ = ["Table1", "table1", "smd", "weighted_mean_var"]
 
 BINARY = (("female", "Female"), ("mda5", "Anti-MDA5"), ("tif1g", "Anti-TIF1-gamma"), ("nxp2", "Anti-NXP2"),
@@ -58,16 +60,27 @@ def smd(x: pd.Series, groups: pd.Series, levels: list[str], weights: pd.Series |
     return float(best)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Table1:
     arms: list[str]
     table: pd.DataFrame  # display table: characteristic, one column per arm, SMD
     values: pd.DataFrame  # numbers behind it: variable, arm, n, count, pct, mean, sd, median, q1, q3, missing
     warnings: list[str] = field(default_factory=list)
+    call: Call | None = field(default=None, compare=False)
+    alpha: float = 0.05  # the protocol's; Table 1 has no interval
 
     @property
     def summary(self) -> pd.DataFrame:
         return self.table
+
+    def tables(self) -> dict[str, TableSpec]:
+        lines = self.table.iloc[0] if len(self.table) else {}
+        n = {a: int(lines[a]) if str(lines.get(a, "")).isdigit() else 0 for a in self.arms}
+        return {"table": TableSpec(self.table, "Table 1: characteristics by arm", column_n=n,
+                                   derived_across=("SMD",), text_counts=tuple(self.arms))}
+
+    def figures(self) -> dict:
+        return {}
 
     def to_dict(self) -> dict:
         return {"arms": self.arms, "rows": self.table.to_dict(orient="records"),
@@ -76,6 +89,7 @@ class Table1:
                 "warnings": list(self.warnings)}
 
 
+@recorded(table="table")
 def table1(table: pd.DataFrame, arms: list[str] | tuple[str, ...]) -> Table1:
     arms = [a for a in arms]
     t = table.copy()

@@ -40,7 +40,7 @@ def run_once(visits: str, therapies: str, out: str) -> dict:
     from analytics.mixed import fit_mixed
     from analytics.pipeline import Analysis, write_outputs
     from analytics.plots import sankey_figure, spaghetti_figure
-    from analytics.results import ADJUSTMENT_SET, analysis_table
+    from analytics.analysis_table import ADJUSTMENT_SET, analysis_table
     from analytics.survival import fit_km
     from analytics.table1 import table1
 

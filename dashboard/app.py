@@ -14,6 +14,7 @@ PAGES = [
     st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
     st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
     st.Page("views/quality.py", title="Quality", icon=":material/verified:"),
+    st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
     st.Page("views/report.py", title="Report", icon=":material/inventory_2:"),
 ]
 page = st.navigation(PAGES)

@@ -1,14 +1,17 @@
 """State and caching, in one place. Pages call these functions; nothing else touches
 ``st.session_state`` keys or caches.
 
-Session-state keys carry a page prefix: ``data.*``, ``analysis.*``, ``cohort.*``, ``mixed.*``,
+Session-state keys carry a page prefix: ``data.*``, ``analysis.*``, ``cohort.*``, ``quality.*``,
 ``timeline.*``. Caches are keyed on the dataset's hash and the repr of every option object
 (frozen dataclasses print as valid Python), so nothing is re-read or refitted unless something
-it depends on changed. Uploaded files stay in memory; nothing is written to disk.
+it depends on changed. Every analysis comes from one cached runner, :func:`result`, over the
+registry of analyses. Uploaded files are held in memory; only building a meeting pack copies
+them to a temporary folder, removed before the pack is offered.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -20,10 +23,10 @@ from analytics import DeriveOptions, Prepared
 from analytics.cohort import CohortFilter, FilteredCohort, apply_filter, options_for
 from analytics.derive import Derivation, derive
 from analytics.export import neutralise
-from analytics.mixed import MixedResult, MixedSpec, fit_mixed
+from analytics.options import MixedSpec
 from analytics.models import ModelOptions
 from analytics.pipeline import load_bytes
-from analytics.results import analysis_table
+from analytics.analysis_table import analysis_table
 from analytics.sample import generate
 
 SAMPLE_SEED = 20210301
@@ -141,20 +144,27 @@ def set_cohort_filter(cohort: CohortFilter) -> None:
     st.session_state["cohort.filter"] = cohort
 
 
-def mixed_spec() -> MixedSpec:
-    return st.session_state.setdefault("mixed.spec", MixedSpec())
-
-
-def set_mixed_spec(spec: MixedSpec) -> None:
-    st.session_state["mixed.spec"] = spec
-
-
 def model_options() -> ModelOptions:
-    return st.session_state.setdefault("analysis.model_options", ModelOptions())
+    """The model options of the analysis: one object, whose parts the pages set (the mixed
+    model's spec on Mixed model, the period on Quality, the adjustment set on Time to response)."""
+    opts = st.session_state.setdefault("analysis.model_options", ModelOptions())
+    period = st.session_state.get("quality.period", opts.period)
+    if period != opts.period:
+        opts = dataclasses.replace(opts, period=period)
+        st.session_state["analysis.model_options"] = opts
+    return opts
 
 
 def set_model_options(options: ModelOptions) -> None:
     st.session_state["analysis.model_options"] = options
+
+
+def mixed_spec() -> MixedSpec:
+    return model_options().mixed
+
+
+def set_mixed_spec(spec: MixedSpec) -> None:
+    set_model_options(dataclasses.replace(model_options(), mixed=spec))
 
 
 def timeline_patient() -> str | None:
@@ -211,58 +221,45 @@ def table():
     return _table(*_keys(), cohort(), current())
 
 
-@st.cache_resource(max_entries=32, show_spinner="Fitting Kaplan-Meier, Cox, competing-risks and weighted models...")
-def _survival(key: str, opts: str, filt: str, mopts: str, _cohort: FilteredCohort, _prepared: Prepared,
-              _options: ModelOptions) -> dict:
-    from analytics.adjusted import fit_adjusted
-    from analytics.competing import fit_competing
-    from analytics.cox import fit_cox
-    from analytics.interval import fit_interval
-    from analytics.survival import fit_km
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _result(key: str, opts: str, filt: str, mopts: str, name: str, _ctx):
+    from analytics.registry import entry, fit_entry
 
-    d = _cohort.derivation
-    arms = list(d.options.arms)
-    t = analysis_table(d, _prepared)
-    return {"km": fit_km(t, arms, list(_options.ticks), alpha=_options.alpha),
-            "cox": fit_cox(t, arms, (), alpha=_options.alpha),
-            "cox_adjusted": fit_cox(t, arms, _options.adjust_for, alpha=_options.alpha),
-            "competing": fit_competing(t, arms, _options.alpha),
-            "interval": fit_interval(t, d, arms),
-            "adjusted": fit_adjusted(t, arms, _options.adjust_for, _options.trim)}
+    return fit_entry(entry(name), _ctx)
 
 
-def survival() -> dict:
+def result(name: str):
+    """One registered analysis (:mod:`analytics.registry`) on the current dataset, definitions,
+    cohort filters and model options, cached on all four. Analyses of the whole export
+    (quality) ignore the cohort filters, and so does their cache key."""
+    from analytics.registry import FitContext, entry
+
+    e = entry(name)
+    key, opts, filt = _keys()
+    if e.whole_export:
+        filt = ""
     mopts = model_options()
-    return _survival(*_keys(), repr(mopts), cohort(), current(), mopts)
-
-
-@st.cache_resource(max_entries=32, show_spinner="Fitting the linear mixed model (REML)...")
-def _mixed(key: str, opts: str, filt: str, spec: str, _cohort: FilteredCohort, _prepared: Prepared,
-           _spec: MixedSpec) -> MixedResult:
-    d = _cohort.derivation
-    return fit_mixed(d.trajectories, list(d.options.arms), _spec, analysis_table(d, _prepared))
-
-
-def mixed() -> MixedResult:
-    spec = mixed_spec()
-    return _mixed(*_keys(), repr(spec), cohort(), current(), spec)
-
-
-@st.cache_resource(max_entries=32, show_spinner="Building Table 1...")
-def _table1(key: str, opts: str, filt: str, _table):
-    from analytics.table1 import table1
-
-    return table1(_table, list(_table["arm"].cat.categories))
-
-
-def table_one():
-    return _table1(*_keys(), table())
+    full = derivation()
+    ctx = FitContext(current(), full if e.whole_export else cohort().derivation, full, mopts)
+    with st.spinner(f"Fitting: {e.title}..."):
+        return _result(key, opts, filt, repr(mopts), name, ctx)
 
 
 def files_for_python() -> tuple[str, str]:
     """File names as a researcher would pass them, for the reproduce snippets."""
     names = current_files().names
     return names.get("visits", "visits.csv"), names.get("therapies", "")
+
+
+def pack_call(pack_options):
+    """The build_pack call that makes the pack of the current analysis (for Reproduce)."""
+    from analytics.protocol import Call
+
+    visits, therapies = files_for_python()
+    return Call("analytics.pack", "build_pack", (), {
+        "visits": visits, "out": "pack", "therapies": therapies or None, "mapping": None,
+        "derive_options": derive_options(), "model_options": model_options(), "cohort": cohort_filter(),
+        "options": pack_options})
 
 
 def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]:
@@ -288,16 +285,9 @@ def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]
 
 
 def quality_period() -> str:
-    return st.session_state.setdefault("quality.period", "year")
-
-
-@st.cache_resource(max_entries=16, show_spinner="Computing the quality indicators...")
-def _quality(key: str, opts: str, period: str, _prepared: Prepared, _derivation: Derivation):
-    from analytics.quality import compute_quality
-
-    return compute_quality(_prepared, _derivation, period)
+    return model_options().period
 
 
 def quality():
     """Quality indicators on the whole dataset (the cohort filters do not apply: they describe care)."""
-    return _quality(current_files().key, repr(derive_options()), quality_period(), current(), derivation())
+    return result("quality")

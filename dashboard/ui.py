@@ -94,27 +94,32 @@ def provenance() -> None:
                f"response `{opts.response}`{' confirmed' if opts.confirm else ''} · arms {', '.join(opts.arms)}")
 
 
-def reproduce_head(visits: str, therapies: str, opts, filt) -> str:
-    """The Python that rebuilds ``prepared``, ``derivation`` and ``cohort`` as the dashboard has them."""
-    return (f"from analytics import load, analyze, DeriveOptions, ResponseRule\n"
-            f"from analytics.cohort import CohortFilter, apply_filter\n\n"
-            f"prepared, _ = load({visits!r}" + (f", therapies={therapies!r}" if therapies else "") + ")\n"
-            f"derivation = analyze(prepared, {opts!r}).derivation\n"
-            f"cohort = apply_filter(derivation, prepared, {filt!r}).derivation\n")
+def reproduce_code(what) -> str:
+    """The Python that recomputes ``what`` as the page has it: a result (its recorded call),
+    a :class:`~analytics.protocol.Call`, or code that uses ``prepared``, ``full`` (the whole
+    export's derivation), ``derivation`` (the filtered cohort) and ``table``."""
+    from analytics.reproduce import snippet
 
-
-def reproduce(python: str, cli: str | None = None) -> None:
-    """The exact call that recomputes what the page shows."""
     visits, therapies = state.files_for_python()
-    opts = state.derive_options()
-    head = reproduce_head(visits, therapies, opts, state.cohort_filter())
+    call = getattr(what, "call", what)
+    return snippet(call, visits, therapies or None, None, state.derive_options(), state.cohort_filter())
+
+
+def reproduce(what, cli: str | None = None, extra: str = "") -> None:
+    """The exact call that recomputes what the page shows, and the command line that writes it
+    (``cli``: "analyze" or "report")."""
+    from analytics.reproduce import command_line
+
     with st.expander("Reproduce", icon=":material/code:"):
-        st.code(head + python, language="python")
+        st.code(reproduce_code(what), language="python")
         if cli:
-            st.markdown("Command line (without the cohort filters, which are Python-only):")
-            args = f" --therapies {therapies}" if therapies else ""
-            st.code(f"cdasi-outcomes {cli.format(visits=visits, therapies=args, response=opts.response)}",
-                    language="bash")
+            visits, therapies = state.files_for_python()
+            mopts = state.model_options()
+            filt = state.cohort_filter()
+            st.markdown("Command line" + (" (without the cohort filters, which are Python-only for now):"
+                                          if filt.active else ":"))
+            st.code(command_line(cli, visits, therapies or None, state.derive_options(), mopts.alpha, mopts.period,
+                                 extra or "--out out/"), language="bash")
 
 
 @contextlib.contextmanager

@@ -16,7 +16,7 @@ from .conftest import ROOT  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
-         "views/mixed_model.py", "views/timeline.py", "views/quality.py", "views/report.py"]
+         "views/mixed_model.py", "views/timeline.py", "views/quality.py", "views/analyses.py", "views/report.py"]
 
 TINY = ("patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild,sex,age_at_onset\n" + "".join(
     f"T{i},{w},{max(0, 20 - (i % 3) * k * 3 + (i % 2))},{'MMF' if i % 2 else 'IVIG'},{'mda5' if i % 4 == 0 else 'tif1g'},"
@@ -46,7 +46,7 @@ def sample_app():
 @pytest.mark.parametrize("page,charts", [("views/data.py", 0), ("views/cohort.py", 0), ("views/trajectories.py", 3),
                                          ("views/time_to_response.py", 7), ("views/mixed_model.py", 2),
                                          ("views/timeline.py", 1), ("views/quality.py", 1),
-                                         ("views/report.py", 0)])
+                                         ("views/analyses.py", 2), ("views/report.py", 0)])
 def test_every_page_on_the_sample(sample_app, page, charts):
     at = sample_app.switch_page(page).run()
     _ok(at)
@@ -123,7 +123,7 @@ def test_mixed_model_spec_changes():
     at.radio[0].set_value("intercept")
     at.button[0].click().run()
     _ok(at)
-    assert at.session_state["mixed.spec"].random == "intercept"
+    assert at.session_state["analysis.model_options"].mixed.random == "intercept"
     assert any("random effects `1`" in m.value for m in at.markdown)
 
 
@@ -158,23 +158,56 @@ def test_selecting_a_patient_opens_the_timeline(sample_app):
     assert "Patient CADM-0007" in at.get("plotly_chart")[0].proto.spec
 
 
-def test_reproduce_snippets_run(sample_dir, monkeypatch):
-    from analytics import DeriveOptions, ResponseRule
-    from analytics.mixed import MixedSpec
-    from dashboard.ui import reproduce_head
+def _snippets(at: AppTest) -> list[str]:
+    return [c.value for c in at.code if c.language == "python"]
 
-    monkeypatch.chdir(sample_dir)
+
+def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, monkeypatch):
+    """Change the rule, the filters and alpha, then visit every page: each Reproduce snippet runs
+    and, where it recomputes a registered analysis, gives exactly the result the page shows."""
+    import dataclasses
+
+    from analytics import DeriveOptions, ResponseRule, analyze, load
+    from analytics.models import ModelOptions
+
     opts = DeriveOptions(ResponseRule("percent", 40), confirm=True)
     filt = CohortFilter(antibodies=("tif1g",), severity="moderate-severe")
-    code = reproduce_head("visits.csv", "therapies.csv", opts, filt) + (
-        "from analytics.mixed import MixedSpec, fit_mixed\nfrom analytics.results import analysis_table\n"
-        f"m = fit_mixed(cohort.trajectories, ['MMF', 'IVIG', 'JAKi'], {MixedSpec(horizon_weeks=16)!r}, "
-        "analysis_table(cohort, prepared))\n")
-    ns: dict = {}
-    exec(compile(code, "<reproduce>", "exec"), ns)
-    assert ns["derivation"].options == opts
-    assert len(ns["cohort"].lines) < len(ns["derivation"].lines)
-    assert ns["m"].spec.horizon_weeks == 16
+    mopts = dataclasses.replace(ModelOptions(alpha=0.1), period="quarter")
+    at = _app()
+    at.session_state["analysis.options"] = opts
+    at.session_state["cohort.filter"] = filt
+    at.session_state["analysis.model_options"] = mopts
+    at.session_state["quality.period"] = "quarter"
+    snippets = []
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+        snippets += [(page, code) for code in _snippets(at)]
+    for name in ("km", "cox", "cox_adjusted", "competing", "interval", "adjusted", "table1", "mixed", "quality",
+                 "cohort"):
+        at.session_state["analyses.name"] = name
+        at.switch_page("views/analyses.py").run()
+        _ok(at)
+        snippets += [(f"analyses:{name}", code) for code in _snippets(at)]
+    monkeypatch.chdir(sample_dir)
+    prepared, _ = load("visits.csv", "therapies.csv")
+    expected = analyze(prepared, opts, models=mopts, cohort=filt).models
+    compared = set()
+    assert len(snippets) >= 15, [p for p, _ in snippets]
+    for page, code in snippets:
+        ns: dict = {}
+        exec(compile(code, f"<reproduce {page}>", "exec"), ns)
+        assert ns["full"].options == opts, page
+        matches = [n for n, r in expected.results.items() if r.call.code().rstrip() in code]
+        if "result" in ns and matches:
+            name = matches[0]
+            got, want = ns["result"], expected[name]
+            assert got.alpha == want.alpha, (page, name)
+            if name != "cohort":
+                assert got.to_dict() == want.to_dict(), (page, name)
+            compared.add(name)
+    assert compared >= {"km", "cox_adjusted", "competing", "interval", "adjusted", "table1", "mixed", "quality",
+                        "cox", "cohort"}, compared
 
 
 def test_table_downloads_are_neutralised_xlsx_and_csv():

@@ -14,7 +14,7 @@ from analytics.cox import efron_score_residuals, robust_variance
 from analytics.export import json_safe
 from analytics.interval import interval_bounds, npmle_median
 from analytics.models import ModelOptions, fit_models
-from analytics.results import analysis_table
+from analytics.analysis_table import analysis_table
 from analytics.style import ARM_COLORS
 from analytics.survival import fit_km, risk_table
 from analytics.table1 import smd
@@ -306,7 +306,7 @@ def test_vectorised_ph_test_matches_lifelines(sample_models, covs, weighted):
     from lifelines.statistics import proportional_hazard_test
 
     from analytics.cox import _design, fit_cox, schoenfeld_ph_test
-    from analytics.results import analysis_table
+    from analytics.analysis_table import analysis_table
 
     a = sample_models
     t = analysis_table(a.derivation, a.prepared).assign(w=lambda d: 1 + (d["line_number"] % 3) / 2)

@@ -207,10 +207,13 @@ def test_small_arms_lose_their_curves_and_table1_columns(tmp_path):
 def test_complementary_suppression_hides_a_second_cell():
     import pandas as pd
 
-    from analytics.pack import _complementary
+    from analytics.suppression import _complementary
 
-    n = pd.Series([30, 3, 12, 15])  # total, then three parts
-    hidden = _complementary(n, pd.Series([False, True, False, False]), [[1, 2, 3]])
-    assert hidden.tolist() == [False, True, True, False]  # the smallest other part goes too
-    hidden = _complementary(n, pd.Series([False, True, True, False]), [[1, 2, 3]])
-    assert hidden.tolist() == [False, True, True, False]  # two hidden parts: nothing more to do
+    n = [30, 3, 12, 15]  # total, then three parts
+    hidden = _complementary(n, [False, True, False, False], [(0, (1, 2, 3))], 5)
+    assert hidden == [False, True, True, False]  # the smallest other part goes too
+    hidden = _complementary(n, [False, True, True, False], [(0, (1, 2, 3))], 5)
+    assert hidden == [False, True, True, False]  # two hidden parts summing to 15: nothing more to do
+    # two hidden parts that add up to a small number are revealed by the shown total: hide one more
+    hidden = _complementary([30, 2, 2, 26], [False, True, True, False], [(0, (1, 2, 3))], 5)
+    assert hidden == [False, True, True, True]

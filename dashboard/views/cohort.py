@@ -53,10 +53,9 @@ st.caption(f"{c.lines_after} of {c.lines_before} therapy lines pass the filters;
            f"{len(c.derivation.included())} are included in an arm.")
 if ui.require_lines():
     st.subheader("Table 1: characteristics by arm")
-    t1 = state.table_one()
+    t1 = state.result("table1")
     ui.table(t1.table, "table1", "cohort.table1")
     st.caption("SMD: the largest absolute pairwise standardised mean difference between arms; > 0.1 marks "
                "imbalance. Later-line agents go to more refractory patients: compare with care.")
     ui.warnings(t1.warnings, "Table 1")
-    ui.reproduce("from analytics.results import analysis_table\nfrom analytics.table1 import table1\n"
-                 "print(table1(analysis_table(cohort, prepared), list(cohort.options.arms)).table)")
+    ui.reproduce(t1)

@@ -67,7 +67,6 @@ if rep.ok:
     with ui.guard():
         d = state.derivation()
         ui.table(d.attrition, "attrition", "data.attrition")
-        ui.reproduce("print(analyze(prepared).derivation.attrition)",
-                     "analyze {visits}{therapies} --response {response} --out out/")
+        ui.reproduce("print(full.attrition)", "analyze")
 else:
     st.info("Fix the errors above to see the therapy lines.")

@@ -4,7 +4,7 @@ import streamlit as st
 
 from analytics import OptionError
 from analytics.mixed import MixedSpec
-from analytics.results import COVARIATE_LABELS
+from analytics.analysis_table import COVARIATE_LABELS
 from dashboard import state, ui
 
 st.title("Mixed model")
@@ -25,7 +25,7 @@ with st.form("mixed.form"):
 ui.provenance()
 
 if ui.require_lines():
-    m = state.mixed()
+    m = state.result("mixed")
     st.markdown(f"`{m.formula}`, random effects `{m.re_formula}` by `line_id`, REML; {m.n_obs} visits of "
                 f"{m.n_groups} lines in the first {m.spec.horizon_weeks:g} weeks.")
     if m.fallback:
@@ -44,7 +44,4 @@ if ui.require_lines():
         st.subheader("Diagnostics")
         ui.figure(m.diagnostics_figure(), "mixed_model_diagnostics", "mixed.diag")
     ui.warnings(m.warnings, "the mixed model")
-    ui.reproduce("from analytics.mixed import MixedSpec, fit_mixed\nfrom analytics.results import analysis_table\n"
-                 f"m = fit_mixed(cohort.trajectories, {list(state.derive_options().arms)!r}, "
-                 f"{m.spec!r}, analysis_table(cohort, prepared))\nprint(m.fixed_effects)",
-                 "analyze {visits}{therapies} --response {response} --out out/")
+    ui.reproduce(m, "analyze")

@@ -46,5 +46,4 @@ if len(fail) and "patient_id" in fail.columns:
     if st.button("Open timeline", key="quality.open", icon=":material/person:"):
         state.set_timeline_patient(pid)
         st.switch_page("views/timeline.py")
-ui.reproduce(f"from analytics.quality import compute_quality\nq = compute_quality(prepared, derivation, {period!r})\n"
-             "print(q.summary)", "analyze {visits}{therapies} --response {response} --period " + period + " --out out/")
+ui.reproduce(q, "analyze")

@@ -4,7 +4,8 @@ import pandas as pd
 import streamlit as st
 
 from analytics import OptionError
-from analytics.pack import FIGURES, TABLES, PackOptions, chromium
+from analytics.pack import PackOptions, chromium
+from analytics.registry import figure_names, table_names
 from dashboard import state, ui
 
 st.title("Report")
@@ -21,8 +22,8 @@ with st.form("report.form"):
                                   "Shared: counts below 5 suppressed", "Shared: counts below 11 suppressed"],
                      key="report.share")
     c1, c2 = st.columns(2)
-    figures = c1.multiselect("Figures", FIGURES, default=list(FIGURES), key="report.figures")
-    tables = c2.multiselect("Tables", TABLES, default=list(TABLES), key="report.tables")
+    figures = c1.multiselect("Figures", figure_names(), default=list(figure_names()), key="report.figures")
+    tables = c2.multiselect("Tables", table_names(), default=list(table_names()), key="report.tables")
     pptx = st.checkbox("Also a PowerPoint deck, one figure per slide", key="report.pptx")
     build = st.form_submit_button("Build the meeting pack", icon=":material/inventory_2:", type="primary")
 
@@ -37,6 +38,7 @@ if build:
             data, manifest, messages = state.build_pack_zip(options, progress=lambda m: status.write(m.capitalize()))
             status.update(label=f"Meeting pack ready: {len(manifest['files'])} files", state="complete")
         st.session_state["report.result"] = (data, manifest, messages)
+        st.session_state["report.options"] = options
 
 if "report.result" in st.session_state:
     data, manifest, messages = st.session_state["report.result"]
@@ -49,7 +51,5 @@ if "report.result" in st.session_state:
     st.caption(f"Small cells: {'counts below ' + str(mc) + ' suppressed' if mc else 'not suppressed (internal only)'}"
                f" · input sha256 `{manifest['input']['sha256'][:16]}…` · created {manifest['created']}")
     ui.table(pd.DataFrame(manifest["files"]), "manifest_files", "report.files")
-    ui.reproduce(f"from analytics.pack import PackOptions, build_pack\n# build_pack(visits, out, therapies, mapping, "
-                 f"derive_options, model_options, cohort_filter, PackOptions(min_cell={mc!r}))",
-                 "report {visits}{therapies} --response {response}" + (f" --min-cell {mc}" if mc else "")
-                 + " --out pack/")
+    ui.reproduce(state.pack_call(st.session_state["report.options"]), "report",
+                 (f"--min-cell {mc} " if mc else "") + "--out pack/")

@@ -1,10 +1,11 @@
 """Time to response: the response rule, Kaplan-Meier, Cox, competing risks, the weighted view."""
 
+import dataclasses
+
 import streamlit as st
 
 from analytics import DeriveOptions, OptionError, ResponseRule
-from analytics.models import ModelOptions
-from analytics.results import COVARIATE_LABELS
+from analytics.analysis_table import COVARIATE_LABELS
 from dashboard import state, ui
 
 st.title("Time to response")
@@ -28,8 +29,7 @@ with st.form("ttr.form"):
         try:
             rule = ResponseRule(kind, None if kind == "clear" else value)
             state.set_derive_options(DeriveOptions(rule, confirm, opts.arms, opts.baseline_window_days))
-            state.set_model_options(ModelOptions(adjust_for=tuple(adjust), mixed=mopts.mixed, ticks=mopts.ticks,
-                                                 trim=mopts.trim, alpha=mopts.alpha))
+            state.set_model_options(dataclasses.replace(mopts, adjust_for=tuple(adjust)))
             st.rerun()
         except OptionError as exc:
             st.error(str(exc))
@@ -38,9 +38,8 @@ st.caption(f"Response: {state.derive_options().response.describe()}"
 ui.provenance()
 
 if ui.require_lines():
-    res = state.survival()
-    km, cox, cox_adj, comp, interval, adj = (res[k] for k in ("km", "cox", "cox_adjusted", "competing", "interval",
-                                                              "adjusted"))
+    km, cox, cox_adj, comp, interval, adj = (state.result(k) for k in ("km", "cox", "cox_adjusted", "competing",
+                                                                        "interval", "adjusted"))
     tabs = st.tabs(["Kaplan-Meier", "Cox model", "Competing risks", "Interval censoring", "Adjusted (weighted)"])
     with tabs[0]:
         ui.figure(km.figure(), "time_to_response_km", "ttr.km")
@@ -52,9 +51,7 @@ if ui.require_lines():
                         f"p = {lr['p']:.3g}. Pairwise, Holm-corrected:")
             ui.table(km.pairwise.round(4), "logrank_pairwise", "ttr.km.pairs")
         ui.warnings(km.warnings, "the Kaplan-Meier analysis")
-        ui.reproduce("from analytics.results import analysis_table\nfrom analytics.survival import fit_km\n"
-                     f"km = fit_km(analysis_table(cohort, prepared), {list(opts.arms)!r})\nkm.figure().show()",
-                     "analyze {visits}{therapies} --response {response} --out out/")
+        ui.reproduce(km, "analyze")
     with tabs[1]:
         st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
                 "confounded by indication; the adjusted one accounts only for the covariates listed.",
@@ -66,20 +63,18 @@ if ui.require_lines():
                 ui.table(model.summary.reset_index().round(4), f"cox_{label}", f"ttr.cox.{label}.table")
                 st.markdown(f"Proportional hazards: {model.ph_text}")
                 ui.warnings(model.warnings, f"the {label} Cox model")
-        ui.reproduce("from analytics.cox import fit_cox\nfrom analytics.results import analysis_table\n"
-                     f"t = analysis_table(cohort, prepared)\nprint(fit_cox(t, {list(opts.arms)!r}, "
-                     f"{tuple(state.model_options().adjust_for)!r}).summary)")
+        ui.reproduce(cox_adj, "analyze")
     with tabs[2]:
         ui.figure(comp.figure(), "competing_risks", "ttr.cif")
         ui.table(comp.summary.reset_index().round(3), "competing_risks", "ttr.cif.table")
         ui.warnings(comp.warnings, "the competing-risks analysis")
-        ui.reproduce("from analytics.competing import fit_competing\nfrom analytics.results import analysis_table\n"
-                     f"fit_competing(analysis_table(cohort, prepared), {list(opts.arms)!r}).figure().show()")
+        ui.reproduce(comp, "analyze")
     with tabs[3]:
         ui.figure(interval.figure(), "interval_censoring", "ttr.interval")
         ui.table(interval.summary.reset_index().round(3), "interval_censoring", "ttr.interval.table")
         st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
         ui.warnings(interval.warnings, "the interval-censoring analysis")
+        ui.reproduce(interval, "analyze")
     with tabs[4]:
         st.warning(adj.note, icon=":material/balance:")
         if adj.km is None:
@@ -91,6 +86,4 @@ if ui.require_lines():
             ui.figure(adj.km.figure(), "time_to_response_weighted", "ttr.wkm")
             ui.table(adj.cox.summary.reset_index().round(4), "cox_weighted", "ttr.wcox.table")
             ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
-        ui.reproduce("from analytics.adjusted import fit_adjusted\nfrom analytics.results import analysis_table\n"
-                     f"adj = fit_adjusted(analysis_table(cohort, prepared), {list(opts.arms)!r}, "
-                     f"{tuple(state.model_options().adjust_for)!r})\nprint(adj.balance, adj.cox.summary)")
+        ui.reproduce(adj, "analyze")

@@ -28,14 +28,16 @@ if ui.require_lines():
                                       "percent": "percent change"}.get)
     weeks = col2.slider("Weeks after line start", 12, 104, 52, step=4, key="traj.weeks")
     traj = d.trajectories[d.trajectories["arm"] != ""]
-    event = ui.figure(spaghetti_figure(traj, arms, measure, weeks), f"trajectories_{measure}", "traj.spaghetti",
-                      select=True)
+    alpha = state.model_options().alpha
+    event = ui.figure(spaghetti_figure(traj, arms, measure, weeks, alpha=alpha), f"trajectories_{measure}",
+                      "traj.spaghetti", select=True)
     st.caption("Select a point to open that patient's timeline.")
     open_patient(event)
     ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks).round(2), f"arm_means_{measure}",
              "traj.means")
-    ui.reproduce(f"from analytics.plots import spaghetti_figure\nspaghetti_figure(cohort.trajectories, "
-                 f"{arms!r}, {measure!r}, {weeks}).show()")
+    ui.reproduce(f"from analytics.plots import spaghetti_figure\n"
+                 "traj = derivation.trajectories[derivation.trajectories['arm'] != '']\n"
+                 f"spaghetti_figure(traj, {arms!r}, {measure!r}, {weeks}, alpha={alpha!r}).show()")
 
     st.subheader("Therapy lines per patient")
     n = st.slider("Patients shown (those with the most lines)", 10, 150, 40, step=10, key="traj.swimmers")
@@ -45,5 +47,5 @@ if ui.require_lines():
     st.subheader("Therapy sequences")
     depth = st.slider("Lines shown", 2, 6, 4, key="traj.depth")
     ui.figure(sankey_figure(d, depth), "sequences", "traj.sankey")
-    ui.reproduce(f"from analytics.plots import sankey_figure, swimmer_figure\nswimmer_figure(cohort, {n}).show()\n"
-                 f"sankey_figure(cohort, {depth}).show()")
+    ui.reproduce(f"from analytics.plots import sankey_figure, swimmer_figure\nswimmer_figure(derivation, {n}).show()\n"
+                 f"sankey_figure(derivation, {depth}).show()")

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .derive import Derivation
+from .protocol import AnalysisWarning
 from .validate import Prepared
 
 __all__ = ["analysis_table", "capture_warnings", "ADJUSTMENT_SET", "COVARIATE_LABELS", "usable_covariates"]
@@ -25,12 +26,13 @@ COVARIATE_LABELS = {
 
 @contextlib.contextmanager
 def capture_warnings(sink: list[str]) -> Iterator[None]:
-    """Collect every warning raised inside the block into ``sink`` (as text), never to stderr."""
+    """Collect every warning raised inside the block into ``sink``, never to stderr: as
+    :class:`~analytics.protocol.AnalysisWarning` text that keeps the warning's category."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         yield
     for w in caught:
-        text = f"{w.category.__name__}: {str(w.message).strip()}"
+        text = AnalysisWarning(f"{w.category.__name__}: {str(w.message).strip()}", category=w.category.__name__)
         if text not in sink:
             sink.append(text)
 

@@ -1,0 +1,342 @@
+"""One registry of analyses. ``fit_models``, the dashboard's cached runner, the meeting pack,
+``results.json`` and the CLI all iterate over it, so a new model is one :class:`Entry` here
+(plus its statistics and figure module), not an edit in each of those places.
+
+>>> from analytics.registry import entries
+>>> [e.name for e in entries()][:3]
+['cohort', 'table1', 'km']
+
+Each entry says:
+
+- ``name`` and ``title``; ``fit(ctx)``: the analysis on a :class:`FitContext`, returning a
+  result that follows :mod:`analytics.protocol`;
+- ``results_key``: where its ``to_dict()`` goes in results.json (``("time_to_response",
+  "cox")``; empty: nowhere), or ``place`` for anything else;
+- ``tables``/``figures``: the pack's names of the result's tables and figures (a name not
+  listed becomes ``<entry>_<table>``);
+- ``section``: the report section it belongs to; ``methods``: its sentence in the report's
+  methods; ``notes``: lines shown under it (report, dashboard); ``cli``: lines ``analyze``
+  prints; ``stage``: its timing bucket in ``timings_s``;
+- ``whole_export``: it describes care in the whole export, so the cohort filters do not apply
+  (quality indicators).
+
+Suppression rules live with the tables (:class:`~analytics.protocol.TableSpec`) and are applied
+once by :mod:`analytics.suppression`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from .protocol import FigureSpec, TableSpec, ci_label, tag
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas as pd
+
+    from .derive import Derivation
+    from .models import ModelOptions
+    from .validate import Prepared
+
+__all__ = ["Entry", "FitContext", "entries", "entry", "figure_names", "fit_entry", "place", "register",
+           "table_names", "tables_of", "figures_of", "unregister"]
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every analysis is fitted on: the prepared export, the (filtered) derivation, the
+    whole-export derivation and the model options of the analysis spec."""
+
+    prepared: "Prepared"
+    derivation: "Derivation"
+    full: "Derivation"
+    options: "ModelOptions"
+
+    @cached_property
+    def table(self) -> "pd.DataFrame":
+        from .analysis_table import analysis_table
+
+        return analysis_table(self.derivation, self.prepared)
+
+    @property
+    def arms(self) -> list[str]:
+        return list(self.derivation.options.arms)
+
+    @property
+    def alpha(self) -> float:
+        return self.options.alpha
+
+    @cached_property
+    def lines_by_arm(self) -> dict[str, int]:
+        t = self.table
+        return {a: int((t["arm"] == a).sum()) for a in self.arms}
+
+
+def _to_dict(result) -> dict:
+    return result.to_dict()
+
+
+@dataclass(frozen=True)
+class Entry:
+    name: str
+    title: str
+    fit: Callable[[FitContext], Any]
+    results_key: tuple[str, ...] = ()
+    to_results: Callable[[Any], dict] = _to_dict
+    place: Callable[[dict, Any], None] | None = None
+    tables: dict[str, str] = field(default_factory=dict)
+    figures: dict[str, str] = field(default_factory=dict)
+    section: str = ""
+    methods: Callable[[Any, FitContext], str] | None = None
+    notes: Callable[[Any], list[str]] | None = None
+    cli: Callable[[Any], list[str]] | None = None
+    stage: str = "survival"
+    whole_export: bool = False
+
+    @property
+    def heading(self) -> str:
+        return self.section or self.title
+
+
+_REGISTRY: dict[str, Entry] = {}
+
+
+def register(entry: Entry) -> Entry:
+    """Add an analysis (or replace the one of the same name). Returns the entry."""
+    if not entry.name.isidentifier():
+        raise ValueError(f"an analysis name must be an identifier, not {entry.name!r}")
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def entries() -> list[Entry]:
+    _builtins()
+    return list(_REGISTRY.values())
+
+
+def entry(name: str) -> Entry:
+    _builtins()
+    if name not in _REGISTRY:
+        raise KeyError(f"no analysis named {name!r}; registered: {', '.join(_REGISTRY)}")
+    return _REGISTRY[name]
+
+
+def fit_entry(e: Entry, ctx: FitContext):
+    """Fit one analysis; its warnings are tagged with its name."""
+    import dataclasses
+
+    result = e.fit(ctx)
+    if getattr(result, "warnings", None) is not None and not isinstance(type(result).__dict__.get("warnings"),
+                                                                          property):
+        result = dataclasses.replace(result, warnings=tag(result.warnings, e.name))
+    return result
+
+
+def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
+            progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit the analyses (all, or ``names``) in registry order; returns results and timings by stage."""
+    wanted = None if names is None else set(names)
+    results, timings = {}, {}
+    for e in entries():
+        if wanted is not None and e.name not in wanted:
+            continue
+        if progress:
+            progress(e.title)
+        t0 = time.perf_counter()
+        results[e.name] = fit_entry(e, ctx)
+        timings[e.stage] = timings.get(e.stage, 0.0) + time.perf_counter() - t0
+    return results, timings
+
+
+def _global(e: Entry, local: str, mapping: dict[str, str]) -> str:
+    return mapping.get(local, f"{e.name}_{local}")
+
+
+def tables_of(e: Entry, result) -> dict[str, TableSpec]:
+    """The result's tables under their pack names."""
+    return {_global(e, k, e.tables): v for k, v in result.tables().items()}
+
+
+def figures_of(e: Entry, result) -> dict[str, FigureSpec]:
+    """The result's figures under their pack names."""
+    return {_global(e, k, e.figures): v for k, v in result.figures().items()}
+
+
+def table_names() -> tuple[str, ...]:
+    """Every table name a pack can hold (``[pack] tables``)."""
+    return tuple(n for e in entries() for n in (e.tables.values() or ()))
+
+
+def figure_names() -> tuple[str, ...]:
+    """Every figure name a pack can hold (``[pack] figures``)."""
+    return tuple(n for e in entries() for n in (e.figures.values() or ()))
+
+
+def place(doc: dict, e: Entry, result) -> None:
+    """Put the result's section into the results.json document ``doc``."""
+    if e.place is not None:
+        e.place(doc, result)
+        return
+    if not e.results_key:
+        return
+    section = e.to_results(result)
+    target = doc
+    for key in e.results_key[:-1]:
+        target = target.setdefault(key, {})
+    last = e.results_key[-1]
+    if isinstance(target.get(last), dict) and isinstance(section, dict):
+        target[last].update(section)
+    else:
+        target[last] = section
+
+
+# ------------------------------------------------------------------ the built-in analyses
+def _fmt(x, spec=".1f") -> str:
+    return "not reached" if x is None else format(x, spec)
+
+
+def _km_results(km) -> dict:
+    d = km.to_dict()
+    return {"time_unit": "weeks", "alpha": km.alpha, "arms": d["arms"],
+            "logrank": {k: d["logrank"][k] for k in ("statistic", "df", "p")},
+            "logrank_pairwise": d["logrank_pairwise"], "pairwise_adjustment": "holm",
+            "risk_table": d["risk_table"], "warnings": d["warnings"]}
+
+
+def _km_cli(km) -> list[str]:
+    d = km.to_dict()
+    out = [f"Time to response (Kaplan-Meier median, weeks; {ci_label(km.alpha)}):"]
+    for arm, a in d["arms"].items():
+        lo, hi = a["median_ci"]
+        out.append(f"  {arm:5s} {a['lines']:4d} lines {a['events']:4d} responses  median {_fmt(a['median'])} "
+                   f"({_fmt(lo)} to {_fmt(hi)})")
+    lr = d["logrank"]
+    if lr["statistic"] is not None:
+        out.append(f"  log-rank chi-square {lr['statistic']:.2f}, df {lr['df']}, p = {lr['p']:.3g}")
+    return out
+
+
+def _cox_cli(label: str):
+    def lines(cox) -> list[str]:
+        d = cox.to_dict()
+        hrs = ", ".join(f"{arm} {h['hr']:.2f} ({h['ci'][0]:.2f}-{h['ci'][1]:.2f})"
+                        for arm, h in d["hazard_ratios"].items() if h["hr"] is not None)
+        return [f"  Cox {label}, vs {d['reference_arm']} ({ci_label(cox.alpha)}): {hrs}"] if hrs else []
+    return lines
+
+
+def _mixed_cli(m) -> list[str]:
+    if not m.converged:
+        return ["Mixed model: not fitted (see the warnings in results.json)"]
+    d = m.to_dict()
+    slopes = ", ".join(f"{arm} {s['per_12_weeks']:+.1f}" for arm, s in d["slopes_per_week"].items()
+                       if s["estimate"] is not None)
+    return [f"Mixed model ({d['n_obs']} visits, {d['n_groups']} lines): CDASI change per 12 weeks: {slopes}"
+            + (f" [{d['fallback']}]" if d["fallback"] else "")]
+
+
+def _place_adjusted(doc: dict, adj) -> None:
+    doc["adjusted_comparison"] = adj.to_dict()
+    doc["comparison_note"] = adj.note
+
+
+def _cox_methods(cox, ctx) -> str:
+    adj = ", ".join(cox.covariates) or "nothing"
+    return (f"Cox proportional-hazards model adjusted for {adj}, with Efron ties and robust (sandwich) standard "
+            f"errors clustered by patient, {ci_label(cox.alpha)}s; proportional hazards checked with scaled "
+            "Schoenfeld residuals.")
+
+
+def _mixed_methods(m, ctx) -> str:
+    return (f"Linear mixed model {m.formula} with random effects {m.re_formula} by line, REML, on the first "
+            f"{m.spec.horizon_weeks:g} weeks of each line, Wald {ci_label(m.alpha)}s"
+            + (f"; fallback: {m.fallback}" if m.fallback else "") + ".")
+
+
+def _builtins() -> None:
+    if _builtins.done:
+        return
+    _builtins.done = True
+    builtin = [
+        Entry("cohort", "Cohort and attrition",
+              lambda ctx: _fit("overview", "cohort_overview", ctx.derivation, ctx.prepared, alpha=ctx.alpha),
+              tables={"attrition": "attrition", "validation_report": "validation_report", "lines": "lines",
+                      "trajectories": "trajectories"},
+              figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
+              stage="overview"),
+        Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("table1", "table1", ctx.table, ctx.arms),
+              results_key=("table1",), tables={"table": "table1"}, stage="adjusted",
+              notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
+        Entry("km", "Time to response (Kaplan-Meier)",
+              lambda ctx: _fit("survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
+              results_key=("time_to_response",), to_results=_km_results,
+              tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
+              figures={"curves": "km"}, section="Time to response", cli=_km_cli,
+              methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
+                                      "tests across arms and pairwise with Holm correction.")),
+        Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
+              results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
+              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"),
+              notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
+        Entry("cox_adjusted", "Cox model, adjusted",
+              lambda ctx: _fit("cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
+              results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
+              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"),
+              notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
+        Entry("competing", "Competing risks",
+              lambda ctx: _fit("competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
+              results_key=("competing_risks",), tables={"summary": "competing_risks"},
+              figures={"curves": "competing_risks"},
+              methods=lambda r, ctx: ("Competing risks (stopping for inefficacy or an adverse event before response) "
+                                      f"by the Aalen-Johansen estimator, {ci_label(r.alpha)}s (log-log).")),
+        Entry("interval", "Interval-censoring sensitivity",
+              lambda ctx: _fit("interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
+              results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
+              figures={"medians": "interval_censoring"},
+              notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
+              methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
+                                      f"ratios with {ci_label(r.alpha)}s, interval- against right-censored.")),
+        Entry("mixed", "Mixed model",
+              lambda ctx: _fit("mixed", "fit_mixed", ctx.derivation.trajectories, ctx.arms, ctx.options.mixed,
+                               ctx.table, alpha=ctx.alpha),
+              results_key=("mixed_model",), tables={"fixed_effects": "mixed_fixed_effects", "slopes": "mixed_slopes"},
+              figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
+              notes=lambda m: [f"Fallback: {m.fallback}"] if m.fallback else [], cli=_mixed_cli,
+              methods=_mixed_methods, stage="mixed_model"),
+        Entry("adjusted", "Adjusted comparison (weighted)",
+              lambda ctx: _fit("adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
+                               tuple(ctx.options.trim), alpha=ctx.alpha),
+              place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
+              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted",
+              methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
+                                      "a multinomial propensity model on the common support, truncated at the "
+                                      f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
+        Entry("quality", "Quality indicators",
+              lambda ctx: _fit("quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period),
+              results_key=("quality",), tables={"indicators": "quality_indicators", "by_period": "quality_by_period"},
+              figures={"cdasi_documented": "quality_cdasi_documented", "no_mcid_by_12w": "quality_no_mcid_by_12w"},
+              notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
+                               *q.notes], whole_export=True, stage="quality"),
+    ]
+    for e in builtin:
+        _REGISTRY.setdefault(e.name, e)
+    # keep the built-ins first, in this order, before anything registered earlier
+    extra = {k: v for k, v in _REGISTRY.items() if k not in {e.name for e in builtin}}
+    ordered = {e.name: _REGISTRY[e.name] for e in builtin}
+    _REGISTRY.clear()
+    _REGISTRY.update(ordered | extra)
+
+
+_builtins.done = False
+
+
+def _fit(module: str, function: str, *args, **kwargs):
+    import importlib
+
+    return getattr(importlib.import_module(f".{module}", __package__), function)(*args, **kwargs)

@@ -17,15 +17,20 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 # name -> module that defines it
 _EXPORTS = {
-    "Derivation": "derive", "derive": "derive",
     "CdasiError": "errors", "InputError": "errors", "InvalidDataError": "errors", "MappingError": "errors",
     "OptionError": "errors",
-    "ColumnMapping": "io", "load_mapping": "io", "read_bytes": "io", "read_table": "io",
-    "DeriveOptions": "options", "ResponseRule": "options",
+    "ColumnMapping": "ingest.io", "load_mapping": "ingest.io", "read_bytes": "ingest.io", "read_table": "ingest.io",
+    "Finding": "ingest.validation_report", "ValidationReport": "ingest.validation_report",
+    "Prepared": "ingest.validate", "prepare": "ingest.validate",
+    "DeriveOptions": "lines.options", "ResponseRule": "lines.options", "MixedSpec": "lines.options",
+    "Derivation": "lines.derive", "derive": "lines.derive",
+    "CohortFilter": "lines.cohort", "apply_filter": "lines.cohort", "analysis_table": "lines.analysis_table",
+    "fit_km": "stats.survival", "fit_cox": "stats.cox", "fit_competing": "stats.competing",
+    "fit_interval": "stats.interval", "fit_mixed": "stats.mixed", "fit_adjusted": "stats.adjusted",
+    "table1": "stats.table1", "compute_quality": "stats.quality",
     "Analysis": "pipeline", "analyze": "pipeline", "load": "pipeline", "write_outputs": "pipeline",
-    "Finding": "validation_report", "ValidationReport": "validation_report",
-    "Prepared": "validate", "prepare": "validate",
     "ModelOptions": "models", "fit_models": "models",
+    "build_pack": "outputs.pack", "PackOptions": "outputs.pack",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

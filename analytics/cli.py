@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import CdasiError, InputError, InvalidDataError, OptionError
-from .options import DeriveOptions, ResponseRule, parse_arms
+from .lines.options import DeriveOptions, ResponseRule, parse_arms
 
 __all__ = ["main", "build_parser"]
 
@@ -161,7 +161,7 @@ def _print_models(analysis) -> None:
 
 
 def _cmd_report(args) -> int:
-    from .pack import PackOptions, build_pack
+    from .outputs.pack import PackOptions, build_pack
 
     options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
                             arms=parse_arms(args.arms))
@@ -206,7 +206,7 @@ def dashboard_command(args) -> list[str]:
 def _cmd_dashboard(args) -> int:
     import subprocess
 
-    from .io import load_mapping
+    from .ingest.io import load_mapping
 
     env = dict(os.environ)
     for name, value in (("CDASI_VISITS", args.visits), ("CDASI_THERAPIES", args.therapies),

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from .errors import OptionError
-from .analysis_table import ADJUSTMENT_SET
-from .options import MixedSpec
+from .lines.analysis_table import ADJUSTMENT_SET
+from .lines.options import MixedSpec
 
 __all__ = ["ModelOptions", "Models", "fit_models"]
 

@@ -13,14 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__
-from .derive import EXCLUSION_REASONS, Derivation, derive
-from .export import write_csv, write_json
-from .io import ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
-from .cohort import CohortFilter
+from .lines.derive import EXCLUSION_REASONS, Derivation, derive
+from .display.export import write_csv, write_json
+from .ingest.io import ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
+from .lines.cohort import CohortFilter
 from .models import ModelOptions, Models, fit_models
 from .protocol import AnalysisWarning
-from .options import DeriveOptions
-from .validate import Prepared, prepare
+from .lines.options import DeriveOptions
+from .ingest.validate import Prepared, prepare
 
 __all__ = ["load", "load_bytes", "analyze", "Analysis", "write_outputs"]
 
@@ -78,11 +78,11 @@ class Analysis:
         return self.model_options.period
 
     def quality(self):
-        """The quality indicators (:mod:`analytics.quality`) of the whole export: the cohort
+        """The quality indicators (:mod:`analytics.stats.quality`) of the whole export: the cohort
         filters do not apply, because the indicators describe care."""
         if self.models is not None and "quality" in self.models:
             return self.models["quality"]
-        from .quality import compute_quality
+        from .stats.quality import compute_quality
 
         key = (self.period, id(self.full))
         if key not in self._quality:
@@ -131,7 +131,7 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     full = derive(prepared, options)
     derivation = full
     if cohort is not None and cohort.active:
-        from .cohort import apply_filter
+        from .lines.cohort import apply_filter
 
         derivation = apply_filter(full, prepared, cohort).derivation
     timings = dict(timings or {})

@@ -8,7 +8,7 @@ A result is a frozen dataclass that holds:
 - ``warnings``: :class:`AnalysisWarning` items, plain strings that keep their ``source``
   (the analysis) and ``category`` (the warning class, or "data" for our own checks);
 - ``summary`` (a DataFrame), ``tables()`` (name -> :class:`TableSpec`, which knows which
-  columns are counts so that :mod:`analytics.suppression` can protect them), ``figures()``
+  columns are counts so that :mod:`analytics.display.suppression` can protect them), ``figures()``
   (name -> :class:`FigureSpec`) and ``to_dict()`` (JSON-safe).
 
 This module imports nothing heavier than the standard library, so that ``import analytics``

@@ -21,7 +21,7 @@ Each entry says:
   (quality indicators).
 
 Suppression rules live with the tables (:class:`~analytics.protocol.TableSpec`) and are applied
-once by :mod:`analytics.suppression`.
+once by :mod:`analytics.display.suppression`.
 """
 
 from __future__ import annotations
@@ -36,9 +36,9 @@ from .protocol import FigureSpec, TableSpec, ci_label, tag
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from .derive import Derivation
+    from .lines.derive import Derivation
     from .models import ModelOptions
-    from .validate import Prepared
+    from .ingest.validate import Prepared
 
 __all__ = ["Entry", "FitContext", "entries", "entry", "figure_names", "fit_entry", "place", "register",
            "table_names", "tables_of", "figures_of", "unregister"]
@@ -56,7 +56,7 @@ class FitContext:
 
     @cached_property
     def table(self) -> "pd.DataFrame":
-        from .analysis_table import analysis_table
+        from .lines.analysis_table import analysis_table
 
         return analysis_table(self.derivation, self.prepared)
 
@@ -265,52 +265,52 @@ def _builtins() -> None:
     _builtins.done = True
     builtin = [
         Entry("cohort", "Cohort and attrition",
-              lambda ctx: _fit("overview", "cohort_overview", ctx.derivation, ctx.prepared, alpha=ctx.alpha),
+              lambda ctx: _fit("stats.overview", "cohort_overview", ctx.derivation, ctx.prepared, alpha=ctx.alpha),
               tables={"attrition": "attrition", "validation_report": "validation_report", "lines": "lines",
                       "trajectories": "trajectories"},
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
               stage="overview"),
-        Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("table1", "table1", ctx.table, ctx.arms),
+        Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("table1",), tables={"table": "table1"}, stage="adjusted",
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
         Entry("km", "Time to response (Kaplan-Meier)",
-              lambda ctx: _fit("survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
+              lambda ctx: _fit("stats.survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
               results_key=("time_to_response",), to_results=_km_results,
               tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
               figures={"curves": "km"}, section="Time to response", cli=_km_cli,
               methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
                                       "tests across arms and pairwise with Holm correction.")),
-        Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
+        Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
               results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
               figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"),
               notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("cox_adjusted", "Cox model, adjusted",
-              lambda ctx: _fit("cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
+              lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
               results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
               figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"),
               notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("competing", "Competing risks",
-              lambda ctx: _fit("competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
+              lambda ctx: _fit("stats.competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("competing_risks",), tables={"summary": "competing_risks"},
               figures={"curves": "competing_risks"},
               methods=lambda r, ctx: ("Competing risks (stopping for inefficacy or an adverse event before response) "
                                       f"by the Aalen-Johansen estimator, {ci_label(r.alpha)}s (log-log).")),
         Entry("interval", "Interval-censoring sensitivity",
-              lambda ctx: _fit("interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
+              lambda ctx: _fit("stats.interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
               results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
               figures={"medians": "interval_censoring"},
               notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
               methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
                                       f"ratios with {ci_label(r.alpha)}s, interval- against right-censored.")),
         Entry("mixed", "Mixed model",
-              lambda ctx: _fit("mixed", "fit_mixed", ctx.derivation.trajectories, ctx.arms, ctx.options.mixed,
+              lambda ctx: _fit("stats.mixed", "fit_mixed", ctx.derivation.trajectories, ctx.arms, ctx.options.mixed,
                                ctx.table, alpha=ctx.alpha),
               results_key=("mixed_model",), tables={"fixed_effects": "mixed_fixed_effects", "slopes": "mixed_slopes"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=lambda m: [f"Fallback: {m.fallback}"] if m.fallback else [], cli=_mixed_cli,
               methods=_mixed_methods, stage="mixed_model"),
         Entry("adjusted", "Adjusted comparison (weighted)",
-              lambda ctx: _fit("adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
+              lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
                                tuple(ctx.options.trim), alpha=ctx.alpha),
               place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
               figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted",
@@ -318,7 +318,8 @@ def _builtins() -> None:
                                       "a multinomial propensity model on the common support, truncated at the "
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
         Entry("quality", "Quality indicators",
-              lambda ctx: _fit("quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period),
+              lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
+                               alpha=ctx.alpha),
               results_key=("quality",), tables={"indicators": "quality_indicators", "by_period": "quality_by_period"},
               figures={"cdasi_documented": "quality_cdasi_documented", "no_mcid_by_12w": "quality_no_mcid_by_12w"},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .export import write_csv
+from .display.export import write_csv
 
 __all__ = ["generate", "write_sample"]
 

@@ -21,7 +21,7 @@ logging.getLogger("streamlit").setLevel(logging.ERROR)
 
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from analytics.cohort import CohortFilter  # noqa: E402
+from analytics.lines.cohort import CohortFilter  # noqa: E402
 
 PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
          "views/mixed_model.py", "views/timeline.py"]

@@ -18,7 +18,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from analytics.pack import PackOptions, build_pack, chromium  # noqa: E402
+from analytics.outputs.pack import PackOptions, build_pack, chromium  # noqa: E402
 
 
 def main() -> None:

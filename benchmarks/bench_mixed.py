@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from analytics import DeriveOptions, derive, load  # noqa: E402
-from analytics.mixed import MixedSpec, fit_mixed  # noqa: E402
+from analytics.stats.mixed import MixedSpec, fit_mixed  # noqa: E402
 from analytics.sample import write_sample  # noqa: E402
 
 R_SCRIPT = r"""

@@ -33,16 +33,16 @@ def _peak_mb() -> float:
 def run_once(visits: str, therapies: str, out: str) -> dict:
     """One pass over every stage in this process; returns seconds and peak MB per stage."""
     from analytics import DeriveOptions, derive, prepare, read_table
-    from analytics.adjusted import fit_adjusted
-    from analytics.competing import fit_competing
-    from analytics.cox import fit_cox
-    from analytics.interval import fit_interval
-    from analytics.mixed import fit_mixed
+    from analytics.stats.adjusted import fit_adjusted
+    from analytics.stats.competing import fit_competing
+    from analytics.stats.cox import fit_cox
+    from analytics.stats.interval import fit_interval
+    from analytics.stats.mixed import fit_mixed
     from analytics.pipeline import Analysis, write_outputs
-    from analytics.plots import sankey_figure, spaghetti_figure
-    from analytics.analysis_table import ADJUSTMENT_SET, analysis_table
-    from analytics.survival import fit_km
-    from analytics.table1 import table1
+    from analytics.display.plots import sankey_figure, spaghetti_figure
+    from analytics.lines.analysis_table import ADJUSTMENT_SET, analysis_table
+    from analytics.stats.survival import fit_km
+    from analytics.stats.table1 import table1
 
     arms = ["MMF", "IVIG", "JAKi"]
     res, t = {}, time.perf_counter()

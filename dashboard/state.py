@@ -20,13 +20,13 @@ from pathlib import Path
 import streamlit as st
 
 from analytics import DeriveOptions, Prepared
-from analytics.cohort import CohortFilter, FilteredCohort, apply_filter, options_for
-from analytics.derive import Derivation, derive
-from analytics.export import neutralise
-from analytics.options import MixedSpec
+from analytics.lines.cohort import CohortFilter, FilteredCohort, apply_filter, options_for
+from analytics.lines.derive import Derivation, derive
+from analytics.display.export import neutralise
+from analytics.lines.options import MixedSpec
 from analytics.models import ModelOptions
 from analytics.pipeline import load_bytes
-from analytics.analysis_table import analysis_table
+from analytics.lines.analysis_table import analysis_table
 from analytics.sample import generate
 
 SAMPLE_SEED = 20210301
@@ -256,7 +256,7 @@ def pack_call(pack_options):
     from analytics.protocol import Call
 
     visits, therapies = files_for_python()
-    return Call("analytics.pack", "build_pack", (), {
+    return Call("analytics.outputs.pack", "build_pack", (), {
         "visits": visits, "out": "pack", "therapies": therapies or None, "mapping": None,
         "derive_options": derive_options(), "model_options": model_options(), "cohort": cohort_filter(),
         "options": pack_options})
@@ -268,7 +268,7 @@ def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]
     that is removed before this returns."""
     import tempfile
 
-    from analytics.pack import build_pack, zip_dir
+    from analytics.outputs.pack import build_pack, zip_dir
 
     files = current_files()
     with tempfile.TemporaryDirectory(prefix="cdasi-pack-") as tmp:

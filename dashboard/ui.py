@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from analytics import CdasiError
-from analytics.export import csv_bytes, xlsx_bytes
+from analytics.display.export import csv_bytes, xlsx_bytes
 
 from . import state
 
@@ -98,7 +98,7 @@ def reproduce_code(what) -> str:
     """The Python that recomputes ``what`` as the page has it: a result (its recorded call),
     a :class:`~analytics.protocol.Call`, or code that uses ``prepared``, ``full`` (the whole
     export's derivation), ``derivation`` (the filtered cohort) and ``table``."""
-    from analytics.reproduce import snippet
+    from analytics.outputs.reproduce import snippet
 
     visits, therapies = state.files_for_python()
     call = getattr(what, "call", what)
@@ -108,7 +108,7 @@ def reproduce_code(what) -> str:
 def reproduce(what, cli: str | None = None, extra: str = "") -> None:
     """The exact call that recomputes what the page shows, and the command line that writes it
     (``cli``: "analyze" or "report")."""
-    from analytics.reproduce import command_line
+    from analytics.outputs.reproduce import command_line
 
     with st.expander("Reproduce", icon=":material/code:"):
         st.code(reproduce_code(what), language="python")

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from analytics import DeriveOptions, ResponseRule, derive, prepare, read_bytes
-from analytics.io import mapping_from_dict
+from analytics.ingest.io import mapping_from_dict
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,7 @@ import sys
 import pytest
 
 from analytics.cli import main
-from analytics.schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
+from analytics.ingest.schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
 
 GOOD = "patient_id,visit_day,cdasi_activity,systemic_therapy\nP1,0,20,MMF\nP1,30,10,MMF\nP2,0,20,IVIG\nP2,30,19,IVIG\n"
 BAD = "patient_id,visit_day,cdasi_activity,systemic_therapy\nP1,0,200,MMF\nP1,0,20,MMF\n,30,10,MMF\n"

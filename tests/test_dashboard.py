@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from analytics.cohort import CohortFilter  # noqa: E402
+from analytics.lines.cohort import CohortFilter  # noqa: E402
 from dashboard.state import DatasetFiles  # noqa: E402
 
 from .conftest import ROOT  # noqa: E402
@@ -216,7 +216,7 @@ def test_table_downloads_are_neutralised_xlsx_and_csv():
     import openpyxl
     import pandas as pd
 
-    from analytics.export import csv_bytes, xlsx_bytes
+    from analytics.display.export import csv_bytes, xlsx_bytes
 
     df = pd.DataFrame({"patient_id": ["=HYPERLINK(1)", "@x", "ok"], "n": [1, 2, 3]})
     wb = openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"lines": df})))

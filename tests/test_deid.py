@@ -7,7 +7,7 @@ import csv
 import pytest
 
 from analytics import DeriveOptions, analyze, write_outputs
-from analytics.export import neutralise
+from analytics.display.export import neutralise
 
 from .conftest import prep
 

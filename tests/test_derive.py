@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from analytics import DeriveOptions, ResponseRule, derive
-from analytics.derive import meets_rule
+from analytics.lines.derive import meets_rule
 
 from .conftest import line, lines_of, prep
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from analytics import DeriveOptions, OptionError, ResponseRule
-from analytics.drugs import AGENTS, DrugNormaliser, arm_of
-from analytics.options import parse_arms
+from analytics.ingest.drugs import AGENTS, DrugNormaliser, arm_of
+from analytics.lines.options import parse_arms
 
 N = DrugNormaliser()
 

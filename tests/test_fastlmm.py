@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from analytics.fastlmm import fit_fast
-from analytics.mixed import MixedSpec, fit_mixed
+from analytics.stats.fastlmm import fit_fast
+from analytics.stats.mixed import MixedSpec, fit_mixed
 
 from .conftest import ROOT
 

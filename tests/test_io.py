@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from analytics import InputError, MappingError, load_mapping, prepare, read_bytes, read_table
-from analytics.io import mapping_from_dict
+from analytics.ingest.io import mapping_from_dict
 
 ROWS = [["007", "2021-03-01", "20", "MMF"], ["007", "2021-04-01", "14", "MMF"]]
 HEAD = ["Patient ID", "Visit Date", "CDASI Activity", "Systemic therapy"]

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 from analytics import DeriveOptions, ResponseRule, analyze, derive
-from analytics.competing import aalen_johansen, event_codes
-from analytics.cox import efron_score_residuals, robust_variance
-from analytics.export import json_safe
-from analytics.interval import interval_bounds, npmle_median
+from analytics.stats.competing import aalen_johansen, event_codes
+from analytics.stats.cox import efron_score_residuals, robust_variance
+from analytics.display.export import json_safe
+from analytics.stats.interval import interval_bounds, npmle_median
 from analytics.models import ModelOptions, fit_models
-from analytics.analysis_table import analysis_table
-from analytics.style import ARM_COLORS
-from analytics.survival import fit_km, risk_table
-from analytics.table1 import smd
+from analytics.lines.analysis_table import analysis_table
+from analytics.display.style import ARM_COLORS
+from analytics.stats.survival import fit_km, risk_table
+from analytics.stats.table1 import smd
 
 from .conftest import prep
 
@@ -270,7 +270,7 @@ def test_axis_titles_have_units(sample_models):
 
 
 def test_spaghetti_draws_each_line_separately():
-    from analytics.plots import spaghetti_figure
+    from analytics.display.plots import spaghetti_figure
 
     tr = pd.DataFrame({"patient_id": ["P1", "P1", "P2", "P2", "P2"], "line_id": ["P1:1", "P1:1", "P2:1", "P2:1", "P2:1"],
                        "arm": ["MMF"] * 5, "line_number": 1, "visit_day": [0, 28, 0, 28, 56],
@@ -286,7 +286,7 @@ def test_spaghetti_draws_each_line_separately():
 def test_turnbull_matches_lifelines_npmle(seed):
     from lifelines.fitters.npmle import npmle
 
-    from analytics.interval import turnbull
+    from analytics.stats.interval import turnbull
 
     rng = np.random.default_rng(seed)
     n = 120
@@ -305,8 +305,8 @@ def test_turnbull_matches_lifelines_npmle(seed):
 def test_vectorised_ph_test_matches_lifelines(sample_models, covs, weighted):
     from lifelines.statistics import proportional_hazard_test
 
-    from analytics.cox import _design, fit_cox, schoenfeld_ph_test
-    from analytics.analysis_table import analysis_table
+    from analytics.stats.cox import _design, fit_cox, schoenfeld_ph_test
+    from analytics.lines.analysis_table import analysis_table
 
     a = sample_models
     t = analysis_table(a.derivation, a.prepared).assign(w=lambda d: 1 + (d["line_number"] % 3) / 2)

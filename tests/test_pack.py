@@ -14,7 +14,7 @@ import openpyxl
 import pytest
 
 from analytics.cli import main
-from analytics.pack import NO_CHROMIUM, PackOptions, build_pack, chromium
+from analytics.outputs.pack import NO_CHROMIUM, PackOptions, build_pack, chromium
 from analytics.sample import write_sample
 
 HAVE_CHROMIUM = chromium() is not None
@@ -154,7 +154,7 @@ def test_formula_cells_are_neutralised_in_the_pack(tmp_path):
 
 
 def test_without_chromium_html_and_tables_still_export(tmp_path, sample_dir, monkeypatch):
-    import analytics.pack as pack_mod
+    import analytics.outputs.pack as pack_mod
 
     monkeypatch.setattr(pack_mod, "chromium", lambda: None)
     pack = build_pack(sample_dir / "visits.csv", tmp_path / "out", sample_dir / "therapies.csv")
@@ -207,7 +207,7 @@ def test_small_arms_lose_their_curves_and_table1_columns(tmp_path):
 def test_complementary_suppression_hides_a_second_cell():
     import pandas as pd
 
-    from analytics.suppression import _complementary
+    from analytics.display.suppression import _complementary
 
     n = [30, 3, 12, 15]  # total, then three parts
     hidden = _complementary(n, [False, True, False, False], [(0, (1, 2, 3))], 5)

@@ -6,8 +6,8 @@ import ast
 import re
 
 from analytics.cli import build_parser
-from analytics.schema import data_dictionary_markdown
-from analytics.validate import RULES
+from analytics.ingest.schema import data_dictionary_markdown
+from analytics.ingest.validate import RULES
 
 from .conftest import ROOT
 
@@ -27,7 +27,7 @@ def test_readme_data_dictionary_matches_the_schema():
     start = README.index("<!-- data-dictionary:start -->") + len("<!-- data-dictionary:start -->")
     end = README.index("<!-- data-dictionary:end -->")
     assert README[start:end].strip() == data_dictionary_markdown().strip(), (
-        "README data dictionary is out of date: paste analytics.schema.data_dictionary_markdown()")
+        "README data dictionary is out of date: paste analytics.ingest.schema.data_dictionary_markdown()")
 
 
 def test_readme_documents_every_command_and_option():
@@ -49,3 +49,65 @@ def test_readme_lists_every_validation_rule():
 def test_readme_front_door():
     assert "make run" in README and "make test" in README
     assert re.search(r"synthetic", README, re.I)
+
+
+def test_import_analytics_loads_no_modelling_or_plotting_library():
+    """``import analytics`` (and the registry, protocol and options it needs to list analyses)
+    stays light: the package is lazy (PEP 562), so statsmodels, lifelines, plotly, scipy and
+    pandas load only when an analysis or a figure is asked for."""
+    import subprocess
+    import sys
+
+    code = ("import sys, analytics, analytics.registry, analytics.protocol; "
+            "analytics.registry.entries(); "
+            "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+            "{'statsmodels', 'lifelines', 'plotly', 'scipy', 'pandas', 'streamlit', 'kaleido', 'jinja2'}); "
+            "print(','.join(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert out.stdout.strip() == "", out.stdout
+    # the lazy names still resolve
+    lazy = subprocess.run([sys.executable, "-c", "import analytics; print(analytics.fit_cox.__module__)"],
+                          capture_output=True, text=True, check=True, cwd=ROOT)
+    assert lazy.stdout.strip() == "analytics.stats.cox"
+
+
+LAYERS = ["errors", "protocol", "ingest", "lines", "display", "stats", "registry", "models", "pipeline", "outputs",
+          "sample", "cli"]
+
+
+def _layer(parts: tuple[str, ...]) -> int:
+    return LAYERS.index(parts[0].removesuffix(".py"))
+
+
+def test_layout_lower_layers_never_import_higher_ones():
+    """The folders show the architecture: ingest < lines < display < stats, then the
+    orchestration (registry, models, pipeline), then outputs (the pack, Reproduce) and the CLI,
+    with errors and protocol below everything. A module may import its own layer or lower ones, never a higher one (imports
+    under TYPE_CHECKING excepted: they are only annotations)."""
+    pkg = ROOT / "analytics"
+    problems = []
+    for path in pkg.rglob("*.py"):
+        rel = path.relative_to(pkg).parts
+        if rel[-1] == "__init__.py" and len(rel) == 1:
+            continue
+        mine = _layer(rel)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        typing_only = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                       and "TYPE_CHECKING" in ast.unparse(node.test) for n in ast.walk(node)}
+        here = rel[:-1]
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom) or id(node) in typing_only:
+                continue
+            if node.level:
+                base = list(here[:len(here) - (node.level - 1)]) if node.level > 1 else list(here)
+                target = base + (node.module.split(".") if node.module else [])
+            elif (node.module or "").startswith("analytics."):
+                target = node.module.split(".")[1:]
+            else:
+                continue
+            if not target:
+                continue
+            theirs = LAYERS.index(target[0])
+            if theirs > mine:
+                problems.append(f"{'/'.join(rel)} imports {'.'.join(target)}")
+    assert problems == []

@@ -12,8 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from analytics import DeriveOptions, InputError, ResponseRule, derive, prepare, read_bytes
-from analytics.io import mapping_from_dict
-from analytics.schema import THERAPY_COLUMNS, VISIT_COLUMNS
+from analytics.ingest.io import mapping_from_dict
+from analytics.ingest.schema import THERAPY_COLUMNS, VISIT_COLUMNS
 
 SETTINGS = settings(max_examples=int(os.environ.get("HYPOTHESIS_EXAMPLES", "150")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 NAMES = [c.name for c in VISIT_COLUMNS] + ["Patient ID", "notes", "MRN", "DOB", "age", ""]
@@ -163,7 +163,7 @@ def test_models_never_raise_and_results_are_json(text, rule):
     import json
 
     from analytics import analyze
-    from analytics.export import json_safe
+    from analytics.display.export import json_safe
 
     p = prepare(read_bytes(text.encode()))
     assert p.report.ok, p.report.to_text()

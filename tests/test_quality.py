@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from analytics import DeriveOptions, derive
-from analytics.quality import INDICATORS, compute_quality
+from analytics.stats.quality import INDICATORS, compute_quality
 
 from .conftest import ROOT, prep
 
@@ -113,7 +113,7 @@ def test_day_exports_have_no_periods_and_say_so():
 def test_quarters_and_results_json():
     import json
 
-    from analytics.export import json_safe
+    from analytics.display.export import json_safe
 
     q = _q(LINES, "quarter")
     assert set(q.by_period.loc[q.by_period["key"] == "cdasi_documented", "period"]) == {"2020Q1", "2020Q2"}

@@ -12,10 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.competing import fit_competing
-from analytics.cox import fit_cox
-from analytics.mixed import MixedSpec, fit_mixed
-from analytics.survival import fit_km
+from analytics.stats.competing import fit_competing
+from analytics.stats.cox import fit_cox
+from analytics.stats.mixed import MixedSpec, fit_mixed
+from analytics.stats.survival import fit_km
 
 REF = Path(__file__).resolve().parent / "reference"
 ARMS = ["MMF", "IVIG", "JAKi"]

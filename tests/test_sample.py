@@ -7,7 +7,7 @@ import io
 import pytest
 
 from analytics import DeriveOptions, analyze, load
-from analytics.export import neutralise
+from analytics.display.export import neutralise
 from analytics.sample import generate
 
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analytics.competing import aalen_johansen
-from analytics.cox import fit_cox
-from analytics.mixed import MixedSpec, fit_mixed
-from analytics.survival import fit_km
+from analytics.stats.competing import aalen_johansen
+from analytics.stats.cox import fit_cox
+from analytics.stats.mixed import MixedSpec, fit_mixed
+from analytics.stats.survival import fit_km
 
 ARMS = ["MMF", "IVIG", "JAKi"]
 SEEDS = [1, 2, 3, 4, 5]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics.validate import RULES
+from analytics.ingest.validate import RULES
 
 from .conftest import prep
 

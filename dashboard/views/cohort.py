@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analytics.cohort import SEVERITY, CohortFilter
+from analytics.lines.cohort import SEVERITY, CohortFilter
 from dashboard import state, ui
 
 st.title("Cohort")

@@ -3,8 +3,8 @@
 import streamlit as st
 
 from analytics import OptionError
-from analytics.mixed import MixedSpec
-from analytics.analysis_table import COVARIATE_LABELS
+from analytics.stats.mixed import MixedSpec
+from analytics.lines.analysis_table import COVARIATE_LABELS
 from dashboard import state, ui
 
 st.title("Mixed model")

@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from analytics.quality import INDICATORS
+from analytics.stats.quality import INDICATORS
 from dashboard import state, ui
 
 st.title("Quality")

@@ -4,7 +4,7 @@ import pandas as pd
 import streamlit as st
 
 from analytics import OptionError
-from analytics.pack import PackOptions, chromium
+from analytics.outputs.pack import PackOptions, chromium
 from analytics.registry import figure_names, table_names
 from dashboard import state, ui
 

@@ -5,7 +5,7 @@ import dataclasses
 import streamlit as st
 
 from analytics import DeriveOptions, OptionError, ResponseRule
-from analytics.analysis_table import COVARIATE_LABELS
+from analytics.lines.analysis_table import COVARIATE_LABELS
 from dashboard import state, ui
 
 st.title("Time to response")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analytics.plots import timeline_figure
+from analytics.display.plots import timeline_figure
 from dashboard import state, ui
 
 st.title("Patient timeline")
@@ -25,4 +25,4 @@ else:
     st.subheader("Visits")
     v = prepared.visits[prepared.visits["patient_id"] == pid].drop(columns=["row", "agents"], errors="ignore")
     ui.table(v, f"visits_{pid}", "timeline.visits")
-    ui.reproduce(f"from analytics.plots import timeline_figure\ntimeline_figure(prepared, full, {pid!r}).show()")
+    ui.reproduce(f"from analytics.display.plots import timeline_figure\ntimeline_figure(prepared, full, {pid!r}).show()")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from analytics.plots import MEASURES, binned_means, sankey_figure, spaghetti_figure, swimmer_figure, trajectory_values
+from analytics.display.plots import MEASURES, binned_means, sankey_figure, spaghetti_figure, swimmer_figure, trajectory_values
 from dashboard import state, ui
 
 st.title("Trajectories")
@@ -35,7 +35,7 @@ if ui.require_lines():
     open_patient(event)
     ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks).round(2), f"arm_means_{measure}",
              "traj.means")
-    ui.reproduce(f"from analytics.plots import spaghetti_figure\n"
+    ui.reproduce(f"from analytics.display.plots import spaghetti_figure\n"
                  "traj = derivation.trajectories[derivation.trajectories['arm'] != '']\n"
                  f"spaghetti_figure(traj, {arms!r}, {measure!r}, {weeks}, alpha={alpha!r}).show()")
 
@@ -47,5 +47,5 @@ if ui.require_lines():
     st.subheader("Therapy sequences")
     depth = st.slider("Lines shown", 2, 6, 4, key="traj.depth")
     ui.figure(sankey_figure(d, depth), "sequences", "traj.sankey")
-    ui.reproduce(f"from analytics.plots import sankey_figure, swimmer_figure\nswimmer_figure(derivation, {n}).show()\n"
+    ui.reproduce(f"from analytics.display.plots import sankey_figure, swimmer_figure\nswimmer_figure(derivation, {n}).show()\n"
                  f"sankey_figure(derivation, {depth}).show()")

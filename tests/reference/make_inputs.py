@@ -13,8 +13,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parents[1]))
 
 from analytics import DeriveOptions, analyze, load  # noqa: E402
-from analytics.competing import event_codes  # noqa: E402
-from analytics.analysis_table import analysis_table  # noqa: E402
+from analytics.stats.competing import event_codes  # noqa: E402
+from analytics.lines.analysis_table import analysis_table  # noqa: E402
 from analytics.sample import write_sample  # noqa: E402
 
 with tempfile.TemporaryDirectory() as tmp:

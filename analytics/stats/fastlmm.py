@@ -11,7 +11,7 @@ where A = X'V^-1 X and rss = y'V^-1 y - b'A^-1 b are built from per-group suffic
 (Z_g'Z_g, Z_g'X_g, Z_g'y_g) through the Woodbury identity. Every step is vectorised over groups
 with numpy, so a fit costs O(groups x p^2) per deviance evaluation, not O(observations).
 beta and sigma^2 are profiled out; theta (3 numbers, or 1) is optimised with L-BFGS-B within
-bounds (diagonal of Lambda >= 0), from several starts. :func:`analytics.mixed.fit_mixed` uses
+bounds (diagonal of Lambda >= 0), from several starts. :func:`analytics.stats.mixed.fit_mixed` uses
 it when the model has this shape and falls back to statsmodels otherwise.
 """
 

@@ -21,10 +21,10 @@ import pandas as pd
 import plotly.graph_objects as go
 from lifelines import KaplanMeierFitter, WeibullAFTFitter
 
-from .derive import Derivation
-from .protocol import Call, FigureSpec, TableSpec, recorded, z_value
-from .analysis_table import capture_warnings
-from .style import arm_color, base_layout
+from ..lines.derive import Derivation
+from ..protocol import Call, FigureSpec, TableSpec, recorded, z_value
+from ..lines.analysis_table import capture_warnings
+from ..display.style import arm_color, base_layout
 
 __all__ = ["IntervalResult", "interval_bounds", "fit_interval"]
 

@@ -20,9 +20,9 @@ import plotly.graph_objects as go
 from lifelines import CoxPHFitter
 from scipy import stats
 
-from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
-from .analysis_table import COVARIATE_LABELS, capture_warnings, usable_covariates
-from .style import arm_color, base_layout, count_text
+from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
+from ..lines.analysis_table import COVARIATE_LABELS, capture_warnings, usable_covariates
+from ..display.style import arm_color, base_layout, count_text
 
 __all__ = ["CoxResult", "fit_cox"]
 

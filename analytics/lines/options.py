@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .drugs import DEFAULT_ARMS, arm_codes
-from .errors import OptionError
+from ..ingest.drugs import DEFAULT_ARMS, arm_codes
+from ..errors import OptionError
 
 __all__ = ["ResponseRule", "DeriveOptions", "MixedSpec", "parse_arms"]
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .derive import Derivation
-from .protocol import Call, FigureSpec, TableSpec, recorded
-from .validate import Prepared
+from ..lines.derive import Derivation
+from ..protocol import Call, FigureSpec, TableSpec, recorded
+from ..ingest.validate import Prepared
 
 __all__ = ["CohortOverview", "cohort_overview"]
 
@@ -51,7 +51,7 @@ class CohortOverview:
                 "trajectories": TableSpec(d.trajectories, "Trajectory rows", patient_level=True)}
 
     def figures(self) -> dict[str, FigureSpec]:
-        from .plots import sankey_figure, spaghetti_figure, swimmer_figure
+        from ..display.plots import sankey_figure, spaghetti_figure, swimmer_figure
 
         d, arms = self.derivation, self.arms
         traj = d.trajectories[d.trajectories["arm"] != ""]

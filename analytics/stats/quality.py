@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .derive import Derivation
-from .errors import OptionError
-from .protocol import Call, FigureSpec, TableSpec, recorded
-from .style import base_layout, count_text
-from .validate import Prepared
+from ..lines.derive import Derivation
+from ..errors import OptionError
+from ..protocol import Call, FigureSpec, TableSpec, recorded
+from ..display.style import base_layout, count_text
+from ..ingest.validate import Prepared
 
 __all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
 
@@ -158,7 +158,8 @@ def _rate(df: pd.DataFrame, key: str, num: str, period_col: str = "period") -> t
 
 
 @recorded(prepared="prepared", derivation="full")
-def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year") -> QualityResult:
+def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year",
+                    alpha: float = 0.05) -> QualityResult:
     """Compute every indicator the export allows; the others are listed in ``notes`` with why."""
     if period not in ("quarter", "year"):
         raise OptionError("period must be 'quarter' or 'year'")
@@ -301,7 +302,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
         columns=["key", "period", "numerator", "denominator", "value"])
     documented = float(summary.loc[summary["key"] == "cdasi_documented", "value"].iloc[0]) if len(v) else None
     return QualityResult(eff_period, summary, by_period, {k: f.reset_index(drop=True) for k, f in failing.items()},
-                         notes, documented)
+                         notes, documented, alpha=alpha)
 
 
 def run_chart(result: QualityResult, key: str, min_cell: int | None = None) -> go.Figure:

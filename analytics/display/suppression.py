@@ -32,7 +32,7 @@ from typing import Iterable
 
 import pandas as pd
 
-from .protocol import TableSpec
+from ..protocol import TableSpec
 
 __all__ = ["count_text", "is_small", "small_groups", "suppress", "suppress_text_count", "SUPPRESSED"]
 

@@ -13,7 +13,7 @@ What a pack holds comes from the registry of analyses (:mod:`analytics.registry`
 entry's tables and figures, in registry order, one report section per entry heading.
 
 Small-cell suppression (``min_cell``, off by default for internal use; 5 or 11 for sharing) is
-:mod:`analytics.suppression`, applied once to every table and to the figure labels: counts
+:mod:`analytics.display.suppression`, applied once to every table and to the figure labels: counts
 from 1 to min_cell - 1 show as "<min_cell", statistics of such groups are suppressed, arms
 with fewer lines lose their curves and columns, and a suppressed pack holds no patient-level
 table or figure (no lines, trajectories, swimmer plot, residuals or example patient ids).
@@ -37,14 +37,14 @@ from typing import Callable
 import pandas as pd
 import plotly.graph_objects as go
 
-from . import __version__
-from .cohort import CohortFilter
-from .export import json_safe, write_csv, xlsx_bytes
-from .models import ModelOptions
-from .options import DeriveOptions, OptionError
-from .pipeline import Analysis, analyze, load
-from .registry import entries, figure_names, figures_of, table_names, tables_of
-from .suppression import count_text, small_groups, suppress
+from .. import __version__
+from ..lines.cohort import CohortFilter
+from ..display.export import json_safe, write_csv, xlsx_bytes
+from ..models import ModelOptions
+from ..lines.options import DeriveOptions, OptionError
+from ..pipeline import Analysis, analyze, load
+from ..registry import entries, figure_names, figures_of, table_names, tables_of
+from ..display.suppression import count_text, small_groups, suppress
 
 __all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "figure_names", "table_names", "zip_dir",
            "collect"]
@@ -202,7 +202,7 @@ def _methods(analysis: Analysis, options: PackOptions, versions: dict) -> list[s
         + f" (rule {o.response}). Time to response is in weeks from the line start; lines without a response are "
         "censored at their last follow-up visit.",
     ]
-    from .registry import FitContext
+    from ..registry import FitContext
 
     ctx = FitContext(analysis.prepared, analysis.derivation, analysis.full, analysis.model_options)
     out += [e.methods(analysis.models[e.name], ctx) for e in entries()
@@ -236,7 +236,7 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
     from jinja2 import Environment, PackageLoader, select_autoescape
     from markupsafe import Markup
 
-    env = Environment(loader=PackageLoader("analytics", "templates"), autoescape=select_autoescape(["html", "j2"]))
+    env = Environment(loader=PackageLoader("analytics.outputs", "templates"), autoescape=select_autoescape(["html", "j2"]))
     sections = []
     for sec in contents.sections:
         figs = [{"body": Markup(_figure_body(name, contents.figures[name][0], fig_dir, static)),

@@ -26,10 +26,10 @@ from plotly.subplots import make_subplots
 from scipy import stats
 from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-from .options import MixedSpec
-from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
-from .analysis_table import usable_covariates
-from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
+from ..lines.options import MixedSpec
+from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
+from ..lines.analysis_table import usable_covariates
+from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
@@ -140,7 +140,7 @@ def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covar
 def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spec: MixedSpec | None = None,
               covariates: pd.DataFrame | None = None, alpha: float = 0.05) -> MixedResult:
     """Fit the mixed model. ``covariates``: a line-level table (line_id plus columns) such as
-    :func:`analytics.analysis_table.analysis_table`, needed only when ``spec.covariates`` is set."""
+    :func:`analytics.lines.analysis_table.analysis_table`, needed only when ``spec.covariates`` is set."""
     spec = spec or MixedSpec()
     warns: list[str] = []
     arms = list(arms)
@@ -178,7 +178,7 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
 class _FastAdapter:
     """The attributes of a statsmodels MixedLMResults that :func:`_result` reads, from a FastFit."""
 
-    engine = "fast exact profiled REML (the deviance lme4 minimises; analytics.fastlmm)"
+    engine = "fast exact profiled REML (the deviance lme4 minimises; analytics.stats.fastlmm)"
 
     def __init__(self, fit, names: list[str], re_names: list[str], reml: bool):
         self._fit = fit
@@ -198,7 +198,7 @@ class _FastAdapter:
 
 
 def _try_fast(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: list[str]):
-    """The fast exact path (analytics.fastlmm); None when it does not apply or does not converge
+    """The fast exact path (analytics.stats.fastlmm); None when it does not apply or does not converge
     cleanly, and statsmodels is tried instead."""
     from .fastlmm import fit_fast
 

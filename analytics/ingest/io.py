@@ -18,7 +18,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .errors import InputError, MappingError
+from ..errors import InputError, MappingError
 from .schema import THERAPY_COLUMNS, VISIT_COLUMNS, Column, normalise_header
 
 __all__ = ["ColumnMapping", "RawTable", "load_mapping", "mapping_from_bytes", "read_table", "read_bytes"]
@@ -298,7 +298,7 @@ def read_table(path: str | Path, kind: str = "visits", mapping: ColumnMapping | 
     """Read a CSV (comma, semicolon, tab; UTF-8 with or without BOM), XLSX or Parquet export.
 
     Raises :class:`InputError` when the file cannot be read at all; everything else is left
-    to :func:`analytics.validate.prepare`."""
+    to :func:`analytics.ingest.validate.prepare`."""
     p = Path(path)
     try:
         if p.is_dir():

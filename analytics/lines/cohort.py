@@ -1,7 +1,7 @@
 """Cohort filters shared by every view: which therapy lines are in the analysis.
 
 A :class:`CohortFilter` is a small frozen object; :func:`apply_filter` returns a new
-:class:`~analytics.derive.Derivation` holding only the lines that pass (and their
+:class:`~analytics.lines.derive.Derivation` holding only the lines that pass (and their
 trajectories), so every model and figure downstream sees the same cohort. A filter on a
 characteristic drops the lines where it is unknown (said in :meth:`CohortFilter.describe`).
 """
@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .derive import Derivation, _attrition
-from .errors import OptionError
-from .validate import Prepared
+from ..errors import OptionError
+from ..ingest.validate import Prepared
 
 __all__ = ["CohortFilter", "apply_filter", "line_characteristics", "FilteredCohort"]
 

@@ -10,8 +10,8 @@ import numpy as np
 import pandas as pd
 
 from .derive import Derivation
-from .protocol import AnalysisWarning
-from .validate import Prepared
+from ..protocol import AnalysisWarning
+from ..ingest.validate import Prepared
 
 __all__ = ["analysis_table", "capture_warnings", "ADJUSTMENT_SET", "COVARIATE_LABELS", "usable_covariates"]
 

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from .protocol import Call, FigureSpec, TableSpec, recorded, z_value
-from .style import WEEKS_AXIS, arm_color, base_layout, count_text
+from ..protocol import Call, FigureSpec, TableSpec, recorded, z_value
+from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["CIFResult", "aalen_johansen", "fit_competing", "COMPETING_STOP_REASONS"]
 

@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .drugs import arm_of
+from ..ingest.drugs import arm_of
 from .options import DeriveOptions, ResponseRule
-from .schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
-from .validate import Prepared
+from ..ingest.schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
+from ..ingest.validate import Prepared
 
 __all__ = ["Derivation", "derive", "episodes_from_visits", "meets_rule"]
 

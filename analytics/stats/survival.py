@@ -20,9 +20,9 @@ from lifelines.utils import median_survival_times
 from plotly.subplots import make_subplots
 from statsmodels.stats.multitest import multipletests
 
-from .analysis_table import capture_warnings
-from .protocol import Call, FigureSpec, TableSpec, ci_label, recorded
-from .style import WEEKS_AXIS, arm_color, base_layout, count_text
+from ..lines.analysis_table import capture_warnings
+from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded
+from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text
 
 __all__ = ["KMResult", "fit_km", "risk_table"]
 
@@ -105,7 +105,7 @@ class KMResult:
 @recorded(table="table")
 def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[float] | None = None,
            weights: str | None = None, alpha: float = 0.05) -> KMResult:
-    """Kaplan-Meier time to response per arm from :func:`analytics.analysis_table.analysis_table`."""
+    """Kaplan-Meier time to response per arm from :func:`analytics.lines.analysis_table.analysis_table`."""
     warns: list[str] = []
     arms = list(arms)
     ticks = list(ticks) if ticks is not None else [0.0, 12.0, 24.0, 36.0, 48.0]
@@ -248,7 +248,8 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
     fig.add_annotation(text="Number at risk (cumulative responses, censored)", xref="paper", yref="y2 domain", x=0,
                        y=1.04, xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=13))
     if result.weighted:
-        sub = "Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts"
+        sub = ("Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts; "
+               f"bands: {ci_label(result.alpha)}")
     elif result.logrank.get("statistic") is not None:
         sub = (f"Log-rank {_fmt_p(result.logrank.get('p'))} (chi-square {result.logrank['statistic']:.2f}, "
                f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; "

@@ -13,7 +13,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .protocol import Call, TableSpec, recorded
+from ..protocol import Call, TableSpec, recorded
 
 __all__ = ["Table1", "table1", "smd", "weighted_mean_var"]
 
@@ -90,7 +90,7 @@ class Table1:
 
 
 @recorded(table="table")
-def table1(table: pd.DataFrame, arms: list[str] | tuple[str, ...]) -> Table1:
+def table1(table: pd.DataFrame, arms: list[str] | tuple[str, ...], alpha: float = 0.05) -> Table1:
     arms = [a for a in arms]
     t = table.copy()
     t["moderate_severe"] = np.where(t["baseline_cdasi"].isna(), np.nan, (t["baseline_cdasi"] > 14).astype(float))
@@ -136,7 +136,7 @@ def table1(table: pd.DataFrame, arms: list[str] | tuple[str, ...]) -> Table1:
         row["SMD"] = _fmt_smd(smd(t[var], groups, present, binary=True))
         rows.append(row)
     cols = ["characteristic", *arms, "SMD"]
-    return Table1(arms, pd.DataFrame(rows, columns=cols), pd.DataFrame(values), warns)
+    return Table1(arms, pd.DataFrame(rows, columns=cols), pd.DataFrame(values), warns, alpha=alpha)
 
 
 def _fmt_smd(x: float) -> str:

@@ -3,7 +3,7 @@ inputs exactly as the dashboard or the pack had them, and the last lines are the
 :class:`~analytics.protocol.Call` of the result, so the snippet is the code that ran.
 
 >>> from analytics.protocol import Call
->>> print(snippet(Call("analytics.cox", "fit_cox", (("table", "table"),), {"alpha": 0.1}), "visits.csv"))
+>>> print(snippet(Call("analytics.stats.cox", "fit_cox", (("table", "table"),), {"alpha": 0.1}), "visits.csv"))
 ... # doctest: +ELLIPSIS
 from analytics import load, analyze, DeriveOptions, ResponseRule
 ...
@@ -12,7 +12,7 @@ result = fit_cox(table=table, alpha=0.1)
 
 from __future__ import annotations
 
-from .protocol import Call
+from ..protocol import Call
 
 __all__ = ["snippet", "command_line"]
 
@@ -45,8 +45,8 @@ def snippet(call: Call | str | None, visits: str, therapies: str | None = None, 
     """The Python that recomputes a result: load, derive (``full``), filter (``derivation``),
     build the analysis table (``table``), then the recorded call (or ``call`` itself when it
     is code, for figures drawn straight from the derivation). Empty when there is no call."""
-    from .cohort import CohortFilter
-    from .options import DeriveOptions
+    from ..lines.cohort import CohortFilter
+    from ..lines.options import DeriveOptions
 
     if not call:
         return ""
@@ -57,8 +57,8 @@ def snippet(call: Call | str | None, visits: str, therapies: str | None = None, 
     args = [repr(visits)] + ([f"therapies={therapies!r}"] if therapies else []) + (
         [f"mapping={mapping!r}"] if mapping else [])
     lines = ["from analytics import load, analyze, DeriveOptions, ResponseRule",
-             "from analytics.analysis_table import analysis_table",
-             "from analytics.cohort import CohortFilter, apply_filter",
+             "from analytics.lines.analysis_table import analysis_table",
+             "from analytics.lines.cohort import CohortFilter, apply_filter",
              *_imports_for(kwargs),
              "",
              f"prepared, _ = load({', '.join(args)})",

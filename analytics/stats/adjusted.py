@@ -28,9 +28,9 @@ import plotly.graph_objects as go
 import statsmodels.api as sm
 
 from .cox import CoxResult, fit_cox
-from .analysis_table import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
-from .protocol import Call, FigureSpec, TableSpec, recorded
-from .style import base_layout
+from ..lines.analysis_table import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
+from ..protocol import Call, FigureSpec, TableSpec, recorded
+from ..display.style import base_layout
 from .survival import KMResult, fit_km
 from .table1 import smd
 

@@ -1,7 +1,7 @@
 """Validation and cleaning: from text tables to typed visits and therapy episodes.
 
 :func:`prepare` checks every rule, collects the problems into one
-:class:`~analytics.validation_report.ValidationReport`, and returns the cleaned tables. Rows with an
+:class:`~analytics.ingest.validation_report.ValidationReport`, and returns the cleaned tables. Rows with an
 error are left out of the cleaned tables, but a report with an error stops the analysis
 (``Prepared.raise_if_invalid``), so nothing is silently dropped.
 
@@ -51,7 +51,7 @@ import pandas as pd
 
 from .deid import scan_identifiers
 from .drugs import AGENTS, DrugNormaliser, split_therapy
-from .errors import InvalidDataError
+from ..errors import InvalidDataError
 from .io import ColumnMapping, RawTable
 from .validation_report import ValidationReport
 from .schema import (ANTIBODY_ALIASES, BLANK_TOKENS, FLAG_VALUES, PATIENT_LEVEL, SEX_VALUES, STOP_REASON_ALIASES,

@@ -10,10 +10,10 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from statsmodels.nonparametric.smoothers_lowess import lowess
 
-from .derive import Derivation
-from .protocol import ci_label, z_value
+from ..lines.derive import Derivation
+from ..protocol import ci_label, z_value
 from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
-from .validate import Prepared
+from ..ingest.validate import Prepared
 
 __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", "swimmer_figure", "sankey_figure",
            "timeline_figure"]

@@ -4,8 +4,10 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 PORT   ?= 8501
+MIN_VENV  := .venv-min
+MIN_STAMP := $(MIN_VENV)/.installed-$(shell cat pyproject.toml tests/min-versions.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test bench sample browser clean
+.PHONY: run test test-min bench sample browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +15,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e '.[test]'
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
+
+# The lowest versions pyproject.toml allows (tests/min-versions.txt), in a second environment.
+$(MIN_STAMP): pyproject.toml tests/min-versions.txt
+	$(PYTHON) -m venv $(MIN_VENV)
+	$(MIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MIN_VENV)/bin/python -m pip install --quiet -r tests/min-versions.txt
+	$(MIN_VENV)/bin/python -m pip install --quiet --no-deps -e .
+	$(MIN_VENV)/bin/python -m pip check
+	rm -f $(MIN_VENV)/.installed-*
+	touch $(MIN_STAMP)
 
 # Chromium: for the browser test and for PNG/SVG export (kaleido). Debian's package, installed when missing.
 browser:
@@ -31,6 +43,10 @@ run: $(STAMP)
 test: $(STAMP) browser
 	$(PY) -m pytest -q
 
+# The tests (all but the browser test) against the declared minimum versions.
+test-min: $(MIN_STAMP) browser
+	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --deselect tests/test_browser.py
+
 bench: $(STAMP)
 	$(PY) benchmarks/bench_foundation.py
 	$(PY) benchmarks/bench_analyze.py
@@ -44,4 +60,4 @@ sample: $(STAMP)
 	$(VENV)/bin/cdasi-outcomes sample --patients 400 --seed 20210301 --out sample_data
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .hypothesis
+	rm -rf $(VENV) $(MIN_VENV) out .pytest_cache .hypothesis

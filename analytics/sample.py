@@ -153,8 +153,9 @@ def _patient(rng, i: int, rng_dates=None):
             "skindex29_symptoms": float(np.clip(round(18 + 1.6 * score + rng.normal(0, 8)), 0, 100)),
             "skindex29_emotions": float(np.clip(round(20 + 1.3 * score + rng.normal(0, 9)), 0, 100)),
             "skindex29_functioning": float(np.clip(round(10 + 1.1 * score + rng.normal(0, 8)), 0, 100)),
-            "itch_vas": float(np.clip(round(score / 5 + rng.normal(0, 1.2), 1), 0, 10)),
-            "pga_skin": float(np.clip(round(score / 6 + rng.normal(0, 0.8), 1), 0, 10)),
+            # + 0.0: a clipped -0.0 becomes 0.0 (NumPy 1 and 2 differ; the file must not)
+            "itch_vas": float(np.clip(round(score / 5 + rng.normal(0, 1.2), 1), 0, 10)) + 0.0,
+            "pga_skin": float(np.clip(round(score / 6 + rng.normal(0, 0.8), 1), 0, 10)) + 0.0,
             "sex": sex, "age_at_onset": age, "antibody": antibody,
             "ild": "yes" if ild else "no", "malignancy": "yes" if malignancy else "no"})
 

@@ -25,6 +25,13 @@ with st.sidebar:
     st.caption(f"sha256 `{files.visits_sha256[:16]}…`")
     opts = state.derive_options()
     st.markdown(f"**Response:** `{opts.response}`" + (" (confirmed)" if opts.confirm else ""))
+    levels = {0.05: "95%", 0.1: "90%", 0.01: "99%"}
+    alpha = state.model_options().alpha
+    st.selectbox("Intervals", list(levels) if alpha in levels else [*levels, alpha], key="sidebar.alpha",
+                 index=list(levels).index(alpha) if alpha in levels else len(levels),
+                 format_func=lambda a: levels.get(a, f"{100 * (1 - a):g}%"),
+                 help="The confidence level of every interval of every model, table and figure (1 - alpha).",
+                 on_change=lambda: state.set_alpha(st.session_state["sidebar.alpha"]))
     active = state.cohort_filter().describe()
     st.markdown("**Filters:** " + ("; ".join(active) if active else "none (all lines)"))
     if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):

@@ -159,6 +159,11 @@ def set_model_options(options: ModelOptions) -> None:
     st.session_state["analysis.model_options"] = options
 
 
+def set_alpha(alpha: float) -> None:
+    """Every interval of every analysis becomes a ``1 - alpha`` interval (the spec's ``[models] alpha``)."""
+    set_model_options(dataclasses.replace(model_options(), alpha=float(alpha)))
+
+
 def mixed_spec() -> MixedSpec:
     return model_options().mixed
 

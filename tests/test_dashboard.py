@@ -231,6 +231,10 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
     import json
     import zipfile
 
+    import tempfile
+    from pathlib import Path
+
+    before = set(Path(tempfile.gettempdir()).glob("cdasi-pack-*"))
     at = sample_app.switch_page("views/report.py").run()
     at.radio[0].set_value("Shared: counts below 11 suppressed")
     at.multiselect[0].set_value(["km", "cox_adjusted"])
@@ -243,6 +247,8 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
     assert not any("lines.csv" in n or "swimmer" in n for n in names)
     assert manifest["min_cell"] == 11 and json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
     assert [d.label for d in at.get("download_button")][0] == "Download the meeting pack (ZIP)"
+    # the uploaded files and the pack were written to a temporary folder, removed before the ZIP is offered
+    assert set(Path(tempfile.gettempdir()).glob("cdasi-pack-*")) == before
 
 
 def test_quality_page_period_indicator_and_drill_down(sample_app):
@@ -257,3 +263,33 @@ def test_quality_page_period_indicator_and_drill_down(sample_app):
     at.button[0].click().run()  # open the first failing patient's timeline
     _ok(at)
     assert at.session_state["timeline.patient"]
+
+
+def test_changing_the_interval_level_reaches_every_page():
+    """A transition: switch the sidebar's interval level to 90%, then visit every page. No chart
+    says 95% any more, the charts with intervals say 90%, and the Cox table is the alpha 0.1 fit."""
+    import json
+
+    at = _app()
+    at.sidebar.selectbox(key="sidebar.alpha").set_value(0.1).run()
+    _ok(at)
+    assert at.session_state["analysis.model_options"].alpha == 0.1
+    said_90 = 0
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+        for chart in at.get("plotly_chart"):
+            text = chart.proto.spec  # the figure JSON the browser receives
+            json.loads(text)
+            assert "95%" not in text, page
+            said_90 += "90%" in text
+    assert said_90 >= 4
+    import numpy as np
+
+    from analytics.protocol import z_value
+
+    at.switch_page("views/time_to_response.py").run()
+    cox = next(df.value for df in at.dataframe if list(df.value.columns)[:6] == ["term", "coef", "se", "hr", "lower",
+                                                                                "upper"])
+    # the page rounds to 4 significant digits; a 95% interval would be 19% wider
+    np.testing.assert_allclose(np.log(cox["upper"]), cox["coef"] + z_value(0.1) * cox["se"], rtol=2e-3)

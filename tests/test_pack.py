@@ -205,8 +205,6 @@ def test_small_arms_lose_their_curves_and_table1_columns(tmp_path):
 
 
 def test_complementary_suppression_hides_a_second_cell():
-    import pandas as pd
-
     from analytics.display.suppression import _complementary
 
     n = [30, 3, 12, 15]  # total, then three parts

@@ -111,3 +111,87 @@ def test_layout_lower_layers_never_import_higher_ones():
             if theirs > mine:
                 problems.append(f"{'/'.join(rel)} imports {'.'.join(target)}")
     assert problems == []
+
+
+def _declared() -> dict[str, str]:
+    """Distribution name (normalised) -> declared floor, from pyproject.toml (dependencies and
+    the test extra)."""
+    import tomllib
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    out = {}
+    for req in project["dependencies"] + project["optional-dependencies"]["test"]:
+        m = re.match(r"^([A-Za-z0-9_.-]+)\s*>=\s*([0-9][^,;\s]*)", req)
+        assert m, f"{req}: every dependency needs a floor (>=)"
+        out[m.group(1).lower().replace("_", "-")] = m.group(2)
+    return out
+
+
+def test_declared_floors_are_the_versions_test_min_installs():
+    pins = {}
+    for line in (ROOT / "tests" / "min-versions.txt").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, ver = line.partition("==")
+            pins[name.strip().lower()] = ver.strip()
+    assert pins == _declared()
+
+
+def test_every_imported_library_is_declared():
+    import sys
+    from importlib.metadata import packages_distributions
+
+    dists = packages_distributions()
+    declared = set(_declared())
+    missing = set()
+    for folder in ("analytics", "dashboard"):
+        for path in (ROOT / folder).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+                if isinstance(node, ast.Import):
+                    names = [a.name for a in node.names]
+                elif isinstance(node, ast.ImportFrom) and not node.level:
+                    names = [node.module or ""]
+                else:
+                    continue
+                for name in names:
+                    top = name.split(".")[0]
+                    if top in sys.stdlib_module_names or top in ("analytics", "dashboard", ""):
+                        continue
+                    owners = {d.lower().replace("_", "-") for d in dists.get(top, [top])}
+                    if not owners & declared:
+                        missing.add(f"{top} ({path.relative_to(ROOT)})")
+    assert not missing, f"imported but not declared in pyproject.toml: {sorted(missing)}"
+
+
+def test_readme_python_example_runs(monkeypatch):
+    """The README's "From Python" example is code that runs, on the committed sample."""
+    section = README[README.index("### From Python"):README.index("### Adding an analysis")]
+    code = section[section.index("```python") + len("```python"):section.index("```", section.index("```python") + 9)]
+    monkeypatch.chdir(ROOT)
+    ns: dict = {}
+    exec(compile(code, "<README From Python>", "exec"), ns)
+    assert ns["m"].cox.alpha == 0.1 and ns["cox"].alpha == 0.1
+    assert list(ns["m"].results) == [e.name for e in __import__("analytics.registry").registry.entries()]
+
+
+def test_readme_pages_are_the_apps_pages():
+    app = (ROOT / "dashboard" / "app.py").read_text(encoding="utf-8")
+    titles = re.findall(r'st\.Page\("[^"]+", title="([^"]+)"', app)
+    words = {8: "Eight", 9: "Nine", 10: "Ten", 11: "Eleven"}
+    assert f"{words[len(titles)]} pages, one\nshared cohort" in README
+    table = README[README.index("| page | what it shows |"):README.index("Every result shows its warnings")]
+    assert re.findall(r"^\| \*\*([^*]+)\*\* \|", table, re.M) == titles
+
+
+def test_readme_results_json_keys_exist(sample_dir):
+    from analytics import analyze, load
+
+    prepared, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    doc = analyze(prepared, models=True).results()
+    para = README[README.index("- `results.json`: `tool`"):README.index("### From Python")]
+    for key in ("tool", "input", "definitions", "lines", "attrition", "time_to_response", "mixed_model",
+                "competing_risks", "interval_censoring", "table1", "adjusted_comparison", "comparison_note",
+                "quality", "timings_s", "warnings", "analyses"):
+        assert f"`{key}`" in para, key
+        assert key in doc, key
+    for key in ("logrank", "logrank_pairwise", "risk_table", "cox", "cox_adjusted"):
+        assert key in doc["time_to_response"], key

@@ -136,3 +136,32 @@ def test_a_registered_analysis_reaches_the_dashboard(dummy):
     assert not at.exception, [e.value for e in at.exception]
     choices = [o for m in at.multiselect for o in m.options]
     assert "dummy_bars" in choices and "dummy_counts" in choices
+
+
+def test_every_registered_result_follows_the_protocol(sample_dir):
+    """call, alpha, warnings that keep their source, summary, tables() of TableSpec whose
+    declared count columns exist, figures() of FigureSpec that draw, and a JSON-safe to_dict()."""
+    import dataclasses
+
+    from analytics.display.export import json_safe
+    from analytics.protocol import AnalysisWarning
+
+    prepared, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    m = analyze(prepared, models=True).models
+    for e in entries():
+        r = m[e.name]
+        assert dataclasses.is_dataclass(r) and type(r).__dataclass_params__.frozen, e.name
+        assert isinstance(r.call, Call) and r.call.function and r.alpha == 0.05, e.name
+        assert isinstance(r.summary, pd.DataFrame), e.name
+        for w in r.warnings:
+            assert isinstance(w, AnalysisWarning) and w.source == e.name, (e.name, w)
+        tables = r.tables()
+        assert tables, e.name
+        for tname, spec in tables.items():
+            assert isinstance(spec, TableSpec) and isinstance(spec.frame, pd.DataFrame), (e.name, tname)
+            missing = [c for c in spec.counts + spec.derived if c not in spec.frame.columns]
+            assert not missing or spec.frame.empty, (e.name, tname, missing)
+        for fname, spec in r.figures().items():
+            assert isinstance(spec, FigureSpec) and spec.caption, (e.name, fname)
+            assert isinstance(spec.make(None, ()), go.Figure), (e.name, fname)
+        json.dumps(json_safe(r.to_dict()))

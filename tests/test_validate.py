@@ -155,3 +155,11 @@ def test_report_to_dict_is_json_safe():
     d = p.report.to_dict()
     json.dumps(d)
     assert d["valid"] is False and d["errors"] == 1
+
+
+def test_one_vocabulary_for_antibodies_and_stop_reasons():
+    """The canonical codes are the targets of the aliases, and the fix texts name exactly them."""
+    from analytics.ingest.schema import ANTIBODIES, ANTIBODY_ALIASES, STOP_REASON_ALIASES, STOP_REASONS
+
+    assert set(ANTIBODY_ALIASES.values()) == set(ANTIBODIES)
+    assert set(STOP_REASON_ALIASES.values()) == set(STOP_REASONS)

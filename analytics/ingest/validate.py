@@ -54,8 +54,8 @@ from .drugs import AGENTS, DrugNormaliser, split_therapy
 from ..errors import InvalidDataError
 from .io import ColumnMapping, RawTable
 from .validation_report import ValidationReport
-from .schema import (ANTIBODY_ALIASES, BLANK_TOKENS, FLAG_VALUES, PATIENT_LEVEL, SEX_VALUES, STOP_REASON_ALIASES,
-                     VISIT_COLUMNS, normalise_header)
+from .schema import (ANTIBODIES, ANTIBODY_ALIASES, BLANK_TOKENS, FLAG_VALUES, PATIENT_LEVEL, SEX_VALUES,
+                     STOP_REASON_ALIASES, STOP_REASONS, VISIT_COLUMNS, normalise_header)
 
 __all__ = ["Prepared", "prepare", "RULES"]
 
@@ -259,7 +259,7 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
             _row_problem(rep, raw, mask, "unknown_value", "antibody",
                          "{n} antibody value(s) are not recognised, e.g. " + repr(sorted(set(bad_tokens.values()))[:5])
                          + "; they are treated as 'unknown'",
-                         "use mda5, tif1g, nxp2, sae, mi2, negative or unknown (several separated by ';')",
+                         f"use {', '.join(ANTIBODIES[:-1])} or {ANTIBODIES[-1]} (several separated by ';')",
                          severity="warning")
         out["antibody"] = d["antibody"].map(parsed)
     for name in ("ild", "malignancy"):
@@ -434,7 +434,7 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, basis: str, anchors: 
         _row_problem(rep, raw, unknown_reason, "unknown_value", "stop_reason",
                      "{n} stop_reason value(s) are not recognised, e.g. "
                      + repr(d["stop_reason"][unknown_reason].head(3).tolist()) + "; they are treated as 'other'",
-                     "use inefficacy, adverse_event, remission, patient_choice, other or unknown",
+                     f"use {', '.join(STOP_REASONS[:-1])} or {STOP_REASONS[-1]}",
                      severity="warning")
         reason = reason.fillna("other")
     else:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from .derive import Derivation
 from ..protocol import AnalysisWarning
+from ..ingest.schema import ANTIBODIES
 from ..ingest.validate import Prepared
 
 __all__ = ["analysis_table", "capture_warnings", "ADJUSTMENT_SET", "COVARIATE_LABELS", "usable_covariates"]
@@ -68,7 +69,7 @@ def analysis_table(derivation: Derivation, prepared: Prepared | None = None) -> 
             if "antibody" in pat:
                 ab = pat["antibody"]
                 known = ab.notna() & (ab != "unknown")
-                for name in ("mda5", "tif1g", "nxp2", "sae", "mi2", "negative"):
+                for name in ANTIBODIES[:-1]:  # every code but "unknown"
                     p[name] = np.where(known, ab.fillna("").str.split(";").map(lambda s, n=name: n in s), np.nan)
                     p[name] = p[name].astype(float)
             for flag in ("ild", "malignancy"):

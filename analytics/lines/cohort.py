@@ -8,7 +8,6 @@ characteristic drops the lines where it is unknown (said in :meth:`CohortFilter.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -79,9 +78,6 @@ class CohortFilter:
         if self.period:
             out.append(f"lines started {self.period[0]}-{self.period[1]}")
         return out
-
-    def replace(self, **changes) -> "CohortFilter":
-        return dataclasses.replace(self, **changes)
 
 
 def line_characteristics(derivation: Derivation, prepared: Prepared) -> pd.DataFrame:

@@ -289,10 +289,6 @@ def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]
         return zip_dir(result.out), result.manifest, result.messages
 
 
-def quality_period() -> str:
-    return model_options().period
-
-
 def quality():
     """Quality indicators on the whole dataset (the cohort filters do not apply: they describe care)."""
     return result("quality")

@@ -10,8 +10,6 @@ absolute for Kaplan-Meier; by construction 1e-6 relative."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -22,19 +20,14 @@ from analytics.registry import entries, figures_of
 from analytics.stats.cox import fit_cox
 from analytics.stats.survival import fit_km
 
-REF = Path(__file__).resolve().parent / "reference"
-ARMS = ["MMF", "IVIG", "JAKi"]
+from .test_reference import ARMS, REF, survival_input
+
 RATIO = z_value(0.1) / z_value(0.05)
 
 
 @pytest.fixture(scope="module")
 def ref_table():
-    t = pd.read_csv(REF / "survival_input.csv")
-    t["arm"] = pd.Categorical(t["arm"], categories=ARMS)
-    stop = t["code"] == 2
-    t["censor_reason"] = np.where(stop, "stopped", np.where(t["event"] == 1, "", "last visit"))
-    t["stop_reason"] = np.where(stop, "inefficacy", "")
-    return t
+    return survival_input()
 
 
 @pytest.fixture(scope="module")

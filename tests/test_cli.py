@@ -77,6 +77,21 @@ def test_bad_options_exit_2(good, tmp_path, capsys):
     assert code == 2 and "response rule" in err
     code, _, err = run("analyze", good, "--arms", "MMF,XYZ", "--out", tmp_path, capsys=capsys)
     assert code == 2 and "unknown arm" in err
+    code, _, err = run("analyze", good, "--alpha", "0.7", "--out", tmp_path / "a", capsys=capsys)
+    assert code == 2 and "alpha must be between 0 and 0.5" in err and not (tmp_path / "a").exists()
+
+
+def test_analyze_alpha_gives_90pct_intervals_everywhere(tmp_path, sample_dir, capsys):
+    from analytics.protocol import z_value
+
+    code, out, _ = run("analyze", sample_dir / "visits.csv", "--therapies", sample_dir / "therapies.csv",
+                       "--alpha", "0.1", "--out", tmp_path, capsys=capsys)
+    assert code == 0 and "90% CI" in out and "95%" not in out
+    doc = json.loads((tmp_path / "results.json").read_text())
+    assert doc["definitions"]["alpha"] == 0.1
+    assert {a["alpha"] for a in doc["analyses"].values()} == {0.1}
+    fe = doc["mixed_model"]["fixed_effects"]["weeks"]
+    assert fe["ci"][1] - fe["estimate"] == pytest.approx(z_value(0.1) * fe["se"], rel=1e-9)
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(good)])  # --out missing: argparse's usage error
     assert exc.value.code == 2

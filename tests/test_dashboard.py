@@ -162,7 +162,7 @@ def _snippets(at: AppTest) -> list[str]:
     return [c.value for c in at.code if c.language == "python"]
 
 
-def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, monkeypatch):
+def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, monkeypatch, tmp_path):
     """Change the rule, the filters and alpha, then visit every page: each Reproduce snippet runs
     and, where it recomputes a registered analysis, gives exactly the result the page shows."""
     import dataclasses
@@ -182,6 +182,11 @@ def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, 
     for page in PAGES:
         at.switch_page(page).run()
         _ok(at)
+        if page == "views/report.py":  # the pack's snippet appears once a pack is built
+            at.multiselect(key="report.figures").set_value(["km"])
+            at.multiselect(key="report.tables").set_value(["attrition", "km_medians"])
+            at.button[0].click().run()
+            _ok(at)
         snippets += [(page, code) for code in _snippets(at)]
     for name in ("km", "cox", "cox_adjusted", "competing", "interval", "adjusted", "table1", "mixed", "quality",
                  "cohort"):
@@ -189,7 +194,11 @@ def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, 
         at.switch_page("views/analyses.py").run()
         _ok(at)
         snippets += [(f"analyses:{name}", code) for code in _snippets(at)]
-    monkeypatch.chdir(sample_dir)
+    import shutil
+
+    for name in ("visits.csv", "therapies.csv"):  # run where the snippets may write (the pack's folder)
+        shutil.copy(sample_dir / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
     prepared, _ = load("visits.csv", "therapies.csv")
     expected = analyze(prepared, opts, models=mopts, cohort=filt).models
     compared = set()
@@ -198,6 +207,12 @@ def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, 
         ns: dict = {}
         exec(compile(code, f"<reproduce {page}>", "exec"), ns)
         assert ns["full"].options == opts, page
+        if "build_pack(" in code:  # the Report page: the pack of exactly this analysis
+            manifest = ns["result"].manifest
+            assert manifest["definitions"]["response"] == "percent:40" and manifest["definitions"]["confirm"], page
+            assert manifest["filters"]["text"] == filt.describe(), page
+            assert {k: v["alpha"] for k, v in manifest["analyses"].items()} == dict.fromkeys(expected.results, 0.1)
+            compared.add("pack")
         matches = [n for n, r in expected.results.items() if r.call.code().rstrip() in code]
         if "result" in ns and matches:
             name = matches[0]
@@ -207,7 +222,7 @@ def test_every_reproduce_snippet_executes_and_reproduces_its_result(sample_dir, 
                 assert got.to_dict() == want.to_dict(), (page, name)
             compared.add(name)
     assert compared >= {"km", "cox_adjusted", "competing", "interval", "adjusted", "table1", "mixed", "quality",
-                        "cox", "cohort"}, compared
+                        "cox", "cohort", "pack"}, compared
 
 
 def test_table_downloads_are_neutralised_xlsx_and_csv():

@@ -215,3 +215,19 @@ def test_complementary_suppression_hides_a_second_cell():
     # two hidden parts that add up to a small number are revealed by the shown total: hide one more
     hidden = _complementary([30, 2, 2, 26], [False, True, True, False], [(0, (1, 2, 3))], 5)
     assert hidden == [False, True, True, True]
+
+
+def test_report_template_escapes_what_comes_from_the_data(tmp_path):
+    """The report is a jinja2 template with autoescape: a file name, a drug name or a cell that
+    holds markup is shown as text, never run as script."""
+    rows = [f"P{i},{w},{max(0, 20 - k * 3)},<img src=x onerror=alert(1)>" for i in range(6)
+            for k, w in enumerate((0, 28, 56))]
+    rows += [f"Q{i},{w},{max(0, 20 - k * 3)},MMF" for i in range(6) for k, w in enumerate((0, 28, 56))]
+    visits = tmp_path / "a<script>alert(1)<.csv"
+    visits.write_text("patient_id,visit_day,cdasi_activity,systemic_therapy\n" + "\n".join(rows) + "\n")
+    pack = build_pack(visits, tmp_path / "out", options=PackOptions(formats=(), figures=("km",),
+                                                                     tables=("attrition", "validation_report")))
+    html = (pack.out / "report.html").read_text(encoding="utf-8")
+    body = html[html.index("<body>"):]
+    assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;.csv" in body
+    assert "<img src=x" not in body and "&lt;img src=x" in body  # the unknown drug, named in the validation report

@@ -21,14 +21,19 @@ REF = Path(__file__).resolve().parent / "reference"
 ARMS = ["MMF", "IVIG", "JAKi"]
 
 
-@pytest.fixture(scope="module")
-def table():
+def survival_input() -> pd.DataFrame:
+    """The analysis table R was given (survival_input.csv), as fit_km and fit_cox expect it."""
     t = pd.read_csv(REF / "survival_input.csv")
     t["arm"] = pd.Categorical(t["arm"], categories=ARMS)
     stop = t["code"] == 2
     t["censor_reason"] = np.where(stop, "stopped", np.where(t["event"] == 1, "", "last visit"))
     t["stop_reason"] = np.where(stop, "inefficacy", "")
     return t
+
+
+@pytest.fixture(scope="module")
+def table():
+    return survival_input()
 
 
 @pytest.fixture(scope="module")

@@ -152,13 +152,3 @@ def suppress(spec: TableSpec, min_cell: int | None, small_arms: Iterable[str] = 
                     out.iat[i, out.columns.get_loc(c)] = SUPPRESSED
     return out
 
-
-def suppress_all(tables: dict[str, TableSpec], min_cell: int | None,
-                 small_arms: Iterable[str] = ()) -> dict[str, pd.DataFrame]:
-    """Every table as it may be shared; patient-level tables are left out when suppressing."""
-    out = {}
-    for name, spec in tables.items():
-        frame = suppress(spec, min_cell, small_arms)
-        if frame is not None:
-            out[name] = frame
-    return out

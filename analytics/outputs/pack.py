@@ -111,7 +111,6 @@ class Contents:
     figures: dict[str, tuple[go.Figure, str]]
     titles: dict[str, str]
     sections: list[Section]
-    hidden_arms: list[str]
 
 
 def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str, ...] | None = None,
@@ -147,7 +146,7 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
             sec.tables.append(name)
         if e.notes is not None:
             sec.notes.extend(e.notes(result))
-    return Contents(out_t, out_f, titles, list(sections.values()), hidden)
+    return Contents(out_t, out_f, titles, list(sections.values()))
 
 
 def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, formats: tuple[str, ...],

@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 
 from ..lines.derive import Derivation
 from ..errors import OptionError
-from ..protocol import Call, FigureSpec, TableSpec, recorded
+from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
 from ..display.style import base_layout, count_text
 from ..ingest.validate import Prepared
 
@@ -89,7 +89,8 @@ class QualityResult:
 
     @property
     def warnings(self) -> list[str]:
-        return self.notes
+        """The notes (indicators the export does not allow, and why) as warnings of this analysis."""
+        return tag(self.notes, "quality")
 
     def tables(self) -> dict[str, TableSpec]:
         better = {i.key: "higher" if i.higher_is_better else "lower" for i in INDICATORS}

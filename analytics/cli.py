@@ -28,15 +28,18 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 
 
 def _add_definitions(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--response", metavar="RULE", default="points:4",
+    p.add_argument("--spec", metavar="FILE",
+                   help="the analysis spec (TOML, contract section 4): rule, arms, cohort filters, models, pack; "
+                        "a flag given here overrides the spec's value")
+    p.add_argument("--response", metavar="RULE", default=None,
                    help="response rule: points:N, percent:P, atmost:S or clear (default: points:4)")
-    p.add_argument("--confirm", action="store_true",
+    p.add_argument("--confirm", action="store_true", default=None,
                    help="a response must be confirmed at the next follow-up visit")
-    p.add_argument("--arms", metavar="LIST", default="MMF,IVIG,JAKi",
+    p.add_argument("--arms", metavar="LIST", default=None,
                    help="comma-separated arms (default: MMF,IVIG,JAKi; agent codes such as MTX or HCQ allowed)")
-    p.add_argument("--period", choices=("quarter", "year"), default="year",
+    p.add_argument("--period", choices=("quarter", "year"), default=None,
                    help="calendar period of the quality indicators (default: year)")
-    p.add_argument("--alpha", type=float, default=0.05, metavar="A",
+    p.add_argument("--alpha", type=float, default=None, metavar="A",
                    help="every interval of every model and figure is 1 - A (default: 0.05, 95%% intervals)")
 
 
@@ -114,15 +117,16 @@ def _cmd_validate(args) -> int:
 def _cmd_analyze(args) -> int:
     from .pipeline import analyze, load, write_outputs
 
-    options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
-                            arms=parse_arms(args.arms))
-    model_options = _model_options(args)  # checked before the data is read
+    spec = _spec(args)  # checked before the data is read
+    options = spec.derive
     t0 = time.perf_counter()
     prepared, timings = load(args.visits, args.therapies, args.mapping)
     try:
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
-        analysis = analyze(prepared, options, timings, models=model_options,
+        analysis = analyze(prepared, timings=timings, spec=spec,
                            progress=lambda title: print(f"  {title}...", file=sys.stderr, flush=True))
+        for note in analysis.notes:
+            print(f"warning: {note}", file=sys.stderr)
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
@@ -134,6 +138,8 @@ def _cmd_analyze(args) -> int:
     print(f"{prepared.counts['patients']} patients, {prepared.counts['visits']} visits, "
           f"{lines['derived']} lines derived, {lines['included']} included, {lines['events']} responses "
           f"({options.response}{', confirmed' if options.confirm else ''}).")
+    if spec.cohort.active:
+        print("Cohort filters: " + "; ".join(spec.cohort.describe()) + " (the quality indicators use the whole export).")
     _print_models(analysis)
     n_warn = len(prepared.report.warnings) + len(analysis.models.warnings)
     if n_warn:
@@ -143,10 +149,23 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
-def _model_options(args):
-    from .models import ModelOptions
+def _spec(args):
+    """The analysis spec of ``--spec`` (or the defaults), with every flag given on the command
+    line overriding its value."""
+    import dataclasses
 
-    return ModelOptions(period=args.period, alpha=args.alpha)
+    from .spec import AnalysisSpec
+
+    spec = AnalysisSpec.load(args.spec) if args.spec else AnalysisSpec()
+    d, m = spec.derive, spec.models
+    derive = DeriveOptions(ResponseRule.parse(args.response) if args.response else d.response,
+                           True if args.confirm else d.confirm, parse_arms(args.arms) if args.arms else d.arms,
+                           d.baseline_window_days)
+    models = dataclasses.replace(m, period=args.period or m.period, alpha=m.alpha if args.alpha is None else args.alpha)
+    pack = spec.pack
+    if getattr(args, "min_cell", None) is not None:
+        pack = dataclasses.replace(pack, min_cell=args.min_cell)
+    return AnalysisSpec(derive, spec.cohort, models, pack, spec.data_sha256)
 
 
 def _print_models(analysis) -> None:
@@ -163,20 +182,18 @@ def _print_models(analysis) -> None:
 def _cmd_report(args) -> int:
     from .outputs.pack import PackOptions, build_pack
 
-    options = DeriveOptions(response=ResponseRule.parse(args.response), confirm=args.confirm,
-                            arms=parse_arms(args.arms))
-    pack = PackOptions(min_cell=args.min_cell, pptx=args.pptx)
+    spec = _spec(args)
     try:
-        result = build_pack(args.visits, args.out, args.therapies, args.mapping, options, _model_options(args),
-                            options=pack,
-                            progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
+        result = build_pack(args.visits, args.out, args.therapies, args.mapping, options=PackOptions(pptx=args.pptx),
+                            spec=spec, progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - no pack was written; fix the errors above", file=sys.stderr)
         return 1
     files = result.manifest["files"]
+    mc = spec.pack.min_cell
     print(f"Meeting pack in {result.out}: {len(files)} files"
-          + (f", small cells below {args.min_cell} suppressed" if args.min_cell else " (internal: not suppressed)"))
+          + (f", small cells below {mc} suppressed" if mc else " (internal: not suppressed)"))
     for m in result.messages:
         print(f"note: {m}")
     print(f"  report: {result.out / 'report.html'}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from . import __version__
 from .lines.derive import EXCLUSION_REASONS, Derivation, derive
@@ -67,6 +67,8 @@ class Analysis:
     full: Derivation | None = None
     cohort: CohortFilter | None = None
     model_options: ModelOptions = field(default_factory=ModelOptions)
+    notes: list[AnalysisWarning] = field(default_factory=list)  # about the analysis itself (the spec's data)
+    pack: Any = None  # the spec's [pack] choices, when the analysis came from a spec
     _quality: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self):
@@ -76,6 +78,14 @@ class Analysis:
     @property
     def period(self) -> str:
         return self.model_options.period
+
+    def spec(self, pack=None):
+        """The resolved :class:`~analytics.spec.AnalysisSpec` of this analysis, for this export
+        (``[data] sha256`` is the visits file's); ``pack``: the pack's choices, if any."""
+        from .spec import AnalysisSpec, PackChoices
+
+        return AnalysisSpec(self.derivation.options, self.cohort or CohortFilter(), self.model_options,
+                            pack or self.pack or PackChoices(), self.prepared.sources["visits"]["sha256"])
 
     def quality(self):
         """The quality indicators (:mod:`analytics.stats.quality`) of the whole export: the cohort
@@ -94,7 +104,7 @@ class Analysis:
         p, d, o = self.prepared, self.derivation, self.derivation.options
         n_visits = len(p.visits)
         stats = self.models.sections() if self.models is not None else {}
-        model_warnings = self.models.warning_items if self.models is not None else []
+        model_warnings = list(self.notes) + (self.models.warning_items if self.models is not None else [])
         data_warnings = [AnalysisWarning(f.message, "validation", f.rule) for f in p.report.warnings]
         if "quality" not in stats:
             stats["quality"] = self.quality().to_dict()
@@ -108,6 +118,7 @@ class Analysis:
                             "confirm": o.confirm, "baseline_window_days": list(o.baseline_window_days),
                             "arms": list(o.arms), "episode_source": d.episode_source,
                             "exclusion_reasons": list(EXCLUSION_REASONS), "alpha": self.model_options.alpha},
+            "spec": self.spec().to_dict(),
             "cohort": {"filters": (self.cohort or CohortFilter()).describe(),
                        "lines_in_export": int(len(self.full.lines)), "lines_in_cohort": int(len(d.lines))},
             "lines": d.to_dict(),
@@ -122,11 +133,18 @@ class Analysis:
 
 def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None,
             models: ModelOptions | bool | None = None, cohort: CohortFilter | None = None,
-            progress: Callable[[str], None] | None = None) -> Analysis:
+            progress: Callable[[str], None] | None = None, spec=None) -> Analysis:
     """Derive lines from validated data, restrict them to ``cohort`` (the dashboard's cohort
     filters), and fit the registered analyses when ``models`` is True or a
-    :class:`ModelOptions`. Raises InvalidDataError when the report has errors."""
+    :class:`ModelOptions`. ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of
+    ``options``, ``models`` and ``cohort`` (the models are then fitted). Raises
+    InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
+    notes = []
+    if spec is not None:
+        options, models, cohort = spec.derive, spec.models, spec.cohort
+        warning = spec.data_warning(prepared.sources["visits"]["sha256"])
+        notes = [AnalysisWarning(warning, "spec")] if warning else []
     t0 = time.perf_counter()
     full = derive(prepared, options)
     derivation = full
@@ -141,7 +159,8 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     if models:
         fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress)
         timings |= fitted.timings_s
-    return Analysis(prepared, derivation, timings, fitted, full, cohort, model_options)
+    return Analysis(prepared, derivation, timings, fitted, full, cohort, model_options, notes,
+                    spec.pack if spec is not None else None)
 
 
 def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:

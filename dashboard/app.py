@@ -19,7 +19,17 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
+def _spec_uploaded() -> None:
+    up = st.session_state.get("sidebar.open")
+    if up is not None:
+        st.session_state["analysis.pending_spec"] = (up.getvalue().decode("utf-8-sig", errors="replace"), up.name)
+
+
 with st.sidebar:
+    pending = st.session_state.pop("analysis.pending_spec", None)  # an opened spec file (text, name)
+    if pending is not None:
+        ok, message = state.open_spec_text(*pending)
+        st.session_state["sidebar.spec_message"] = (ok, message)
     files = state.current_files()
     st.markdown(f"**Dataset:** {files.label or files.names['visits']}")
     st.caption(f"sha256 `{files.visits_sha256[:16]}…`")
@@ -37,6 +47,15 @@ with st.sidebar:
     if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):
         state.set_cohort_filter(state.CohortFilter())
         st.rerun()
+    with st.expander("Analysis spec", icon=":material/description:"):
+        st.caption("The whole analysis (rule, arms, filters, models, pack) as one TOML file; "
+                   "`cdasi-outcomes report VISITS --spec analysis.toml` makes the same pack.")
+        st.download_button("Save analysis", state.spec().to_toml(), "analysis.toml", "application/toml",
+                           key="sidebar.save", icon=":material/download:", on_click="ignore")
+        st.file_uploader("Open analysis", type=["toml"], key="sidebar.open", on_change=_spec_uploaded)
+        if "sidebar.spec_message" in st.session_state:
+            ok, message = st.session_state["sidebar.spec_message"]
+            (st.success if ok else st.error)(message)
     st.caption("Local only: no telemetry; served on 127.0.0.1.")
 
 with ui.guard():

@@ -172,6 +172,58 @@ def set_mixed_spec(spec: MixedSpec) -> None:
     set_model_options(dataclasses.replace(model_options(), mixed=spec))
 
 
+# ------------------------------------------------------------------ the analysis spec
+def pack_choices():
+    """The Report page's choices (the spec's ``[pack]``)."""
+    from analytics.spec import PackChoices
+
+    return st.session_state.get("analysis.pack") or PackChoices()
+
+
+def set_pack_choices(choices) -> None:
+    st.session_state["analysis.pack"] = choices
+
+
+def spec():
+    """The current analysis as one :class:`~analytics.spec.AnalysisSpec`: the definitions, the
+    cohort filters, the model options, the Report page's choices and the dataset's sha256."""
+    from analytics.spec import AnalysisSpec
+
+    return AnalysisSpec(derive_options(), cohort_filter(), model_options(), pack_choices(),
+                        current_files().visits_sha256)
+
+
+# widgets that show a part of the spec: dropped when a spec is opened, so that they show the new one
+_SPEC_WIDGETS = ("sidebar.alpha", "report.share", "report.figures", "report.tables", "quality.period")
+
+
+def apply_spec(new) -> list[str]:
+    """Make ``new`` the current analysis on every page. Returns notices (e.g. a spec saved for
+    other data)."""
+    set_derive_options(new.derive)
+    set_cohort_filter(new.cohort)
+    set_model_options(new.models)
+    set_pack_choices(new.pack)
+    for key in _SPEC_WIDGETS:
+        st.session_state.pop(key, None)
+    st.session_state["quality.period"] = new.models.period
+    warning = new.data_warning(current_files().visits_sha256)
+    return [warning] if warning else []
+
+
+def open_spec_text(text: str, name: str = "spec") -> tuple[bool, str]:
+    """Parse and apply a spec file's text; (ok, message). A bad spec changes nothing."""
+    from analytics import CdasiError
+    from analytics.spec import AnalysisSpec
+
+    try:
+        new = AnalysisSpec.from_toml(text, name)
+    except CdasiError as exc:
+        return False, f"{exc}. The current analysis is unchanged."
+    notes = apply_spec(new)
+    return True, f"Opened {name}: " + "; ".join(new.describe()) + "".join(f". Note: {n}" for n in notes)
+
+
 def timeline_patient() -> str | None:
     return st.session_state.get("timeline.patient")
 

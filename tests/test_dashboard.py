@@ -251,7 +251,7 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
 
     before = set(Path(tempfile.gettempdir()).glob("cdasi-pack-*"))
     at = sample_app.switch_page("views/report.py").run()
-    at.radio[0].set_value("Shared: counts below 11 suppressed")
+    at.radio(key="report.share").set_value(11)
     at.multiselect[0].set_value(["km", "cox_adjusted"])
     at.multiselect[1].set_value(["attrition", "table1", "km_risk_table"])
     at.button[0].click().run()
@@ -308,3 +308,67 @@ def test_changing_the_interval_level_reaches_every_page():
                                                                                 "upper"])
     # the page rounds to 4 significant digits; a 95% interval would be 19% wider
     np.testing.assert_allclose(np.log(cox["upper"]), cox["coef"] + z_value(0.1) * cox["se"], rtol=2e-3)
+
+
+SPEC = ('[response]\nrule = "percent:40"\nconfirm = true\n[cohort]\nseverity = "moderate-severe"\n[models]\nalpha = 0.1\n'
+        '[pack]\nmin_cell = 11\nfigures = ["km"]\ntables = ["attrition", "km_medians", "cox_adjusted", '
+        '"quality_indicators", "table1"]\n')
+
+
+def test_an_opened_spec_reaches_every_surface_and_its_pack_equals_the_clis(tmp_path, sample_dir, capsys):
+    """Open a spec in the sidebar: the sidebar, the pages and the Report page's choices follow
+    it; the pack built on the page and `cdasi-outcomes report --spec` for the same spec hold the
+    same tables, cell for cell. Changing the rule afterwards marks the built pack out of date."""
+    import csv
+    import io
+    import zipfile
+
+    from analytics.cli import main
+
+    at = _app()
+    at.session_state["analysis.pending_spec"] = (SPEC, "analysis.toml")
+    at.run()
+    _ok(at)
+    assert any("Opened analysis.toml" in s.value for s in at.sidebar.success)
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "`percent:40` (confirmed)" in sidebar and "baseline moderate-severe" in sidebar
+    assert at.sidebar.selectbox(key="sidebar.alpha").value == 0.1
+    at.switch_page("views/time_to_response.py").run()
+    _ok(at)
+    assert "fell by at least 40%" in " ".join(c.value for c in at.caption)
+    at.switch_page("views/report.py").run()
+    _ok(at)
+    assert at.radio(key="report.share").value == 11
+    assert at.multiselect(key="report.figures").value == ["km"]
+    at.button[0].click().run()
+    _ok(at)
+    data, manifest, _ = at.session_state["report.result"]
+    assert manifest["spec"]["response"]["rule"] == "percent:40" and manifest["min_cell"] == 11
+
+    spec_file = tmp_path / "analysis.toml"
+    spec_file.write_text(SPEC, encoding="utf-8")
+    assert main(["report", str(sample_dir / "visits.csv"), "--therapies", str(sample_dir / "therapies.csv"),
+                 "--spec", str(spec_file), "--out", str(tmp_path / "cli")]) == 0, capsys.readouterr().err
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    names = [n.removeprefix("tables/").removesuffix(".csv") for n in zf.namelist()
+             if n.startswith("tables/") and n.endswith(".csv")]
+    assert sorted(names) == sorted(["attrition", "km_medians", "cox_adjusted", "quality_indicators", "table1"])
+    for name in names:
+        page = list(csv.reader(io.StringIO(zf.read(f"tables/{name}.csv").decode("utf-8-sig"))))
+        cli = list(csv.reader(open(tmp_path / "cli" / "tables" / f"{name}.csv", encoding="utf-8-sig")))
+        assert page == cli, name
+
+    # a change of rule after the pack was built: the pack says it is out of date
+    at.session_state["analysis.pending_spec"] = (SPEC.replace("percent:40", "points:4"), "other.toml")
+    at.run()
+    _ok(at)
+    assert any("Out of date" in w.value for w in at.warning)
+
+
+def test_a_bad_spec_changes_nothing_and_says_why():
+    at = _app()
+    at.session_state["analysis.pending_spec"] = ('[cohort]\nantibody = ["mda5"]\n', "bad.toml")
+    at.run()
+    _ok(at)
+    assert any("[cohort] antibody: unknown key" in e.value and "unchanged" in e.value for e in at.sidebar.error)
+    assert "Filters:** none" in " ".join(m.value for m in at.sidebar.markdown)

@@ -21,6 +21,7 @@ table or figure (no lines, trajectories, swimmer plot, residuals or example pati
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -44,6 +45,7 @@ from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
 from ..pipeline import Analysis, analyze, load
 from ..registry import entries, figure_names, figures_of, table_names, tables_of
+from ..spec import PackChoices
 from ..display.suppression import count_text, small_groups, suppress
 
 __all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "figure_names", "table_names", "zip_dir",
@@ -322,12 +324,19 @@ def _sha256(path: Path) -> str:
 def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None = None,
                mapping: str | Path | None = None, derive_options: DeriveOptions | None = None,
                model_options: ModelOptions | None = None, cohort: CohortFilter | None = None,
-               options: PackOptions | None = None, progress: Callable[[str], None] | None = None) -> PackResult:
+               options: PackOptions | None = None, progress: Callable[[str], None] | None = None,
+               spec=None) -> PackResult:
     """Write the meeting pack into ``out``. Raises InvalidDataError when the data is invalid.
 
-    The cohort filters restrict every analysis except the quality indicators, which describe
-    care in the whole export (as on the dashboard's Quality page)."""
+    ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of ``derive_options``,
+    ``model_options``, ``cohort`` and the pack's choices (``options`` then adds only the
+    formats, the deck and the title). The cohort filters restrict every analysis except the
+    quality indicators, which describe care in the whole export (as on the Quality page)."""
     options = options or PackOptions()
+    if spec is not None:
+        derive_options, model_options, cohort = spec.derive, spec.models, spec.cohort
+        options = dataclasses.replace(options, min_cell=spec.pack.min_cell, figures=spec.pack.figures,
+                                      tables=spec.pack.tables)
     derive_options = derive_options or DeriveOptions()
     model_options = model_options or ModelOptions()
     cohort = cohort or CohortFilter()
@@ -338,10 +347,10 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     prepared, timings = load(visits, therapies, mapping)
     say("deriving therapy lines")
     analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
-                       progress=lambda title: say(f"fitting: {title}"))
+                       progress=lambda title: say(f"fitting: {title}"), spec=spec)
     t1 = time.perf_counter()
     mc = options.min_cell
-    messages: list[str] = []
+    messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data
     out.mkdir(parents=True, exist_ok=True)
     contents = collect(analysis, mc, options.figures, options.tables)
     table_dir = out / "tables"
@@ -386,6 +395,8 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                   "lines": {"derived": int(len(analysis.derivation.lines)),
                             "included": int(analysis.derivation.lines["included"].sum())}},
         "definitions": results["definitions"],
+        "spec": analysis.spec(PackChoices(mc, _unless_all(options.figures, figure_names()),
+                                          _unless_all(options.tables, table_names()))).to_dict(),
         "filters": asdict(cohort) | {"text": cohort.describe()},
         "options": {"derive": repr(derive_options), "models": repr(model_options), "pack": asdict(options)},
         "analyses": results["analyses"],
@@ -404,6 +415,11 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                          for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")]
     (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
     return PackResult(out, manifest, messages, manifest["timings_s"])
+
+
+def _unless_all(chosen, every) -> tuple[str, ...] | None:
+    """A choice of figures or tables as the spec writes it: None when it is all of them."""
+    return None if chosen is None or set(chosen) == set(every) else tuple(chosen)
 
 
 def zip_dir(folder: Path) -> bytes:

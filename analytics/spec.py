@@ -1,0 +1,243 @@
+"""The analysis spec (contract.md section 4): one object that says what an analysis is.
+
+An analysis is the dataset plus one :class:`AnalysisSpec`: the compared arms and baseline
+window, the response rule, the cohort filters, the model options (adjustment set, alpha, the
+mixed-model specification, the quality period) and the pack's choices. It is a TOML file whose
+tables and keys are all optional; what is left out takes the default, and an unknown table, key
+or value is an :class:`~analytics.errors.OptionError` that names it (exit 2 on the CLI).
+
+>>> spec = AnalysisSpec.from_toml('[response]\\nrule = "percent:40"\\nconfirm = true\\n')
+>>> spec.derive.response, spec.derive.confirm
+(ResponseRule(kind='percent', value=40.0), True)
+>>> AnalysisSpec.from_toml(spec.to_toml()) == spec
+True
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .errors import InputError, OptionError
+from .ingest.schema import ANTIBODIES
+from .lines.cohort import SEVERITY, CohortFilter
+from .lines.options import DeriveOptions, MixedSpec, ResponseRule, parse_arms
+from .models import ModelOptions
+
+__all__ = ["AnalysisSpec", "PackChoices", "SPEC_KEYS"]
+
+
+@dataclass(frozen=True)
+class PackChoices:
+    """The spec's ``[pack]``: small-cell suppression and which figures and tables (None = all)."""
+
+    min_cell: int | None = None
+    figures: tuple[str, ...] | None = None
+    tables: tuple[str, ...] | None = None
+
+    def __post_init__(self):
+        from .registry import figure_names, table_names
+
+        if self.min_cell is not None and not (2 <= int(self.min_cell) <= 1000):
+            raise OptionError("min_cell must be between 2 and 1000 (5 or 11 are usual for sharing)")
+        for kind, chosen, known in (("figures", self.figures, figure_names()), ("tables", self.tables, table_names())):
+            if chosen is not None:
+                unknown = sorted(set(chosen) - set(known))
+                if unknown:
+                    raise OptionError(f"{kind}: unknown {unknown}; choose from {', '.join(known)}")
+                object.__setattr__(self, kind, tuple(chosen))
+
+
+# ------------------------------------------------------------------ the keys, their types and checks
+def _strings(v) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _pair(kind) -> Callable[[Any], bool]:
+    return lambda v: (isinstance(v, list) and len(v) == 2 and all(isinstance(x, kind) and not isinstance(x, bool)
+                                                                  for x in v))
+
+
+_NUMBER = (int, float)
+SPEC_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
+    "data": {"sha256": ("a hex string", lambda v: isinstance(v, str))},
+    "lines": {"arms": ("a list of agent codes", _strings),
+              "baseline_window_days": ("two whole numbers of days, e.g. [-60, 7]", _pair(int))},
+    "response": {"rule": ('"points:N", "percent:P", "atmost:S" or "clear"', lambda v: isinstance(v, str)),
+                 "confirm": ("true or false", lambda v: isinstance(v, bool))},
+    "cohort": {"arms": ("a list of arms", _strings),
+               "line_numbers": ("two line numbers, e.g. [2, 9]", _pair(int)),
+               "antibodies": ("a list of antibody codes", _strings),
+               "ild": ('"any", "yes" or "no"', lambda v: v in ("any", "yes", "no")),
+               "malignancy": ('"any", "yes" or "no"', lambda v: v in ("any", "yes", "no")),
+               "sex": ("a list such as [\"female\"]", _strings),
+               "age_at_onset": ("two ages, e.g. [18, 90]", _pair(_NUMBER)),
+               "severity": (" or ".join(f'"{s}"' for s in SEVERITY), lambda v: v in SEVERITY),
+               "start_years": ("two calendar years, e.g. [2018, 2025]", _pair(int))},
+    "models": {"adjust_for": ("a list of covariates", _strings),
+               "alpha": ("a number between 0 and 0.5", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool))},
+    "mixed": {"horizon_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
+              "random": ('"slope" or "intercept"', lambda v: v in ("slope", "intercept")),
+              "covariates": ("a list of covariates", _strings)},
+    "quality": {"period": ('"year" or "quarter"', lambda v: v in ("year", "quarter"))},
+    "pack": {"min_cell": ("a whole number from 2 to 1000", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+             "figures": ("a list of figure names", _strings),
+             "tables": ("a list of table names", _strings)},
+}
+
+
+def _check_keys(doc: dict) -> None:
+    for table, body in doc.items():
+        if table not in SPEC_KEYS:
+            raise OptionError(f"spec: unknown table [{table}]; known tables: {', '.join(SPEC_KEYS)}")
+        if not isinstance(body, dict):
+            raise OptionError(f"spec: [{table}] must be a table of keys")
+        for key, value in body.items():
+            if key not in SPEC_KEYS[table]:
+                raise OptionError(f"spec: [{table}] {key}: unknown key; known keys: {', '.join(SPEC_KEYS[table])}")
+            what, ok = SPEC_KEYS[table][key]
+            if not ok(value):
+                raise OptionError(f"spec: [{table}] {key} = {value!r}: must be {what}")
+
+
+def _built(where: str, make: Callable[[], Any]):
+    """Build an option object; its own error gains the spec's table and key."""
+    try:
+        return make()
+    except OptionError as exc:
+        raise OptionError(f"spec: [{where}] {exc}") from None
+
+
+@dataclass(frozen=True)
+class AnalysisSpec:
+    """The whole analysis: every surface (pages, downloads, the pack, ``results.json``, the
+    CLI) is computed from it. ``data_sha256``: the visits file it was made for (a different
+    file is a warning, not an error)."""
+
+    derive: DeriveOptions = field(default_factory=DeriveOptions)
+    cohort: CohortFilter = field(default_factory=CohortFilter)
+    models: ModelOptions = field(default_factory=ModelOptions)
+    pack: PackChoices = field(default_factory=PackChoices)
+    data_sha256: str | None = None
+
+    def __post_init__(self):
+        extra = sorted(set(self.cohort.arms) - set(self.derive.arms))
+        if extra:
+            raise OptionError(f"spec: [cohort] arms {extra} are not among [lines] arms {list(self.derive.arms)}")
+
+    # -------------------------------------------------------------- reading
+    @classmethod
+    def from_dict(cls, doc: dict) -> "AnalysisSpec":
+        _check_keys(doc)
+        g = {t: doc.get(t, {}) for t in SPEC_KEYS}
+        lines, response, cohort, models, mixed = g["lines"], g["response"], g["cohort"], g["models"], g["mixed"]
+        d0, m0 = DeriveOptions(), ModelOptions()
+        rule = _built("response", lambda: ResponseRule.parse(response.get("rule", str(d0.response))))
+        derive = _built("lines", lambda: DeriveOptions(
+            rule, response.get("confirm", d0.confirm),
+            parse_arms(",".join(lines.get("arms", d0.arms))),
+            tuple(lines.get("baseline_window_days", d0.baseline_window_days))))
+        unknown = sorted(set(cohort.get("antibodies", ())) - set(ANTIBODIES))
+        if unknown:
+            raise OptionError(f"spec: [cohort] antibodies: unknown {unknown}; use {', '.join(ANTIBODIES)}")
+        arms = _built("cohort", lambda: parse_arms(",".join(cohort["arms"]))) if cohort.get("arms") else ()
+        filt = _built("cohort", lambda: CohortFilter(
+            arms=arms, line_numbers=_tuple(cohort.get("line_numbers")), antibodies=tuple(cohort.get("antibodies", ())),
+            ild=cohort.get("ild", "any"), malignancy=cohort.get("malignancy", "any"), sex=tuple(cohort.get("sex", ())),
+            age=_tuple(cohort.get("age_at_onset")), severity=cohort.get("severity", "any"),
+            period=_tuple(cohort.get("start_years"))))
+        mixed_spec = _built("mixed", lambda: MixedSpec(float(mixed.get("horizon_weeks", MixedSpec().horizon_weeks)),
+                                                       tuple(mixed.get("covariates", ())),
+                                                       mixed.get("random", MixedSpec().random)))
+        model_options = _built("models", lambda: ModelOptions(
+            adjust_for=tuple(models.get("adjust_for", m0.adjust_for)), mixed=mixed_spec,
+            alpha=float(models.get("alpha", m0.alpha)), period=g["quality"].get("period", m0.period)))
+        _check_covariates(model_options)
+        pack = _built("pack", lambda: PackChoices(g["pack"].get("min_cell"), _tuple(g["pack"].get("figures")),
+                                                  _tuple(g["pack"].get("tables"))))
+        return cls(derive, filt, model_options, pack, g["data"].get("sha256"))
+
+    @classmethod
+    def from_toml(cls, text: str, source: str = "spec") -> "AnalysisSpec":
+        try:
+            doc = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise OptionError(f"{source} is not valid TOML: {exc}") from None
+        return cls.from_dict(doc)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "AnalysisSpec":
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8-sig")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read the spec {p}: {exc}") from None
+        return cls.from_toml(text, str(p))
+
+    # -------------------------------------------------------------- writing
+    def to_dict(self) -> dict:
+        """The full resolved spec (every key, defaults included), as written to results.json
+        and manifest.json under ``spec``; keys without a value (no restriction) are left out."""
+        d, c, m = self.derive, self.cohort, self.models
+        doc = {
+            "data": {"sha256": self.data_sha256},
+            "lines": {"arms": list(d.arms), "baseline_window_days": list(d.baseline_window_days)},
+            "response": {"rule": str(d.response), "confirm": d.confirm},
+            "cohort": {"arms": list(c.arms), "line_numbers": _list(c.line_numbers), "antibodies": list(c.antibodies),
+                       "ild": c.ild, "malignancy": c.malignancy, "sex": list(c.sex), "age_at_onset": _list(c.age),
+                       "severity": c.severity, "start_years": _list(c.period)},
+            "models": {"adjust_for": list(m.adjust_for), "alpha": m.alpha},
+            "mixed": {"horizon_weeks": m.mixed.horizon_weeks, "random": m.mixed.random,
+                      "covariates": list(m.mixed.covariates)},
+            "quality": {"period": m.period},
+            "pack": {"min_cell": self.pack.min_cell, "figures": _list(self.pack.figures),
+                     "tables": _list(self.pack.tables)},
+        }
+        return {t: {k: v for k, v in body.items() if v is not None} for t, body in doc.items()}
+
+    def to_toml(self) -> str:
+        import tomli_w
+
+        doc = {t: body for t, body in self.to_dict().items() if body}
+        return "# cdasi-outcomes analysis spec (contract section 4)\n" + tomli_w.dumps(doc)
+
+    def data_warning(self, sha256: str) -> str | None:
+        """A warning when the spec was saved for another visits file ([data] sha256)."""
+        if self.data_sha256 and self.data_sha256 != sha256:
+            return (f"the spec was saved for a visits file with sha256 {self.data_sha256[:16]}..., but this export's is "
+                    f"{sha256[:16]}...: the same analysis, on other data")
+        return None
+
+    def describe(self) -> list[str]:
+        """The analysis in words, one item per part."""
+        d, m = self.derive, self.models
+        out = [f"response: {d.response.describe()}" + (", confirmed at the next visit" if d.confirm else ""),
+               f"arms: {', '.join(d.arms)}; baseline window {d.baseline_window_days[0]} to "
+               f"+{d.baseline_window_days[1]} days",
+               "cohort: " + ("; ".join(self.cohort.describe()) or "all lines"),
+               f"{100 * (1 - m.alpha):.10g}% intervals; Cox and weights adjusted for {', '.join(m.adjust_for) or 'nothing'}",
+               f"mixed model: {m.mixed.horizon_weeks:g} weeks, random {m.mixed.random}"
+               + (f", covariates {', '.join(m.mixed.covariates)}" if m.mixed.covariates else ""),
+               f"quality indicators by {m.period}"]
+        if self.pack.min_cell:
+            out.append(f"pack: counts below {self.pack.min_cell} suppressed")
+        return out
+
+
+def _check_covariates(options: ModelOptions) -> None:
+    from .lines.analysis_table import COVARIATE_LABELS
+
+    for where, names in (("models] adjust_for", options.adjust_for), ("mixed] covariates", options.mixed.covariates)):
+        unknown = sorted(set(names) - set(COVARIATE_LABELS))
+        if unknown:
+            raise OptionError(f"spec: [{where}: unknown {unknown}; choose from {', '.join(COVARIATE_LABELS)}")
+
+
+def _tuple(v):
+    return None if v is None else tuple(v)
+
+
+def _list(v):
+    return None if v is None else list(v)

@@ -25,6 +25,9 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("visits", metavar="VISITS", help="the visit export: CSV (comma, semicolon or tab), XLSX or Parquet")
     p.add_argument("--therapies", metavar="F", help="optional therapy episodes file; wins over systemic_therapy")
     p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
+    p.add_argument("--date-format", choices=("auto", "ymd", "dmy", "mdy"), default=None,
+                   help="order of day and month in non-ISO dates: dmy (dd.mm.yyyy), mdy, or ymd (ISO only); "
+                        "default: the mapping file's date_format, else auto (a day above 12 decides)")
 
 
 def _add_definitions(p: argparse.ArgumentParser) -> None:
@@ -101,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_validate(args) -> int:
     from .pipeline import load
 
-    prepared, _ = load(args.visits, args.therapies, args.mapping)
+    prepared, _ = load(args.visits, args.therapies, args.mapping, args.date_format)
     rep = prepared.report
     if args.format == "json":
         print(json.dumps({"input": prepared.sources, "counts": prepared.counts} | rep.to_dict(), indent=2))
@@ -120,7 +123,7 @@ def _cmd_analyze(args) -> int:
     spec = _spec(args)  # checked before the data is read
     options = spec.derive
     t0 = time.perf_counter()
-    prepared, timings = load(args.visits, args.therapies, args.mapping)
+    prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
     try:
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
         analysis = analyze(prepared, timings=timings, spec=spec,
@@ -185,6 +188,7 @@ def _cmd_report(args) -> int:
     spec = _spec(args)
     try:
         result = build_pack(args.visits, args.out, args.therapies, args.mapping, options=PackOptions(pptx=args.pptx),
+                            date_format=args.date_format,
                             spec=spec, progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,9 +16,10 @@ from typing import Any, Callable
 from . import __version__
 from .lines.derive import EXCLUSION_REASONS, Derivation, derive
 from .display.export import write_csv, write_json
-from .ingest.io import ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
+from .ingest.io import DATE_FORMATS, ColumnMapping, load_mapping, mapping_from_bytes, read_bytes, read_table
 from .lines.cohort import CohortFilter
 from .models import ModelOptions, Models, fit_models
+from .errors import OptionError
 from .protocol import AnalysisWarning
 from .lines.options import DeriveOptions
 from .ingest.validate import Prepared, prepare
@@ -26,10 +28,15 @@ __all__ = ["load", "load_bytes", "analyze", "Analysis", "write_outputs"]
 
 
 def load(visits: str | Path, therapies: str | Path | None = None,
-         mapping: str | Path | ColumnMapping | None = None) -> tuple[Prepared, dict]:
-    """Read and validate the export. Returns the prepared data (with its report) and timings."""
+         mapping: str | Path | ColumnMapping | None = None, date_format: str | None = None) -> tuple[Prepared, dict]:
+    """Read and validate the export. Returns the prepared data (with its report) and timings.
+    ``date_format`` ("auto", "ymd", "dmy", "mdy") overrides the mapping file's."""
     t0 = time.perf_counter()
     m = mapping if isinstance(mapping, ColumnMapping) else load_mapping(mapping)
+    if date_format is not None:
+        if date_format not in DATE_FORMATS:
+            raise OptionError(f"date format {date_format!r}: use one of {', '.join(DATE_FORMATS)}")
+        m = dataclasses.replace(m, date_format=date_format)
     raw_v = read_table(visits, "visits", m)
     raw_t = read_table(therapies, "therapies", m) if therapies is not None else None
     t1 = time.perf_counter()

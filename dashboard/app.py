@@ -47,7 +47,8 @@ with st.sidebar:
     if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):
         state.set_cohort_filter(state.CohortFilter())
         st.rerun()
-    with st.expander("Analysis spec", icon=":material/description:"):
+    with st.expander("Analysis spec", icon=":material/description:",
+                     expanded="sidebar.spec_message" in st.session_state):
         st.caption("The whole analysis (rule, arms, filters, models, pack) as one TOML file; "
                    "`cdasi-outcomes report VISITS --spec analysis.toml` makes the same pack.")
         st.download_button("Save analysis", state.spec().to_toml(), "analysis.toml", "application/toml",

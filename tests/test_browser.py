@@ -70,3 +70,64 @@ def test_figure_downloads_render_png_svg_and_html():
     html = _html(fig)
     # self-contained: plotly.js is embedded (about 4 MB), no script is fetched from the network
     assert len(html) > 1_000_000 and '<script src="http' not in html and "<script src='http" not in html
+
+
+def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
+    """Transitions a user makes, in Chromium:
+    - a valid upload: the sidebar names the new dataset at once (it used to lag one click);
+    - a rejected upload: only its own report, with message and fix as the first columns, and the
+      previous dataset stays in use;
+    - an analysis spec opened in the sidebar: the rule and filters apply on Time to response and
+      in the sidebar."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM_ARGS, wait_until_idle
+    from .test_dashboard import TINY
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium: .ci/run installs it with apt-get")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    (tmp_path / "tiny.csv").write_bytes(TINY)
+    (tmp_path / "bad.csv").write_text("patient_id,visit_day,cdasi_activity\nP1,0,250\n")
+    (tmp_path / "analysis.toml").write_text('[response]\nrule = "percent:40"\n[cohort]\nild = "no"\n')
+    with running_dashboard(free_port(), tmp_path / "dashboard.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url, wait_until="domcontentloaded")
+            wait_until_idle(page)
+            sidebar = page.locator('[data-testid="stSidebar"]')
+            main = page.locator('[data-testid="stMain"]')
+            main.get_by_text("Upload an export").click()
+            wait_until_idle(page)
+            main.locator('input[type="file"]').first.set_input_files(str(tmp_path / "tiny.csv"))
+            page.wait_for_timeout(1000)
+            main.get_by_role("button", name="Load and validate").click()
+            wait_until_idle(page)
+            assert "Dataset: tiny.csv" in sidebar.inner_text()
+            assert "Loaded tiny.csv" in main.inner_text()
+
+            main.locator('input[type="file"]').first.set_input_files(str(tmp_path / "bad.csv"))
+            page.wait_for_timeout(1000)
+            main.get_by_role("button", name="Load and validate").click()
+            wait_until_idle(page)
+            text = main.inner_text()
+            assert "bad.csv has 1 error(s) and was not loaded" in text
+            assert "Validation report of bad.csv" in text and "De-identification guard" not in text
+            headers = main.locator('[data-testid="stDataFrame"]').first.locator('[role="columnheader"]')
+            assert headers.all_inner_texts()[:2] == ["message", "fix"]
+            assert "Dataset: tiny.csv" in sidebar.inner_text()
+
+            sidebar.get_by_text("Analysis spec").click()
+            sidebar.locator('input[type="file"]').set_input_files(str(tmp_path / "analysis.toml"))
+            wait_until_idle(page)
+            page.wait_for_timeout(1000)
+            assert "Opened analysis.toml" in sidebar.inner_text()
+            sidebar.get_by_role("link", name="Time to response").click()  # same session (no reload)
+            wait_until_idle(page)
+            page.wait_for_timeout(1000)
+            assert "percent:40" in sidebar.inner_text() and "ILD: no" in sidebar.inner_text()
+            assert "fell by at least 40%" in main.inner_text()
+        finally:
+            browser.close()

@@ -372,3 +372,22 @@ def test_a_bad_spec_changes_nothing_and_says_why():
     _ok(at)
     assert any("[cohort] antibody: unknown key" in e.value and "unchanged" in e.value for e in at.sidebar.error)
     assert "Filters:** none" in " ".join(m.value for m in at.sidebar.markdown)
+
+
+@pytest.mark.parametrize("kind,shown,rule", [("percent", 40.0, "percent:40"), ("atmost", 14.0, "atmost:14"),
+                                             ("clear", None, "clear")])
+def test_each_rule_kind_brings_its_own_default(kind, shown, rule):
+    """Regression: choosing "percent" kept the value 4 ("fell by at least 4%"), atmost kept it too,
+    and the value box stayed editable for "clear"."""
+    at = _app()
+    at.switch_page("views/time_to_response.py").run()
+    at.selectbox(key="ttr.kind").set_value(kind).run()
+    _ok(at)
+    box = at.number_input(key=f"ttr.value.{kind}")
+    if shown is None:
+        assert box.disabled
+    else:
+        assert box.value == shown and not box.disabled
+    at.button[0].click().run()
+    _ok(at)
+    assert str(at.session_state["analysis.options"].response) == rule

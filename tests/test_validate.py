@@ -26,8 +26,10 @@ CASES = {
                     "age_at_onset", (2,)),
     "missing_patient_id": (V + ",0,20,MMF\nP1,30,10,MMF\n", None, None, "error", "patient_id", (2,)),
     "missing_visit_time": (V + "P1,,20,MMF\nP1,30,10,MMF\n", None, None, "error", "visit_day", (2,)),
-    "bad_date": ("patient_id,visit_date,cdasi_activity\nP1,2020-01-01,20\nP1,03/02/2020,10\n", None, None,
+    "bad_date": ("patient_id,visit_date,cdasi_activity\nP1,2020-01-01,20\nP1,March 2nd,10\n", None, None,
                  "error", "visit_date", (3,)),
+    "ambiguous_date": ("patient_id,visit_date,cdasi_activity\nP1,2020-01-01,20\nP1,03/02/2020,10\n", None, None,
+                       "error", "visit_date", (3,)),
     "bad_day": (V + "P1,0,20,MMF\nP1,3.5,10,MMF\nP1,x,10,MMF\n", None, None, "error", "visit_day", (3, 4)),
     "not_numeric": (V + "P1,0,twenty,MMF\nP1,30,10,MMF\n", None, None, "error", "cdasi_activity", (2,)),
     "out_of_range": (V + "P1,0,101,MMF\nP1,30,-1,MMF\nP1,60,100,MMF\n", None, None, "error", "cdasi_activity",
@@ -163,3 +165,61 @@ def test_one_vocabulary_for_antibodies_and_stop_reasons():
 
     assert set(ANTIBODY_ALIASES.values()) == set(ANTIBODIES)
     assert set(STOP_REASON_ALIASES.values()) == set(STOP_REASONS)
+
+
+
+# ------------------------------------------------------------------ day-first dates (European exports)
+DMY = "patient_id;visit_date;cdasi_activity;systemic_therapy\n"
+
+
+@pytest.mark.parametrize("sep", [".", "/", "-"])
+def test_day_first_dates_are_read_when_a_day_above_12_shows_the_order(sep):
+    p = prep(DMY + f"P1;03{sep}02{sep}2021;20;MMF\nP1;25{sep}02{sep}2021;12;MMF\nP1;2021-03-30;8;MMF\n")
+    assert p.report.ok, p.report.to_text()
+    assert p.visits["visit_date"].dt.strftime("%Y-%m-%d").tolist() == ["2021-02-03", "2021-02-25", "2021-03-30"]
+
+
+def test_month_first_dates_are_read_when_a_second_number_above_12_shows_it():
+    p = prep(DMY + "P1;03/02/2021;20;MMF\nP1;03/25/2021;12;MMF\n")
+    assert p.report.ok, p.report.to_text()
+    assert p.visits["visit_date"].dt.strftime("%Y-%m-%d").tolist() == ["2021-03-02", "2021-03-25"]
+
+
+def test_ambiguous_day_first_dates_name_the_option_and_the_option_settles_them():
+    text = DMY + "P1;03.02.2021;20;MMF\nP1;04.03.2021;12;MMF\n"
+    p = prep(text)
+    (hit,) = [f for f in p.report.findings if f.rule == "ambiguous_date"]
+    assert not p.report.ok and "date_format" in hit.fix and "--date-format" in hit.fix and hit.rows == (2, 3)
+    assert not [f for f in p.report.findings if f.rule == "bad_date"]  # one clear error, not two
+    p = prep(text, mapping={"date_format": "dmy"})
+    assert p.report.ok and p.visits["visit_date"].dt.month.tolist() == [2, 3]
+    p = prep(text, mapping={"date_format": "mdy"})
+    assert p.report.ok and p.visits["visit_date"].dt.month.tolist() == [3, 4]
+
+
+def test_day_first_dates_in_the_therapies_file_and_iso_only():
+    visits = DMY + "P1;03.02.2021;20;\nP1;25.03.2021;12;\n"
+    therapies = "patient_id;drug;start_date;stop_date\nP1;MMF;03.02.2021;\n"
+    p = prep(visits, therapies)
+    assert p.report.ok, p.report.to_text()
+    assert p.therapies["start_day"].tolist() == [0]
+    p = prep(visits, mapping={"date_format": "ymd"})  # ISO only: day-first values are unreadable
+    assert [f.rule for f in p.report.errors] == ["bad_date"]
+
+
+def test_a_bad_date_format_in_the_mapping_is_refused():
+    from analytics import MappingError
+    from analytics.ingest.io import mapping_from_dict
+
+    with pytest.raises(MappingError, match="date_format = 'dd.mm'"):
+        mapping_from_dict({"date_format": "dd.mm"})
+
+
+def test_cli_date_format_flag(tmp_path, capsys):
+    from analytics.cli import main
+
+    f = tmp_path / "v.csv"
+    f.write_text(DMY + "P1;03.02.2021;20;MMF\nP1;04.03.2021;12;MMF\n")
+    assert main(["validate", str(f)]) == 1
+    assert "ambiguous_date" in capsys.readouterr().out
+    assert main(["validate", str(f), "--date-format", "dmy"]) == 0

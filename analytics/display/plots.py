@@ -16,7 +16,22 @@ from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
 from ..ingest.validate import Prepared
 
 __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", "swimmer_figure", "sankey_figure",
-           "timeline_figure"]
+           "timeline_figure", "PATIENT_MARKS", "selected_patient"]
+
+# ``meta`` of the traces whose ``customdata`` is a patient id: only their marks open a timeline
+# (an arm mean's customdata is its n, which must never be taken for a patient).
+PATIENT_MARKS = "patient_id"
+
+
+def selected_patient(selection: dict | None, fig: go.Figure) -> str | None:
+    """The patient of the first selected mark that carries a patient id (a trace whose ``meta``
+    is :data:`PATIENT_MARKS`), from a plotly selection event (``{"selection": {"points": [...]}}``);
+    None when no such mark is selected (an arm mean, a smooth, a band)."""
+    for point in ((selection or {}).get("selection") or {}).get("points", []):
+        curve, value = point.get("curve_number", -1), point.get("customdata")
+        if 0 <= curve < len(fig.data) and fig.data[curve].meta == PATIENT_MARKS and value not in (None, "", []):
+            return str(value[0] if isinstance(value, (list, tuple)) else value)
+    return None
 
 MEASURES = {"absolute": CDASI_AXIS, "change": "Change from baseline (CDASI points)",
             "percent": "Change from baseline (%)"}
@@ -88,7 +103,7 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
             trace = go.Scattergl if webgl else go.Scatter
             fig.add_trace(trace(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
                                 marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
-                                name=f"{arm}: individual lines (n = {n_lines})", customdata=ids,
+                                name=f"{arm}: individual lines (n = {n_lines})", customdata=ids, meta=PATIENT_MARKS,
                                 hovertemplate="patient %{customdata}<br>%{x:.1f} weeks: %{y:.1f}<extra>" + arm
                                               + "</extra>"))
         m = means[means["arm"] == arm]
@@ -147,16 +162,17 @@ def swimmer_figure(derivation: Derivation, max_patients: int = 60, arms: list[st
             ys += [r.patient_id, r.patient_id, None]
             ids += [r.patient_id, r.patient_id, None]
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color=colour, width=9),
-                                 name=labels.get(group, "other systemic agents"), customdata=ids,
+                                 name=labels.get(group, "other systemic agents"), customdata=ids, meta=PATIENT_MARKS,
                                  hovertemplate="patient %{customdata}<extra>" + group + "</extra>"))
     ev = ln[ln["event"] == 1]
     fig.add_trace(go.Scatter(x=ev["x0"] + ev["time_weeks"], y=ev["patient_id"], mode="markers", name="response",
                              marker=dict(symbol="star", size=11, color="#000000"), customdata=ev["patient_id"],
+                             meta=PATIENT_MARKS,
                              hovertemplate="response at %{x:.0f} weeks<extra>%{customdata}</extra>"))
     st = ln[ln["end_reason"] == "stopped"]
     fig.add_trace(go.Scatter(x=st["x1"], y=st["patient_id"], mode="markers", name="agent stopped",
                              marker=dict(symbol="x-thin", size=10, color="#D55E00", line=dict(width=2)),
-                             customdata=st["patient_id"], text=st["stop_reason"],
+                             customdata=st["patient_id"], text=st["stop_reason"], meta=PATIENT_MARKS,
                              hovertemplate="stopped (%{text})<extra>%{customdata}</extra>"))
     fig.update_yaxes(categoryorder="array", categoryarray=patients[::-1], title_text="Patient",
                      tickfont=dict(size=10))

@@ -21,6 +21,8 @@ import pandas as pd
 from ..errors import InputError, MappingError
 from .schema import THERAPY_COLUMNS, VISIT_COLUMNS, Column, normalise_header
 
+DATE_FORMATS = ("auto", "ymd", "dmy", "mdy")  # the mapping's date_format and --date-format
+
 __all__ = ["ColumnMapping", "RawTable", "load_mapping", "mapping_from_bytes", "read_table", "read_bytes"]
 
 _MAX_BYTES = 2 * 1024**3
@@ -36,6 +38,7 @@ class ColumnMapping:
     columns: dict[str, str] = field(default_factory=dict)
     drugs: dict[str, str] = field(default_factory=dict)
     source: str | None = None
+    date_format: str = "auto"  # auto | ymd | dmy | mdy: the order of day and month in non-ISO dates
 
 
 def load_mapping(path: str | Path | None) -> ColumnMapping:
@@ -66,9 +69,14 @@ def mapping_from_bytes(data: bytes, name: str = "mapping.toml") -> ColumnMapping
 
 def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:
     where = source or "mapping"
-    unknown_tables = set(raw) - {"columns", "drugs"}
+    unknown_tables = set(raw) - {"columns", "drugs", "date_format"}
     if unknown_tables:
-        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; use [columns] and [drugs]")
+        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; use [columns], [drugs] and "
+                           "date_format")
+    date_format = raw.get("date_format", "auto")
+    if date_format not in DATE_FORMATS:
+        raise MappingError(f"{where}: date_format = {date_format!r}; use one of {', '.join(DATE_FORMATS)} "
+                           '("dmy": day first, dd.mm.yyyy)')
     columns = raw.get("columns", {})
     drugs = raw.get("drugs", {})
     if not isinstance(columns, dict) or not isinstance(drugs, dict):
@@ -82,7 +90,7 @@ def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:
         k, v = next(iter(bad.items()))
         raise MappingError(f"{where}: [columns] maps {k!r} to {v!r}, which is not a known column; "
                            f"known columns: {', '.join(sorted(valid))}")
-    return ColumnMapping(dict(columns), dict(drugs), source)
+    return ColumnMapping(dict(columns), dict(drugs), source, date_format)
 
 
 @dataclass

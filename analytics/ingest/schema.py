@@ -48,7 +48,8 @@ VISIT_COLUMNS: tuple[Column, ...] = (
     Column("patient_id", "text", "yes", "De-identified patient code (text; leading zeros kept).",
            aliases=("patient", "pid", "subject", "subject_id", "study_id", "record_id", "participant_id", "case_id")),
     Column("visit_date", "date", "one of visit_date/visit_day",
-           "Visit date, ISO 8601 (YYYY-MM-DD); may be date-shifted per patient.",
+           "Visit date, ISO 8601 (YYYY-MM-DD), or day-first dd.mm.yyyy (see date_format); may be date-shifted "
+           "per patient.",
            aliases=("date", "visit", "visit_dt", "date_of_visit", "assessment_date", "exam_date")),
     Column("visit_day", "day", "one of visit_date/visit_day",
            "Integer day of the visit from any per-patient anchor.",
@@ -98,7 +99,7 @@ THERAPY_COLUMNS: tuple[Column, ...] = (
            aliases=VISIT_COLUMNS[0].aliases),
     Column("drug", "therapy", "yes", "One systemic agent (generic, brand or abbreviation).",
            aliases=("agent", "medication", "drug_name", "therapy")),
-    Column("start_date", "date", "one of start_date/start_day", "Date the agent was started (ISO 8601).",
+    Column("start_date", "date", "one of start_date/start_day", "Date the agent was started (like visit_date).",
            aliases=("start", "started", "date_start")),
     Column("start_day", "day", "one of start_date/start_day", "Day the agent was started, same anchor as visit_day."),
     Column("stop_date", "date", "no", "Date the agent was stopped; blank = ongoing.",

@@ -18,7 +18,8 @@ identifier_value           error     free text holds an email address, phone num
 age_over_89                error     an age over 89 not written as "90+"
 missing_patient_id         error     patient_id is blank
 missing_visit_time         error     visit_date / visit_day is blank
-bad_date                   error     a date is not ISO 8601 (YYYY-MM-DD)
+bad_date                   error     a date cannot be read (YYYY-MM-DD, or dd.mm.yyyy / mm/dd/yyyy)
+ambiguous_date             error     day-first or month-first cannot be told: set date_format
 bad_day                    error     a day is not an integer
 not_numeric                error     a score or dose is not a number
 out_of_range               error     a score is outside its range (activity 0-100, damage 0-32...)
@@ -88,9 +89,9 @@ class Prepared:
 # ---------------------------------------------------------------- parsing helpers
 def _per_unique(fn):
     """Apply a vectorised parser to each distinct value once and map back (exports repeat values a lot)."""
-    def wrapper(s: pd.Series) -> pd.Series:
+    def wrapper(s: pd.Series, *args) -> pd.Series:
         codes, uniques = pd.factorize(s, use_na_sentinel=False)
-        parsed = fn(pd.Series(uniques, dtype=object))
+        parsed = fn(pd.Series(uniques, dtype=object), *args)
         return pd.Series(parsed.to_numpy()[codes], index=s.index, dtype=parsed.dtype)
     wrapper.__doc__ = fn.__doc__
     return wrapper
@@ -107,13 +108,72 @@ def _to_number(s: pd.Series) -> pd.Series:
     return pd.to_numeric(text, errors="coerce").astype(float)
 
 
+# Day-first (dd.mm.yyyy, dd/mm/yyyy, dd-mm-yyyy: European Excel exports) or month-first dates.
+_DAY_MONTH = r"^\s*(\d{1,2})[./-](\d{1,2})[./-](\d{4})\s*$"
+_DATE_FIX = ("write dates as YYYY-MM-DD (in Excel: Format Cells > Custom > yyyy-mm-dd); day-first dates "
+             "(dd.mm.yyyy) are read when a day above 12 shows the order, or with date_format = \"dmy\" in the "
+             "mapping file (--date-format dmy)")
+
+
 @_per_unique
-def _to_date(s: pd.Series) -> pd.Series:
+def _to_date(s: pd.Series, order: str = "ymd") -> pd.Series:
+    """ISO dates (a time part is ignored), and with ``order`` "dmy" or "mdy" also day-first or
+    month-first dates with '.', '/' or '-'."""
     d = pd.to_datetime(s, format="%Y-%m-%d", errors="coerce")
     rest = d.isna() & s.str.match(r"^\d{4}-\d{2}-\d{2}[T ]").fillna(False).astype(bool)
     if rest.any():
         d.loc[rest] = pd.to_datetime(s[rest].str.slice(0, 10), format="%Y-%m-%d", errors="coerce")
+    if order in ("dmy", "mdy"):
+        parts = s.str.extract(_DAY_MONTH)
+        other = d.isna() & parts[0].notna()
+        if other.any():
+            day, month = (parts[0], parts[1]) if order == "dmy" else (parts[1], parts[0])
+            iso = parts.loc[other, 2] + "-" + month[other].str.zfill(2) + "-" + day[other].str.zfill(2)
+            d.loc[other] = pd.to_datetime(iso, format="%Y-%m-%d", errors="coerce")
     return d
+
+
+def date_order(tables: list[tuple[RawTable, tuple[str, ...]]], setting: str = "auto") -> str:
+    """The order of the export's non-ISO dates: ``setting`` unless "auto"; else "dmy" when some
+    first number is above 12 and no second one is, "mdy" the other way round, "ymd" when every
+    date is ISO, and "ambiguous" when the values cannot tell (every number at most 12, or both)."""
+    if setting != "auto":
+        return setting
+    first = second = seen = False
+    for raw, columns in tables:
+        for col in columns:
+            if raw is None or col not in raw.data.columns:
+                continue
+            parts = pd.Series(raw.data[col].unique(), dtype=object).astype(str).str.extract(_DAY_MONTH).dropna()
+            if len(parts):
+                seen = True
+                first |= bool((parts[0].astype(int) > 12).any())
+                second |= bool((parts[1].astype(int) > 12).any())
+    if not seen:
+        return "ymd"
+    if first != second:
+        return "dmy" if first else "mdy"
+    return "ambiguous"
+
+
+def _dates(raw: RawTable, rep: ValidationReport, col: str, order: str, blank: pd.Series,
+           message: str = "{n} value(s) cannot be read as dates, e.g. ") -> tuple[pd.Series, pd.Series]:
+    """Parse one date column; report unreadable values (bad_date) and, when the order of day and
+    month cannot be told, the day/month dates (ambiguous_date). Returns (dates, unreadable)."""
+    text = raw.data[col]
+    parsed = _to_date(text, order)
+    wrong = parsed.isna() & ~blank
+    other = wrong
+    if order == "ambiguous":
+        shaped = wrong & text.str.match(_DAY_MONTH).fillna(False).astype(bool)
+        _row_problem(rep, raw, shaped, "ambiguous_date", col,
+                     "{n} date(s) such as " + repr(text[shaped].head(1).tolist()) + " could be day-first or "
+                     "month-first, and no value settles it (a day above 12)",
+                     'say which in the mapping file: date_format = "dmy" (dd.mm.yyyy) or "mdy" (mm/dd/yyyy); '
+                     "or --date-format dmy|mdy on the command line")
+        other = wrong & ~shaped
+    _row_problem(rep, raw, other, "bad_date", col, message + repr(text[other].head(2).tolist()), _DATE_FIX)
+    return parsed, wrong
 
 
 def _to_day(s: pd.Series) -> tuple[pd.Series, pd.Series]:
@@ -147,7 +207,8 @@ def _row_problem(rep, raw, mask, rule, column, message, fix, severity="error"):
                 rows=raw.rows(mask), patient_ids=ids)
 
 
-def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, pd.Series, str]:
+def _parse_visits(raw: RawTable, rep: ValidationReport,
+                  order: str = "ymd") -> tuple[pd.DataFrame, pd.Series, str]:
     d = raw.data
     bad = pd.Series(False, index=d.index)
     out = pd.DataFrame(index=d.index)
@@ -169,11 +230,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, p
     _row_problem(rep, raw, blank & ~blank_pid, "missing_visit_time", col, "{n} visit(s) have no " + col,
                  f"fill in {col} or delete the row")
     if basis == "date":
-        parsed = _to_date(text)
-        wrong = parsed.isna() & ~blank
-        _row_problem(rep, raw, wrong, "bad_date", col,
-                     "{n} value(s) are not dates in ISO 8601 form, e.g. " + repr(text[wrong].head(1).tolist()),
-                     "write dates as YYYY-MM-DD (in Excel: Format Cells > Custom > yyyy-mm-dd)")
+        parsed, wrong = _dates(raw, rep, col, order, blank)
         out["visit_date"] = parsed
     else:
         parsed, wrong = _to_day(text)
@@ -187,13 +244,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport) -> tuple[pd.DataFrame, p
     for name in _EVENT_DATES:  # optional dates of screenings, for the quality indicators
         if name not in d.columns:
             continue
-        text = d[name]
-        blank = _is_blank(text)
-        parsed_dates = _to_date(text)
-        wrong = parsed_dates.isna() & ~blank
-        _row_problem(rep, raw, wrong, "bad_date", name,
-                     "{n} value(s) are not dates in ISO 8601 form, e.g. " + repr(text[wrong].head(1).tolist()),
-                     "write dates as YYYY-MM-DD, or leave the cell blank")
+        parsed_dates, wrong = _dates(raw, rep, name, order, _is_blank(d[name]))
         bad |= wrong
         out[name] = parsed_dates
 
@@ -365,7 +416,7 @@ def _report_unknown_drugs(raw, rep, masks: dict[str, pd.Series], frame: pd.DataF
 
 
 # ---------------------------------------------------------------- the therapies file
-def _parse_therapies(raw: RawTable, rep: ValidationReport, basis: str, anchors: pd.Series | None,
+def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: str, anchors: pd.Series | None,
                      patients: set, norm: DrugNormaliser) -> pd.DataFrame | None:
     d = raw.data
     if d.shape[1] == 0 or len(d) == 0:
@@ -395,16 +446,13 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, basis: str, anchors: 
             continue
         blank = _is_blank(d[col])
         if basis == "date":
-            date = _to_date(d[col])
-            wrong = date.isna() & ~blank
+            date, wrong = _dates(raw, rep, col, order, blank)
             day = (date - out["patient_id"].map(anchors)).dt.days.astype(float)
-            rule, fix = "bad_date", "write dates as YYYY-MM-DD"
         else:
             day, wrong = _to_day(d[col])
             wrong &= ~blank
-            rule, fix = "bad_day", f"write {col} as an integer number of days"
-        _row_problem(rep, raw, wrong, rule, col, "{n} value(s) cannot be read, e.g. "
-                     + repr(d[col][wrong].head(2).tolist()), fix)
+            _row_problem(rep, raw, wrong, "bad_day", col, "{n} value(s) cannot be read, e.g. "
+                         + repr(d[col][wrong].head(2).tolist()), f"write {col} as an integer number of days")
         if which == "start":
             _row_problem(rep, raw, blank, "missing_visit_time", col, "{n} episode(s) have no start",
                          f"fill in {col}")
@@ -506,7 +554,9 @@ def prepare(visits: RawTable, therapies: RawTable | None = None,
         return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
     rep.extend(scan_identifiers(visits))
 
-    v, bad, basis = _parse_visits(visits, rep)
+    order = date_order([(visits, ("visit_date", *_EVENT_DATES)), (therapies, ("start_date", "stop_date"))],
+                       mapping.date_format)
+    v, bad, basis = _parse_visits(visits, rep, order)
     _parse_categories(visits, rep, v)
     if "systemic_therapy" in visits.data.columns:
         v["systemic_therapy"] = visits.data["systemic_therapy"].where(~_is_blank(visits.data["systemic_therapy"]), "")
@@ -525,7 +575,7 @@ def prepare(visits: RawTable, therapies: RawTable | None = None,
         if "systemic_therapy" in v.columns:
             rep.add("systemic_therapy_ignored", "info", "a therapies file was given, so the visits' "
                     "systemic_therapy column is not used for therapy lines", column="systemic_therapy")
-        episodes = _parse_therapies(therapies, rep, basis, anchors, set(v["patient_id"]), norm)
+        episodes = _parse_therapies(therapies, rep, order, basis, anchors, set(v["patient_id"]), norm)
         v["agents"] = [()] * len(v)
     elif "systemic_therapy" in v.columns:
         _therapy_from_visits(visits, rep, v, norm)

@@ -77,7 +77,9 @@ class ValidationReport:
         return {f.rule for f in self.findings}
 
     def to_frame(self) -> pd.DataFrame:
-        cols = ["severity", "rule", "file", "column", "count", "rows", "patient_ids", "message", "fix"]
+        """One row per finding; what is wrong and how to fix it come first, so that a narrow
+        table or a spreadsheet shows them without scrolling."""
+        cols = ["message", "fix", "severity", "rule", "file", "column", "count", "rows", "patient_ids"]
         return pd.DataFrame(
             [{"severity": f.severity, "rule": f.rule, "file": f.file, "column": f.column, "count": f.count,
               "rows": f.rows_text(), "patient_ids": ", ".join(f.patient_ids), "message": f.message,

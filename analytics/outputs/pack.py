@@ -325,7 +325,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                mapping: str | Path | None = None, derive_options: DeriveOptions | None = None,
                model_options: ModelOptions | None = None, cohort: CohortFilter | None = None,
                options: PackOptions | None = None, progress: Callable[[str], None] | None = None,
-               spec=None) -> PackResult:
+               spec=None, date_format: str | None = None) -> PackResult:
     """Write the meeting pack into ``out``. Raises InvalidDataError when the data is invalid.
 
     ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of ``derive_options``,
@@ -344,7 +344,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     out = Path(out)
     t0 = time.perf_counter()
     say("reading and validating the export")
-    prepared, timings = load(visits, therapies, mapping)
+    prepared, timings = load(visits, therapies, mapping, date_format)
     say("deriving therapy lines")
     analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
                        progress=lambda title: say(f"fitting: {title}"), spec=spec)

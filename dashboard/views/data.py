@@ -8,8 +8,12 @@ from dashboard.state import DatasetFiles
 GUARD_RULES = ("identifier_column", "identifier_value", "age_over_89")
 
 st.title("Data")
-st.markdown("Load a de-identified visit export, or explore the synthetic sample cohort. Uploads stay in "
-            "memory; nothing is written to disk or sent anywhere.")
+st.markdown("Load a de-identified visit export, or explore the synthetic sample cohort. Uploads are held in "
+            "memory and sent nowhere; only building a meeting pack writes them, with the pack, to a temporary "
+            "folder that is removed before the ZIP is offered.")
+loaded = st.session_state.pop("data.loaded", None)  # the message of an upload just switched to
+if loaded:
+    st.success(loaded)
 
 source = st.radio("Dataset", ["Sample cohort (synthetic)", "Upload an export"], horizontal=True, key="data.source",
                   index=0 if state.current_files() == state.sample_files() else 1)
@@ -34,9 +38,14 @@ else:
                                  (therapies.getvalue(), therapies.name) if therapies else None,
                                  (mapping.getvalue(), mapping.name) if mapping else None, visits.name)
             ok, message, report = state.try_files(files)
-            (st.success if ok else st.error)(message)
-            if report is not None and not ok:
+            if ok:  # rerun, so that the sidebar and every page name the new dataset at once
+                st.session_state["data.loaded"] = message
+                st.rerun()
+            st.error(message)
+            if report is not None:  # only the rejected file's report: the previous dataset's would contradict it
+                st.subheader(f"Validation report of {files.label}")
                 ui.table(report.to_frame(), "validation_report_rejected", "data.rejected")
+            st.stop()
 
 files = state.current_files()
 prepared = state.current()

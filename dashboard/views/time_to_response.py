@@ -13,13 +13,18 @@ opts = state.derive_options()
 mopts = state.model_options()
 KINDS = {"points": "fall of at least N points", "percent": "fall of at least P%", "atmost": "activity at most S",
          "clear": "clear skin (activity 0)"}
+# The kind sits outside the form so that its value box follows it at once: each kind has its own
+# default (points 4, percent 40, atmost 14), and "clear" takes no value.
+DEFAULTS = {"points": 4.0, "percent": 40.0, "atmost": 14.0}
+kind = st.columns([2, 5])[0].selectbox("Response rule", list(KINDS), index=list(KINDS).index(opts.response.kind),
+                                       key="ttr.kind", format_func=lambda k: f"{k}: {KINDS[k]}")
 with st.form("ttr.form"):
-    c1, c2, c3, c4 = st.columns([2, 1, 1, 3])
-    kind = c1.selectbox("Response rule", list(KINDS), index=list(KINDS).index(opts.response.kind),
-                        format_func=lambda k: f"{k}: {KINDS[k]}")
-    default = {"points": 4.0, "percent": 40.0, "atmost": 14.0, "clear": 0.0}
-    value = c2.number_input("Value", min_value=0.0, max_value=100.0, step=1.0,
-                            value=float(opts.response.value) if opts.response.value is not None else default[kind],
+    c2, c3, c4 = st.columns([1, 1, 3])
+    unit = {"points": "points", "percent": "%", "atmost": "points"}.get(kind, "")
+    value = c2.number_input(f"Value ({unit})" if unit else "Value (none for clear)", min_value=0.0, max_value=100.0,
+                            step=1.0, key=f"ttr.value.{kind}", disabled=kind == "clear",
+                            value=(float(opts.response.value) if kind == opts.response.kind and opts.response.value
+                                   is not None else DEFAULTS.get(kind, 0.0)),
                             help="points:4 is the MCID and responder definition (Anyanwu 2015, Robinson 2015); "
                                  "percent:40 for baseline > 14 (Ahmed 2020); atmost:14 = mild")
     confirm = c3.checkbox("Confirm at the next visit", value=opts.confirm)

@@ -2,19 +2,18 @@
 
 import streamlit as st
 
-from analytics.display.plots import MEASURES, binned_means, sankey_figure, spaghetti_figure, swimmer_figure, trajectory_values
+from analytics.display.plots import (MEASURES, binned_means, selected_patient, sankey_figure, spaghetti_figure,
+                                     swimmer_figure, trajectory_values)
 from dashboard import state, ui
 
 st.title("Trajectories")
 ui.provenance()
 
 
-def open_patient(event) -> None:
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
-    ids = [p.get("customdata") for p in points if p.get("customdata")]
-    ids = [i[0] if isinstance(i, list) else i for i in ids]
-    if ids:
-        state.set_timeline_patient(str(ids[0]))
+def open_patient(event, fig) -> None:
+    patient = selected_patient(event, fig)
+    if patient:
+        state.set_timeline_patient(patient)
         st.switch_page("views/timeline.py")
 
 
@@ -29,10 +28,10 @@ if ui.require_lines():
     weeks = col2.slider("Weeks after line start", 12, 104, 52, step=4, key="traj.weeks")
     traj = d.trajectories[d.trajectories["arm"] != ""]
     alpha = state.model_options().alpha
-    event = ui.figure(spaghetti_figure(traj, arms, measure, weeks, alpha=alpha), f"trajectories_{measure}",
-                      "traj.spaghetti", select=True)
-    st.caption("Select a point to open that patient's timeline.")
-    open_patient(event)
+    fig = spaghetti_figure(traj, arms, measure, weeks, alpha=alpha)
+    event = ui.figure(fig, f"trajectories_{measure}", "traj.spaghetti", select=True)
+    st.caption("Select a point of a single line to open that patient's timeline.")
+    open_patient(event, fig)
     ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks).round(2), f"arm_means_{measure}",
              "traj.means")
     ui.reproduce(f"from analytics.display.plots import spaghetti_figure\n"
@@ -41,8 +40,9 @@ if ui.require_lines():
 
     st.subheader("Therapy lines per patient")
     n = st.slider("Patients shown (those with the most lines)", 10, 150, 40, step=10, key="traj.swimmers")
-    event = ui.figure(swimmer_figure(d, n), "swimmer", "traj.swimmer", select=True)
-    open_patient(event)
+    fig = swimmer_figure(d, n)
+    event = ui.figure(fig, "swimmer", "traj.swimmer", select=True)
+    open_patient(event, fig)
 
     st.subheader("Therapy sequences")
     depth = st.slider("Lines shown", 2, 6, 4, key="traj.depth")

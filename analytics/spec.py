@@ -203,6 +203,40 @@ class AnalysisSpec:
         doc = {t: body for t, body in self.to_dict().items() if body}
         return "# cdasi-outcomes analysis spec (contract section 4)\n" + tomli_w.dumps(doc)
 
+    def to_query(self) -> dict[str, str]:
+        """The spec as URL query parameters (``response.rule=percent:40``, lists comma-separated):
+        only what differs from the defaults, without ``[data]`` (the link names no dataset)."""
+        default = AnalysisSpec().to_dict()
+        out = {}
+        for table, body in self.to_dict().items():
+            if table == "data":
+                continue
+            for key, value in body.items():
+                if default.get(table, {}).get(key) == value:
+                    continue
+                if isinstance(value, list):
+                    text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+                elif isinstance(value, bool):
+                    text = "true" if value else "false"
+                else:
+                    text = f"{value:g}" if isinstance(value, float) else str(value)
+                out[f"{table}.{key}"] = text
+        return out
+
+    @classmethod
+    def from_query(cls, params: dict[str, str]) -> "AnalysisSpec":
+        """The spec of a link's query parameters (:meth:`to_query`); other parameters are ignored.
+        A bad key or value is an OptionError that names it, as in a spec file."""
+        doc: dict = {}
+        for name, text in params.items():
+            table, _, key = name.partition(".")
+            if table not in SPEC_KEYS or table == "data":
+                continue
+            if key not in SPEC_KEYS[table]:
+                raise OptionError(f"link: {name}: unknown key; known keys of [{table}]: {', '.join(SPEC_KEYS[table])}")
+            doc.setdefault(table, {})[key] = _from_text(table, key, str(text))
+        return cls.from_dict(doc)
+
     def data_warning(self, sha256: str) -> str | None:
         """A warning when the spec was saved for another visits file ([data] sha256)."""
         if self.data_sha256 and self.data_sha256 != sha256:
@@ -241,3 +275,27 @@ def _tuple(v):
 
 def _list(v):
     return None if v is None else list(v)
+
+
+_LIST_KEYS = {(t, k) for t, body in SPEC_KEYS.items() for k, (what, _) in body.items()
+              if what.startswith(("a list", "two "))}
+
+
+def _scalar(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text, text)
+
+
+def _from_text(table: str, key: str, text: str):
+    """A query parameter's text as the value the spec's key takes."""
+    if (table, key) in _LIST_KEYS:
+        return [_scalar(v.strip()) for v in text.split(",") if v.strip()]
+    if table in ("models", "mixed", "pack") and key in ("alpha", "horizon_weeks", "min_cell"):
+        return _scalar(text)
+    if key == "confirm":
+        return _scalar(text)
+    return text

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from analytics.spec import SPEC_KEYS
 from dashboard import state, ui
 
 st.set_page_config(page_title="cdasi-outcomes", page_icon=":material/monitoring:", layout="wide")
@@ -26,10 +27,19 @@ def _spec_uploaded() -> None:
 
 
 with st.sidebar:
+    if "url.read" not in st.session_state:  # a new session: the link may carry an analysis
+        st.session_state["url.read"] = True
+        params = {k: st.query_params[k] for k in st.query_params}
+        if any(k.partition(".")[0] in SPEC_KEYS for k in params):
+            st.session_state["sidebar.spec_message"] = state.open_spec_query(params)
     pending = st.session_state.pop("analysis.pending_spec", None)  # an opened spec file (text, name)
     if pending is not None:
         ok, message = state.open_spec_text(*pending)
         st.session_state["sidebar.spec_message"] = (ok, message)
+    notices = state.reconcile_filter()  # a filter the dataset cannot apply is never shown as active
+    if notices:
+        st.session_state["sidebar.filter_notices"] = notices
+    state.sync_url()
     files = state.current_files()
     st.markdown(f"**Dataset:** {files.label or files.names['visits']}")
     st.caption(f"sha256 `{files.visits_sha256[:16]}…`")
@@ -44,6 +54,8 @@ with st.sidebar:
                  on_change=lambda: state.set_alpha(st.session_state["sidebar.alpha"]))
     active = state.cohort_filter().describe()
     st.markdown("**Filters:** " + ("; ".join(active) if active else "none (all lines)"))
+    for note in st.session_state.pop("sidebar.filter_notices", []):
+        st.warning(f"Cohort filter changed for this dataset: {note}.", icon=":material/filter_alt:")
     if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):
         state.set_cohort_filter(state.CohortFilter())
         st.rerun()

@@ -144,6 +144,25 @@ def set_cohort_filter(cohort: CohortFilter) -> None:
     st.session_state["cohort.filter"] = cohort
 
 
+def reconcile_filter() -> list[str]:
+    """Fit the cohort filter to the current dataset (after a new upload, an opened spec or link):
+    parts the data cannot apply are dropped or narrowed, and each says so. Returns the notices."""
+    from analytics import CdasiError
+    from analytics.lines.cohort import fit_filter
+
+    filt = cohort_filter()
+    if not filt.active:
+        return []
+    try:
+        options = filter_options()
+    except CdasiError:  # the dataset is invalid: the Data page says why, nothing is filtered
+        return []
+    fitted, notes = fit_filter(filt, options)
+    if fitted != filt:
+        set_cohort_filter(fitted)
+    return notes
+
+
 def model_options() -> ModelOptions:
     """The model options of the analysis: one object, whose parts the pages set (the mixed
     model's spec on Mixed model, the period on Quality, the adjustment set on Time to response)."""
@@ -213,15 +232,34 @@ def apply_spec(new) -> list[str]:
 
 def open_spec_text(text: str, name: str = "spec") -> tuple[bool, str]:
     """Parse and apply a spec file's text; (ok, message). A bad spec changes nothing."""
-    from analytics import CdasiError
     from analytics.spec import AnalysisSpec
 
+    return _open(lambda: AnalysisSpec.from_toml(text, name), name)
+
+
+def open_spec_query(params: dict) -> tuple[bool, str]:
+    """Apply the analysis a link's query parameters carry (:meth:`AnalysisSpec.from_query`)."""
+    from analytics.spec import AnalysisSpec
+
+    return _open(lambda: AnalysisSpec.from_query(params), "the link")
+
+
+def _open(parse, name: str) -> tuple[bool, str]:
+    from analytics import CdasiError
+
     try:
-        new = AnalysisSpec.from_toml(text, name)
+        new = parse()
     except CdasiError as exc:
         return False, f"{exc}. The current analysis is unchanged."
     notes = apply_spec(new)
     return True, f"Opened {name}: " + "; ".join(new.describe()) + "".join(f". Note: {n}" for n in notes)
+
+
+def sync_url() -> None:
+    """Keep the page URL equal to the current analysis, so that a copied link reopens it."""
+    wanted = spec().to_query()
+    if {k: st.query_params[k] for k in st.query_params} != wanted:
+        st.query_params.from_dict(wanted)
 
 
 def timeline_patient() -> str | None:

@@ -131,3 +131,32 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             assert "fell by at least 40%" in main.inner_text()
         finally:
             browser.close()
+
+
+def test_a_link_with_a_rule_and_filters_in_a_real_browser(tmp_path):
+    """Open a copied link: the rule and the filters apply on Time to response and in the sidebar,
+    and the address bar keeps them (so the link can be copied again)."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM_ARGS, wait_until_idle
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium: .ci/run installs it with apt-get")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+    with running_dashboard(free_port(), tmp_path / "dashboard.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/time_to_response?response.rule=percent:40&response.confirm=true"
+                      "&cohort.antibodies=tif1g&cohort.severity=moderate-severe", wait_until="domcontentloaded")
+            wait_until_idle(page)
+            page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+            sidebar = page.locator('[data-testid="stSidebar"]').inner_text()
+            main = page.locator('[data-testid="stMain"]').inner_text()
+            assert "percent:40" in sidebar and "antibody: tif1g" in sidebar and "baseline moderate-severe" in sidebar
+            assert "fell by at least 40%" in main and "confirmed at the next follow-up visit" in main
+            assert "response.rule=percent" in page.url and "cohort.antibodies=tif1g" in page.url
+            page.screenshot(path=str(tmp_path / "link.png"))
+        finally:
+            browser.close()

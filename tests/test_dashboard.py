@@ -391,3 +391,63 @@ def test_each_rule_kind_brings_its_own_default(kind, shown, rule):
     at.button[0].click().run()
     _ok(at)
     assert str(at.session_state["analysis.options"].response) == rule
+
+
+def test_changing_the_dataset_under_active_filters():
+    """Regression: an antibody filter stayed "active" on an export without an antibody column (and
+    Cohort crashed with StreamlitDefaultNotInOptionsError); calendar years stayed active on a
+    visit_day export. Now: a notice, no exception, and the sidebar shows what is applied."""
+    import csv
+    import io
+
+    rows = list(csv.reader(io.StringIO(TINY.decode())))
+    drop = rows[0].index("antibody")
+    no_antibody = "\n".join(",".join(r[:drop] + r[drop + 1:]) for r in rows).encode() + b"\n"
+    at = _app()
+    at.session_state["cohort.filter"] = CohortFilter(antibodies=("mda5",), period=(2018, 2025), ild="yes",
+                                                     line_numbers=(1, 9))
+    at.run()
+    _ok(at)
+    at.session_state["data.files"] = DatasetFiles((no_antibody, "no_antibody.csv"), label="no_antibody.csv")
+    at.run()
+    _ok(at)
+    notices = " ".join(w.value for w in at.sidebar.warning)
+    assert "antibody filter (mda5) was dropped: this export has no antibody column" in notices
+    assert "calendar years filter was dropped: the export gives days, not dates" in notices
+    applied = at.session_state["cohort.filter"]
+    assert applied.antibodies == () and applied.period is None and applied.ild == "yes"
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "**Filters:** " + "; ".join(applied.describe()) in sidebar
+    assert "antibody:" not in sidebar and "lines started" not in sidebar
+    for page in PAGES:
+        at.switch_page(page).run()
+        _ok(at)
+
+
+def test_a_link_reopens_the_analysis_and_the_url_follows_changes():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["response.rule"] = "percent:40"
+    at.query_params["cohort.ild"] = "no"
+    at.query_params["models.alpha"] = "0.1"
+    at.run()
+    _ok(at)
+    assert str(at.session_state["analysis.options"].response) == "percent:40"
+    assert at.session_state["cohort.filter"].ild == "no" and at.session_state["analysis.model_options"].alpha == 0.1
+    sidebar = " ".join(m.value for m in at.sidebar.markdown)
+    assert "percent:40" in sidebar and "ILD: no" in sidebar
+    at.switch_page("views/time_to_response.py").run()
+    _ok(at)
+    at.selectbox(key="ttr.kind").set_value("atmost").run()
+    at.button[0].click().run()
+    _ok(at)
+    assert at.query_params["response.rule"] in ("atmost:14", ["atmost:14"])
+    assert at.query_params["cohort.ild"] in ("no", ["no"])
+
+
+def test_a_bad_link_changes_nothing_and_says_why():
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params["cohort.antibody"] = "mda5"
+    at.run()
+    _ok(at)
+    assert any("cohort.antibody: unknown key" in e.value for e in at.sidebar.error)
+    assert not at.session_state["cohort.filter"].active

@@ -287,3 +287,23 @@ def test_dates_are_days_from_the_patients_first_visit():
                  "patient_id,drug,start_date,stop_date,stop_reason\nP1,CellCept,2020-01-08,,\n")
     ln = line(d, 1)
     assert (ln["start_day"], ln["baseline_day"], ln["event"], ln["time_weeks"]) == (7, 0, 1, pytest.approx(3))
+
+
+def test_fit_filter_drops_and_narrows_what_the_data_cannot_apply():
+    from analytics.lines.cohort import CohortFilter, fit_filter
+
+    opts = {"arms": ["MMF", "IVIG"], "line_numbers": (1, 4), "antibodies": ["mda5", "negative"], "ild": True,
+            "malignancy": False, "age": (20, 70)}
+    f = CohortFilter(arms=("MMF", "JAKi"), line_numbers=(2, 9), antibodies=("mda5", "tif1g"), ild="yes",
+                     malignancy="no", sex=("female",), age=(80, 90), period=(2018, 2020))
+    fitted, notes = fit_filter(f, opts)
+    assert fitted == CohortFilter(arms=("MMF",), line_numbers=(2, 4), antibodies=("mda5",), ild="yes")
+    text = " ".join(notes)
+    for part in ("arms JAKi dropped", "antibody tif1g dropped", "sex filter (female) was dropped",
+                 "malignancy filter was dropped", "line number filter 2-9 was narrowed to 2-4",
+                 "age at onset filter 80-90 was dropped: this export's range is 20-70",
+                 "calendar years filter was dropped: the export gives days, not dates"):
+        assert part in text, part
+    assert fit_filter(CohortFilter(), opts) == (CohortFilter(), [])
+    same = CohortFilter(arms=("MMF",), line_numbers=(1, 3))
+    assert fit_filter(same, opts) == (same, [])

@@ -126,3 +126,43 @@ def test_report_spec_equals_build_pack_of_the_same_spec(tmp_path, sample_dir, ca
         read = [list(csv.reader(open(d / "tables" / f"{name}.csv", encoding="utf-8-sig")))
                 for d in (tmp_path / "cli", tmp_path / "py")]
         assert read[0] == read[1], name
+
+
+def test_the_spec_round_trips_through_a_link():
+    spec = AnalysisSpec.from_toml(_readme_example())
+    query = spec.to_query()
+    assert query["response.rule"] == "percent:40" and query["cohort.antibodies"] == "mda5"
+    assert "data.sha256" not in query and AnalysisSpec().to_query() == {}
+    assert AnalysisSpec.from_query(query) == AnalysisSpec(spec.derive, spec.cohort, spec.models, spec.pack)
+    assert AnalysisSpec.from_query({"utm": "x"}) == AnalysisSpec()
+    with pytest.raises(OptionError, match="link: cohort.antibody: unknown key"):
+        AnalysisSpec.from_query({"cohort.antibody": "mda5"})
+    with pytest.raises(OptionError, match=r"\[models\] alpha must be between 0 and 0.5"):
+        AnalysisSpec.from_query({"models.alpha": "0.9"})
+
+
+def test_the_pack_quality_section_is_the_whole_export_and_the_pack_obeys_the_mixed_spec(tmp_path, sample_dir):
+    """Regression: with a filter, the pack computed the line-based quality indicators on the
+    filtered lines (209/224) while the Quality page showed the whole export (1230/1318); and the
+    mixed-model settings never reached the pack."""
+    from analytics import analyze, load
+    from analytics.outputs.pack import PackOptions, build_pack
+
+    spec = AnalysisSpec.from_toml('[cohort]\nantibodies = ["tif1g"]\n[mixed]\nrandom = "intercept"\nhorizon_weeks = 12\n'
+                                  '[pack]\nfigures = []\ntables = ["quality_indicators", "mixed_fixed_effects"]\n')
+    pack = build_pack(sample_dir / "visits.csv", tmp_path / "p", sample_dir / "therapies.csv",
+                      options=PackOptions(formats=()), spec=spec)
+    prepared, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    whole = analyze(prepared, models=True).models.quality.summary
+    with open(pack.out / "tables" / "quality_indicators.csv", newline="", encoding="utf-8-sig") as fh:
+        rows = {r["key"]: r for r in csv.DictReader(fh)}
+    def number(text):
+        return float(text) if text else float("nan")
+
+    for r in whole.itertuples():
+        for col in ("numerator", "denominator", "value"):
+            got, want = number(rows[r.key][col]), float(getattr(r, col))
+            assert got == pytest.approx(want, nan_ok=True, rel=1e-9), (r.key, col)
+    mixed = pack.manifest["analyses"]["mixed"]["call"]["kwargs"]["spec"]
+    assert "random='intercept'" in mixed and "horizon_weeks=12.0" in mixed
+    assert pack.manifest["spec"]["mixed"] == {"horizon_weeks": 12.0, "random": "intercept", "covariates": []}

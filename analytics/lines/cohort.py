@@ -8,6 +8,7 @@ characteristic drops the lines where it is unknown (said in :meth:`CohortFilter.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +18,7 @@ from .derive import Derivation, _attrition
 from ..errors import OptionError
 from ..ingest.validate import Prepared
 
-__all__ = ["CohortFilter", "apply_filter", "line_characteristics", "FilteredCohort"]
+__all__ = ["CohortFilter", "apply_filter", "line_characteristics", "FilteredCohort", "fit_filter", "options_for"]
 
 _YESNO = ("any", "yes", "no")
 SEVERITY = ("any", "mild", "moderate-severe")
@@ -156,3 +157,50 @@ def options_for(derivation: Derivation, prepared: Prepared) -> dict:
     out["ild"] = "ild" in lines
     out["malignancy"] = "malignancy" in lines
     return out
+
+
+def fit_filter(filt: CohortFilter, options: dict) -> tuple[CohortFilter, list[str]]:
+    """The filter as this dataset can apply it (``options``: :func:`options_for`), and a notice
+    for every part dropped or narrowed: values the data does not have, columns it lacks (an
+    antibody filter on an export without antibodies, calendar years on a visit_day export) and
+    ranges beyond the data's. Never a filter shown as active that is not applied."""
+    notes: list[str] = []
+    changes: dict = {}
+    for name, label in (("arms", "arms"), ("antibodies", "antibody"), ("sex", "sex")):
+        chosen = getattr(filt, name)
+        if not chosen:
+            continue
+        known = options.get(name)
+        if known is None:
+            changes[name] = ()
+            notes.append(f"the {label} filter ({', '.join(chosen)}) was dropped: this export has no {label} column")
+            continue
+        kept = tuple(v for v in chosen if v in known)
+        if kept != chosen:
+            changes[name] = kept
+            gone = [v for v in chosen if v not in known]
+            notes.append(f"{label} {', '.join(gone)} dropped from the filter: no such lines in this export"
+                         + ("" if kept else f" (the {label} filter is off)"))
+    for name in ("ild", "malignancy"):
+        if getattr(filt, name) != "any" and not options.get(name):
+            changes[name] = "any"
+            notes.append(f"the {name.upper() if name == 'ild' else name} filter was dropped: this export has no "
+                         f"{name} column")
+    for name, label, why in (("line_numbers", "line number", ""), ("age", "age at onset", "no age_at_onset column"),
+                             ("period", "calendar years", "the export gives days, not dates")):
+        chosen = getattr(filt, name)
+        if chosen is None:
+            continue
+        bounds = options.get(name)
+        if bounds is None:
+            changes[name] = None
+            notes.append(f"the {label} filter was dropped: {why or 'no lines'}")
+            continue
+        lo, hi = max(chosen[0], bounds[0]), min(chosen[1], bounds[1])
+        if (lo, hi) != tuple(chosen):
+            fitted = None if lo > hi or (lo, hi) == tuple(bounds) else (lo, hi)
+            changes[name] = fitted
+            notes.append(f"the {label} filter {chosen[0]:g}-{chosen[1]:g} was "
+                         + (f"narrowed to {lo:g}-{hi:g}, the range of this export" if fitted else
+                            "dropped: this export's range is " + f"{bounds[0]:g}-{bounds[1]:g}"))
+    return (dataclasses.replace(filt, **changes) if changes else filt), notes

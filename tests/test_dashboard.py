@@ -125,6 +125,15 @@ def test_mixed_model_spec_changes():
     _ok(at)
     assert at.session_state["analysis.model_options"].mixed.random == "intercept"
     assert any("random effects `1`" in m.value for m in at.markdown)
+    # regression: the Mixed model page's settings never reached the pack (its manifest had the defaults)
+    at.switch_page("views/report.py").run()
+    at.multiselect(key="report.figures").set_value([])
+    at.multiselect(key="report.tables").set_value(["mixed_fixed_effects"])
+    at.button[0].click().run()
+    _ok(at)
+    _, manifest, _ = at.session_state["report.result"]
+    assert manifest["spec"]["mixed"]["random"] == "intercept"
+    assert "random='intercept'" in manifest["analyses"]["mixed"]["call"]["kwargs"]["spec"]
 
 
 def test_invalid_upload_keeps_the_previous_dataset():

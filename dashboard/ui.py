@@ -115,11 +115,17 @@ def reproduce(what, cli: str | None = None, extra: str = "") -> None:
         if cli:
             visits, therapies = state.files_for_python()
             mopts = state.model_options()
-            filt = state.cohort_filter()
-            st.markdown("Command line" + (" (without the cohort filters, which are Python-only for now):"
-                                          if filt.active else ":"))
-            st.code(command_line(cli, visits, therapies or None, state.derive_options(), mopts.alpha, mopts.period,
-                                 extra or "--out out/"), language="bash")
+            flags = {"response.rule", "response.confirm", "lines.arms", "models.alpha", "quality.period",
+                     "pack.min_cell"}
+            if set(state.spec().to_query()) <= flags:  # the flags say it all
+                st.markdown("Command line:")
+                st.code(command_line(cli, visits, therapies or None, state.derive_options(), mopts.alpha,
+                                     mopts.period, extra or "--out out/"), language="bash")
+            else:  # filters or model settings: the spec carries them
+                st.markdown("Command line, with the analysis saved from the sidebar (**Analysis spec**, "
+                            "Save analysis) as `analysis.toml`:")
+                parts = ["cdasi-outcomes", cli, visits] + (["--therapies", therapies] if therapies else [])
+                st.code(" ".join(parts + ["--spec", "analysis.toml", extra or "--out out/"]), language="bash")
 
 
 @contextlib.contextmanager

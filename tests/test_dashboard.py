@@ -345,6 +345,8 @@ def test_an_opened_spec_reaches_every_surface_and_its_pack_equals_the_clis(tmp_p
     at.switch_page("views/time_to_response.py").run()
     _ok(at)
     assert "fell by at least 40%" in " ".join(c.value for c in at.caption)
+    bash = [c.value for c in at.code if c.language == "bash"]
+    assert bash and all("--spec analysis.toml" in c for c in bash)  # the filters reach the CLI through the spec
     at.switch_page("views/report.py").run()
     _ok(at)
     assert at.radio(key="report.share").value == 11

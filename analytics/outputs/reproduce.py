@@ -71,7 +71,8 @@ def snippet(call: Call | str | None, visits: str, therapies: str | None = None, 
 
 def command_line(command: str, visits: str, therapies: str | None, derive_options, alpha: float = 0.05,
                  period: str = "year", extra: str = "") -> str:
-    """The same analysis from the command line (without the cohort filters, which are Python-only)."""
+    """The same analysis from the command line, with flags (cohort filters and model settings
+    need ``--spec``: see :mod:`analytics.spec`)."""
     parts = ["cdasi-outcomes", command, visits]
     if therapies:
         parts += ["--therapies", therapies]

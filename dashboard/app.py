@@ -20,13 +20,14 @@ PAGES = [
 ]
 page = st.navigation(PAGES)
 
+
 def _spec_uploaded() -> None:
     up = st.session_state.get("sidebar.open")
     if up is not None:
         st.session_state["analysis.pending_spec"] = (up.getvalue().decode("utf-8-sig", errors="replace"), up.name)
 
 
-with st.sidebar:
+with st.sidebar, ui.guard():
     if "url.read" not in st.session_state:  # a new session: the link may carry an analysis
         st.session_state["url.read"] = True
         params = {k: st.query_params[k] for k in st.query_params}
@@ -59,15 +60,15 @@ with st.sidebar:
     if active and st.button("Clear filters", key="sidebar.clear", icon=":material/filter_alt_off:"):
         state.set_cohort_filter(state.CohortFilter())
         st.rerun()
-    with st.expander("Analysis spec", icon=":material/description:",
-                     expanded="sidebar.spec_message" in st.session_state):
+    spec_message = st.session_state.pop("sidebar.spec_message", None)  # shown once, with the box open
+    with st.expander("Analysis spec", icon=":material/description:", expanded=spec_message is not None):
         st.caption("The whole analysis (rule, arms, filters, models, pack) as one TOML file; "
                    "`cdasi-outcomes report VISITS --spec analysis.toml` makes the same pack.")
         st.download_button("Save analysis", state.spec().to_toml(), "analysis.toml", "application/toml",
                            key="sidebar.save", icon=":material/download:", on_click="ignore")
         st.file_uploader("Open analysis", type=["toml"], key="sidebar.open", on_change=_spec_uploaded)
-        if "sidebar.spec_message" in st.session_state:
-            ok, message = st.session_state["sidebar.spec_message"]
+        if spec_message is not None:
+            ok, message = spec_message
             (st.success if ok else st.error)(message)
     st.caption("Local only: no telemetry; served on 127.0.0.1.")
 

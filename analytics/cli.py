@@ -36,8 +36,8 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
                         "a flag given here overrides the spec's value")
     p.add_argument("--response", metavar="RULE", default=None,
                    help="response rule: points:N, percent:P, atmost:S or clear (default: points:4)")
-    p.add_argument("--confirm", action="store_true", default=None,
-                   help="a response must be confirmed at the next follow-up visit")
+    p.add_argument("--confirm", action=argparse.BooleanOptionalAction, default=None,
+                   help="a response must be confirmed at the next follow-up visit (--no-confirm overrides a spec)")
     p.add_argument("--arms", metavar="LIST", default=None,
                    help="comma-separated arms (default: MMF,IVIG,JAKi; agent codes such as MTX or HCQ allowed)")
     p.add_argument("--period", choices=("quarter", "year"), default=None,
@@ -162,7 +162,8 @@ def _spec(args):
     spec = AnalysisSpec.load(args.spec) if args.spec else AnalysisSpec()
     d, m = spec.derive, spec.models
     derive = DeriveOptions(ResponseRule.parse(args.response) if args.response else d.response,
-                           True if args.confirm else d.confirm, parse_arms(args.arms) if args.arms else d.arms,
+                           d.confirm if args.confirm is None else args.confirm,
+                           parse_arms(args.arms) if args.arms else d.arms,
                            d.baseline_window_days)
     models = dataclasses.replace(m, period=args.period or m.period, alpha=m.alpha if args.alpha is None else args.alpha)
     pack = spec.pack

@@ -81,6 +81,10 @@ def test_cli_spec_with_flags_overriding_and_the_resolved_spec_in_results(tmp_pat
     assert "the spec was saved for a visits file with sha256 0000" in captured.err
     doc = json.loads((tmp_path / "out" / "results.json").read_text())
     assert doc["spec"]["response"] == {"rule": "points:5", "confirm": False}  # the flag wins
+    spec_file.write_text('[response]\nconfirm = true\n', encoding="utf-8")
+    assert main(["analyze", str(sample_dir / "visits.csv"), "--therapies", str(sample_dir / "therapies.csv"),
+                 "--spec", str(spec_file), "--no-confirm", "--out", str(tmp_path / "out2")]) == 0
+    assert json.loads((tmp_path / "out2" / "results.json").read_text())["spec"]["response"]["confirm"] is False
     assert doc["spec"]["cohort"]["antibodies"] == ["tif1g"] and doc["spec"]["models"]["alpha"] == 0.1
     assert doc["spec"]["data"]["sha256"] == doc["input"]["sha256"]
     assert doc["cohort"]["filters"] == ["antibody: tif1g"] and doc["definitions"]["alpha"] == 0.1

@@ -259,6 +259,35 @@ class AnalysisSpec:
             out.append(f"pack: counts below {self.pack.min_cell} suppressed")
         return out
 
+    def stamp(self, scope: str = "cohort", data: str | None = None, title: str = "", suppressed: int | None = None):
+        """What an export made under this spec says of itself: a
+        :class:`~analytics.display.provenance.Stamp` (caption lines and file metadata).
+
+        ``scope``: "cohort" (the filtered lines: rule, arms, filters, intervals), "export" (the
+        rule applied to the whole export, filters not applied: attrition, quality indicators,
+        a patient's timeline) or "data" (the file itself: the validation report). ``data``: the
+        input's name and hash as text; ``suppressed``: the small-cell threshold applied, if any."""
+        from . import __version__
+        from .display.provenance import Stamp
+
+        if scope not in ("cohort", "export", "data"):
+            raise ValueError(f"scope must be 'cohort', 'export' or 'data', not {scope!r}")
+        d = self.derive
+        lines = []
+        if scope != "data":
+            lines.append(f"Response: {d.response.describe()}" + (", confirmed at the next visit" if d.confirm else "")
+                         + f" (rule {d.response})")
+            lines.append(f"Arms: {', '.join(d.arms)}")
+            lines.append("Cohort: " + ("; ".join(self.cohort.describe()) or "all included lines" if scope == "cohort"
+                                       else "the whole export (cohort filters not applied)"))
+        if scope == "cohort":
+            lines[-1] += f" · {100 * (1 - self.models.alpha):.10g}% intervals"
+        if suppressed:
+            lines.append(f"Counts below {suppressed} suppressed")
+        if data:
+            lines.append(f"Data: {data}")
+        return Stamp(tuple(lines), title, self.to_toml(), f"cdasi-outcomes {__version__}")
+
 
 def _check_covariates(options: ModelOptions) -> None:
     from .lines.analysis_table import COVARIATE_LABELS

@@ -212,6 +212,14 @@ def spec():
                         current_files().visits_sha256)
 
 
+def stamp(scope: str = "cohort", title: str = ""):
+    """What a download from a page says of itself: the current analysis (``scope`` as in
+    :meth:`~analytics.spec.AnalysisSpec.stamp`) and the dataset's file name and hash."""
+    files = current_files()
+    data = f"{files.names['visits']} (sha256 {files.visits_sha256[:16]}...)"
+    return spec().stamp(scope, data, title)
+
+
 # widgets that show a part of the spec: dropped when a spec is opened, so that they show the new one
 _SPEC_WIDGETS = ("sidebar.alpha", "report.share", "report.figures", "report.tables", "quality.period")
 

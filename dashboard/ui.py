@@ -14,6 +14,7 @@ import streamlit as st
 
 from analytics import CdasiError
 from analytics.display.export import csv_bytes, xlsx_bytes
+from analytics.display.provenance import figure_bytes, figure_html
 
 from . import state
 
@@ -34,47 +35,56 @@ def _kaleido_session() -> bool:
     return True
 
 
-def _image(fig: go.Figure, fmt: str) -> bytes:
+def _image(fig: go.Figure, fmt: str, stamp) -> bytes:
     import kaleido
 
     _kaleido_session()
-    opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
-            "scale": 3 if fmt == "png" else 1}
-    return kaleido.calc_fig_sync(fig, opts=opts)
+    return figure_bytes(fig, fmt, stamp, lambda f, opts: kaleido.calc_fig_sync(f, opts=opts))
 
 
-def _html(fig: go.Figure) -> str:
-    # self-contained: plotly.js is embedded, so the file opens without a network
-    return fig.to_html(include_plotlyjs=True, full_html=True)
-
-
-def figure(fig: go.Figure, name: str, key: str, select: bool = False):
+def figure(fig: go.Figure, name: str, key: str, select: bool = False, scope: str = "cohort"):
     """Show a figure with PNG (print resolution), SVG and HTML downloads. Returns the selection
-    event when ``select`` (points carry patient ids in customdata)."""
+    event when ``select`` (points carry patient ids in customdata).
+
+    Each download carries the analysis behind it (``scope``: see :func:`state.stamp`): a caption
+    under the figure and the file's metadata."""
     event = st.plotly_chart(fig, width="stretch", key=f"{key}.chart", theme=None,  # the export's look, not Streamlit's
                             on_select="rerun" if select else "ignore",
                             selection_mode=("points",) if select else ("points", "box", "lasso"))
     chrome = chrome_path()
+    stamp = state.stamp(scope, _title(fig, name))
     cols = st.columns([1, 1, 1, 5])
     help_missing = "PNG and SVG need a Chromium: `apt-get install chromium` (HTML and tables export without it)."
-    cols[0].download_button("PNG", partial(_image, fig, "png"), f"{name}.png", "image/png", key=f"{key}.png",
+    cols[0].download_button("PNG", partial(_image, fig, "png", stamp), f"{name}.png", "image/png", key=f"{key}.png",
                             disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
                             on_click="ignore", icon=":material/download:")
-    cols[1].download_button("SVG", partial(_image, fig, "svg"), f"{name}.svg", "image/svg+xml", key=f"{key}.svg",
-                            disabled=chrome is None, help=help_missing if chrome is None else "vector SVG",
-                            on_click="ignore", icon=":material/download:")
-    cols[2].download_button("HTML", partial(_html, fig), f"{name}.html", "text/html", key=f"{key}.html",
+    cols[1].download_button("SVG", partial(_image, fig, "svg", stamp), f"{name}.svg", "image/svg+xml",
+                            key=f"{key}.svg", disabled=chrome is None,
+                            help=help_missing if chrome is None else "vector SVG", on_click="ignore",
+                            icon=":material/download:")
+    cols[2].download_button("HTML", partial(figure_html, fig, stamp), f"{name}.html", "text/html", key=f"{key}.html",
                             help="interactive, self-contained HTML", on_click="ignore", icon=":material/download:")
     return event if select else None
 
 
-def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, **kwargs) -> None:
-    """Show a table with CSV and XLSX downloads (spreadsheet formulas neutralised)."""
+def _title(fig: go.Figure, name: str) -> str:
+    text = fig.layout.title.text if fig.layout.title is not None else None
+    return f"{text} ({name})" if text else name
+
+
+def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, scope: str = "cohort",
+          **kwargs) -> None:
+    """Show a table with CSV and XLSX downloads (spreadsheet formulas neutralised). Each download
+    names the analysis behind it (``scope``: see :func:`state.stamp`): ``#`` lines above the CSV,
+    an ``about`` sheet and the document properties of the workbook."""
     st.dataframe(df, width="stretch", hide_index=True, height=height or "auto", **kwargs)
+    stamp = state.stamp(scope, name)
     cols = st.columns([1, 1, 6])
-    cols[0].download_button("CSV", partial(csv_bytes, df), f"{name}.csv", "text/csv", key=f"{key}.csv",
-                            on_click="ignore", icon=":material/download:")
-    cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}), f"{name}.xlsx",
+    cols[0].download_button("CSV", partial(csv_bytes, df, stamp), f"{name}.csv", "text/csv", key=f"{key}.csv",
+                            on_click="ignore", icon=":material/download:",
+                            help='The first lines, starting with "#", name the analysis: read it with '
+                                 '`pandas.read_csv(path, comment="#")`.')
+    cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}, stamp), f"{name}.xlsx",
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}.xlsx",
                             on_click="ignore", icon=":material/download:")
 

@@ -53,7 +53,9 @@ def test_server_binds_to_localhost_only():
 def test_figure_downloads_render_png_svg_and_html():
     import plotly.graph_objects as go
 
-    from dashboard.ui import _html, _image, chrome_path
+    from analytics.display.provenance import figure_html
+    from analytics.spec import AnalysisSpec
+    from dashboard.ui import _image, chrome_path
 
     if chrome_path() is None:
         if os.environ.get("CI"):
@@ -61,13 +63,16 @@ def test_figure_downloads_render_png_svg_and_html():
         pytest.skip("no chromium: PNG/SVG export is disabled in the dashboard, with a message")
     fig = go.Figure(go.Scatter(x=[0, 12, 24], y=[20, 14, 9]))
     fig.update_layout(width=600, height=400)
-    png = _image(fig, "png")
+    stamp = AnalysisSpec().stamp("cohort", "visits.csv", "test")
+    png = _image(fig, "png", stamp)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     import struct
 
-    assert struct.unpack(">II", png[16:24]) == (1800, 1200)  # scale 3: print resolution
-    assert b"<svg" in _image(fig, "svg")[:500]
-    html = _html(fig)
+    width, height = struct.unpack(">II", png[16:24])
+    assert width == 1800 and height > 1200  # scale 3: print resolution; taller by the caption
+    assert struct.unpack(">II", _image(fig, "png", None)[16:24]) == (1800, 1200)
+    assert b"<svg" in _image(fig, "svg", stamp)[:500]
+    html = figure_html(fig, stamp)
     # self-contained: plotly.js is embedded (about 4 MB), no script is fetched from the network
     assert len(html) > 1_000_000 and '<script src="http' not in html and "<script src='http" not in html
 
@@ -129,6 +134,19 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             page.wait_for_timeout(1000)
             assert "percent:40" in sidebar.inner_text() and "ILD: no" in sidebar.inner_text()
             assert "fell by at least 40%" in main.inner_text()
+
+            # the downloads of this page carry the analysis now in force (the spec just opened)
+            buttons = main.locator('[data-testid="stDownloadButton"] button')
+            with page.expect_download(timeout=120_000) as got:
+                buttons.filter(has_text="CSV").first.click()
+            head = [line for line in open(got.value.path(), encoding="utf-8-sig").read().splitlines()
+                    if line.startswith("#")]
+            assert any("rule percent:40" in h for h in head) and any("ILD: no" in h for h in head), head
+            assert any("Data: tiny.csv" in h for h in head), head
+            with page.expect_download(timeout=120_000) as got:
+                buttons.filter(has_text="SVG").first.click()
+            svg = open(got.value.path(), encoding="utf-8").read()
+            assert "rule percent:40" in svg and "ILD: no" in svg and "<metadata>" in svg
         finally:
             browser.close()
 

@@ -64,14 +64,23 @@ def write_json(obj, path: str | Path) -> Path:
     return path
 
 
-def csv_bytes(df: pd.DataFrame) -> bytes:
-    """A neutralised CSV of ``df`` (UTF-8 with BOM, so spreadsheets read accents right)."""
-    return neutralise(df).to_csv(index=False, lineterminator="\n").encode("utf-8-sig")
+def csv_bytes(df: pd.DataFrame, stamp=None) -> bytes:
+    """A neutralised CSV of ``df`` (UTF-8 with BOM, so spreadsheets read accents right).
+
+    ``stamp`` (a :class:`~analytics.display.provenance.Stamp`): ``#`` comment lines above the
+    header name the table and the analysis behind it (``pandas.read_csv(path, comment="#")``)."""
+    from .provenance import csv_comment
+
+    return (csv_comment(stamp) + neutralise(df).to_csv(index=False, lineterminator="\n")).encode("utf-8-sig")
 
 
-def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
+def xlsx_bytes(sheets: dict[str, pd.DataFrame], stamp=None) -> bytes:
     """One formatted workbook, a sheet per table (bold header, frozen first row, fitted widths),
-    every text cell neutralised."""
+    every text cell neutralised.
+
+    ``stamp`` (a :class:`~analytics.display.provenance.Stamp`): a last sheet ``about`` lists the
+    analysis behind the tables (rule, arms, filters, data, the spec as TOML), and the workbook's
+    document properties carry the title, the description and the spec."""
     import io
 
     from openpyxl.styles import Font
@@ -89,4 +98,25 @@ def xlsx_bytes(sheets: dict[str, pd.DataFrame]) -> bytes:
             for i, col in enumerate(out.columns, start=1):
                 width = max([len(str(col))] + [len(str(v)) for v in out.iloc[:200, i - 1].tolist()])
                 ws.column_dimensions[ws.cell(1, i).column_letter].width = min(60, width + 2)
+        if stamp is not None:
+            _about(xw, stamp, set(xw.sheets))
     return buf.getvalue()
+
+
+def _about(xw, stamp, taken: set[str]) -> None:
+    from openpyxl.styles import Alignment, Font
+
+    props = xw.book.properties
+    props.title, props.subject = stamp.title or None, stamp.description or None
+    props.description, props.creator = stamp.spec or None, stamp.software or None
+    props.keywords = "cdasi-outcomes"
+    name = next(n for n in ("about", "about_analysis", "_about") if n not in taken)
+    rows = pd.DataFrame([(k, v) for k, v in stamp.as_rows()], columns=["item", "value"])
+    neutralise(rows).to_excel(xw, sheet_name=name, index=False)
+    ws = xw.sheets[name]
+    for cell in ws[1]:
+        cell.font = Font(bold=True)
+    ws.column_dimensions["A"].width = 24
+    ws.column_dimensions["B"].width = 100
+    for (cell,) in ws.iter_rows(min_row=2, min_col=2, max_col=2):
+        cell.alignment = Alignment(wrap_text=True, vertical="top")

@@ -12,7 +12,7 @@ from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from ..lines.derive import Derivation
 from ..protocol import ci_label, z_value
-from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
+from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, legend_below
 from ..ingest.validate import Prepared
 
 __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", "swimmer_figure", "sankey_figure",
@@ -103,12 +103,12 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
             trace = go.Scattergl if webgl else go.Scatter
             fig.add_trace(trace(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
                                 marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
-                                name=f"{arm}: individual lines (n = {n_lines})", customdata=ids, meta=PATIENT_MARKS,
+                                name=f"{arm}: single lines (n = {n_lines})", customdata=ids, meta=PATIENT_MARKS,
                                 hovertemplate="patient %{customdata}<br>%{x:.1f} weeks: %{y:.1f}<extra>" + arm
                                               + "</extra>"))
         m = means[means["arm"] == arm]
         fig.add_trace(go.Scatter(x=m["weeks"], y=m["mean"], mode="markers", legendgroup=arm,
-                                 name=f"{arm}: mean with {ci} (4-week bins)",
+                                 name=f"{arm}: mean with {ci}",
                                  marker=dict(color=colour, size=9, line=dict(color="white", width=1)),
                                  error_y=dict(type="data", symmetric=False, array=m["upper"] - m["mean"],
                                               arrayminus=m["mean"] - m["lower"], color=colour, thickness=1.5),
@@ -118,7 +118,7 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
         if smooth and len(sub) >= 10:
             sm = lowess(sub["value"].to_numpy(float), sub["weeks"].to_numpy(float), frac=0.4, return_sorted=True)
             fig.add_trace(go.Scatter(x=sm[:, 0], y=sm[:, 1], mode="lines", line=dict(color=colour, width=3),
-                                     legendgroup=arm, name=f"{arm}: LOWESS smooth", hoverinfo="skip"))
+                                     legendgroup=arm, name=f"{arm}: LOWESS", hoverinfo="skip"))
     if measure != "absolute":
         fig.add_hline(y=0, line=dict(color="#888", dash="dash"))
     if measure == "change":
@@ -130,10 +130,9 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
     if measure == "percent" and vals.attrs.get("lines_without_percent"):
         note = f"; {vals.attrs['lines_without_percent']} line(s) with baseline 0 have no percent change"
     base_layout(fig, "CDASI activity trajectories by arm<br><sup>Aligned at line start; thin lines: single therapy "
-                f"lines; points: arm means with {ci}; thick lines: LOWESS{note}</sup>", height=580)
-    fig.update_layout(legend=dict(orientation="h", y=-0.2, yanchor="top", x=0, xanchor="left"),
-                      margin=dict(t=100, b=170), height=620)
-    return fig
+                f"lines; points: arm means with {ci} in 4-week bins; thick lines: LOWESS smooth{note}</sup>", height=580)
+    fig.update_layout(margin=dict(t=100))
+    return legend_below(fig, plot_height=360, entry_px=260)  # a row per arm: lines, mean, LOWESS
 
 
 def swimmer_figure(derivation: Derivation, max_patients: int = 60, arms: list[str] | None = None) -> go.Figure:

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 
 from .suppression import count_text  # noqa: F401  (figure labels use it)
 
-__all__ = ["ARM_COLORS", "arm_color", "base_layout", "WEEKS_AXIS", "CDASI_AXIS", "count_text"]
+__all__ = ["ARM_COLORS", "arm_color", "base_layout", "legend_below", "WEEKS_AXIS", "CDASI_AXIS", "count_text"]
 
 # Okabe-Ito palette. MMF blue, IVIG orange, JAKi bluish green; other arms take the rest in order.
 ARM_COLORS = {"MMF": "#0072B2", "IVIG": "#E69F00", "JAKi": "#009E73"}
@@ -34,4 +34,31 @@ def base_layout(fig: go.Figure, title: str, x_title: str | None = None, y_title:
         fig.update_xaxes(title_text=x_title, row=None)
     if y_title:
         fig.update_yaxes(title_text=y_title)
+    return fig
+
+
+AXIS_BELOW_PX = 72  # tick labels and the x-axis title under the plot area (14 px ticks, 17 px title)
+LEGEND_ROW_PX = 24
+_SYMBOL_PX = 60  # an entry's symbol and padding, besides its text (entrywidth)
+
+
+def legend_below(fig: go.Figure, plot_height: int = 360, entry_px: int = 290) -> go.Figure:
+    """Put the legend under the x-axis title, in rows of fixed-width entries, and size the bottom
+    margin and the figure to hold it: the layout is fixed in pixels, so plotly never has to push
+    the margins (and a caption added under the figure cannot meet the legend).
+
+    ``plot_height``: the plot area's height in px; ``entry_px``: the width of one legend entry."""
+    width = fig.layout.width or 900
+    margin = fig.layout.margin
+    left, right, top = margin.l if margin.l is not None else 80, margin.r if margin.r is not None else 80, \
+        margin.t if margin.t is not None else 100
+    entries = sum(1 for t in fig.data if t.showlegend is not False and t.name)
+    per_row = max(1, int((width - left) // entry_px))  # the legend starts at the plot's left edge
+    rows = max(1, -(-entries // per_row))
+    bottom = AXIS_BELOW_PX + rows * LEGEND_ROW_PX + 12
+    height = top + plot_height + bottom
+    fig.update_layout(height=height, margin_b=bottom,
+                      legend=dict(orientation="h", traceorder="normal", entrywidth=entry_px - _SYMBOL_PX,
+                                  entrywidthmode="pixels", yref="container", y=(bottom - AXIS_BELOW_PX) / height,
+                                  yanchor="top", x=0, xanchor="left", xref="paper"))
     return fig

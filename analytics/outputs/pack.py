@@ -41,6 +41,7 @@ import plotly.graph_objects as go
 from .. import __version__
 from ..lines.cohort import CohortFilter
 from ..display.export import json_safe, write_csv, xlsx_bytes
+from ..display.provenance import Stamp, html_with_metadata, stamp_figure, with_metadata
 from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
 from ..pipeline import Analysis, analyze, load
@@ -113,6 +114,7 @@ class Contents:
     figures: dict[str, tuple[go.Figure, str]]
     titles: dict[str, str]
     sections: list[Section]
+    scopes: dict[str, str] = field(default_factory=dict)  # name -> "cohort" or "export" (whole export)
 
 
 def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str, ...] | None = None,
@@ -126,6 +128,7 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
     out_f: dict[str, tuple[go.Figure, str]] = {}
     titles: dict[str, str] = {}
     sections: dict[str, Section] = {}
+    scopes: dict[str, str] = {}
     note = (f" (curves of {', '.join(hidden)} not drawn: fewer than {min_cell} lines)" if hidden else "")
     for e in entries():
         if e.name not in models:
@@ -136,6 +139,7 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
             if (figures is not None and name not in figures) or (min_cell and spec.patient_level):
                 continue
             out_f[name] = (spec.make(min_cell, tuple(hidden)), spec.caption + note)
+            scopes[name] = "export" if e.whole_export else "cohort"
             sec.figures.append(name)
         for name, spec in tables_of(e, result).items():
             if tables is not None and name not in tables:
@@ -145,17 +149,22 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
                 continue
             out_t[name] = frame
             titles[name] = spec.title or name
+            scopes[name] = "export" if e.whole_export else "cohort"
             sec.tables.append(name)
         if e.notes is not None:
             sec.notes.extend(e.notes(result))
-    return Contents(out_t, out_f, titles, list(sections.values()))
+    return Contents(out_t, out_f, titles, list(sections.values()), scopes)
 
 
 def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, formats: tuple[str, ...],
-                    messages: list[str]) -> None:
+                    messages: list[str], stamps: dict[str, Stamp] | None = None) -> None:
+    """Every figure as HTML and in ``formats``, each file with its stamp's metadata (the figures
+    already carry the stamp's caption)."""
+    stamps = stamps or {}
     fig_dir.mkdir(parents=True, exist_ok=True)
     for name, (fig, _) in figs.items():
-        (fig_dir / f"{name}.html").write_text(fig.to_html(include_plotlyjs=True, full_html=True), encoding="utf-8")
+        page = html_with_metadata(fig.to_html(include_plotlyjs=True, full_html=True), stamps.get(name))
+        (fig_dir / f"{name}.html").write_text(page, encoding="utf-8")
     if not formats:
         return
     if chromium() is None:
@@ -172,7 +181,8 @@ def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, forma
                 opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
                         "scale": 3 if fmt == "png" else 1}
                 try:
-                    kaleido.write_fig_sync(fig, path=str(fig_dir / f"{name}.{fmt}"), opts=opts)
+                    data = kaleido.calc_fig_sync(fig, opts=opts)
+                    (fig_dir / f"{name}.{fmt}").write_bytes(with_metadata(data, fmt, stamps.get(name)))
                 except Exception as exc:  # a browser or rendering failure: report it, keep the rest
                     messages.append(f"{name}.{fmt} could not be rendered: {type(exc).__name__}: {exc}")
     finally:
@@ -353,19 +363,31 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data
     out.mkdir(parents=True, exist_ok=True)
     contents = collect(analysis, mc, options.figures, options.tables)
+    spec_used = analysis.spec(PackChoices(mc, _unless_all(options.figures, figure_names()),
+                                          _unless_all(options.tables, table_names())))
+    src = prepared.sources["visits"]
+    data = f"{src['name']} (sha256 {src['sha256'][:16]}...)"
+    stamps = {name: spec_used.stamp(contents.scopes.get(name, "cohort"), data, caption, mc)
+              for name, (_, caption) in contents.figures.items()}
+    contents.figures = {name: (stamp_figure(fig, stamps[name]), caption)
+                        for name, (fig, caption) in contents.figures.items()}
     table_dir = out / "tables"
     for name, df in contents.tables.items():
         write_csv(df, table_dir / f"{name}.csv")
-    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(contents.tables))
+    whole = [n for n in contents.tables if contents.scopes.get(n) == "export"]
+    book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
+    if whole:
+        book = dataclasses.replace(book, extra={"whole export": f"sheets {', '.join(whole)} describe the whole "
+                                                                 "export (cohort filters not applied)"})
+    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(contents.tables, book))
     say("rendering the figures (one browser session)")
     fig_dir = out / "figures"
     t2 = time.perf_counter()
-    _export_figures(contents.figures, fig_dir, options.formats, messages)
+    _export_figures(contents.figures, fig_dir, options.formats, messages, stamps)
     t3 = time.perf_counter()
 
     say("writing the report")
     versions = _versions()
-    src = prepared.sources["visits"]
     meta = {"Created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             "Input": f"{src['name']} (sha256 {src['sha256'][:16]}...)",
             "Response rule": str(derive_options.response) + (" (confirmed)" if derive_options.confirm else ""),
@@ -395,8 +417,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                   "lines": {"derived": int(len(analysis.derivation.lines)),
                             "included": int(analysis.derivation.lines["included"].sum())}},
         "definitions": results["definitions"],
-        "spec": analysis.spec(PackChoices(mc, _unless_all(options.figures, figure_names()),
-                                          _unless_all(options.tables, table_names()))).to_dict(),
+        "spec": spec_used.to_dict(),
         "filters": asdict(cohort) | {"text": cohort.describe()},
         "options": {"derive": repr(derive_options), "models": repr(model_options), "pack": asdict(options)},
         "analyses": results["analyses"],

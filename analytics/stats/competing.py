@@ -22,7 +22,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from ..protocol import Call, FigureSpec, TableSpec, recorded, z_value
-from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text
+from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text, legend_below
 
 __all__ = ["CIFResult", "aalen_johansen", "fit_competing", "COMPETING_STOP_REASONS"]
 
@@ -128,9 +128,8 @@ class CIFResult:
         base_layout(fig, (title or "Competing risks: response versus stopping the agent first")
                     + "<br><sup>Aalen-Johansen; solid: response; dashed: stopped for inefficacy or an adverse "
                       "event before response</sup>", height=560)
-        fig.update_layout(legend=dict(orientation="h", y=-0.18, yanchor="top", x=0.0, xanchor="left"),
-                          margin=dict(t=90, b=130), height=620)
-        return fig
+        fig.update_layout(margin=dict(t=90))
+        return legend_below(fig, plot_height=380, entry_px=400)  # a row per arm
 
 
 @recorded(table="table")

@@ -29,7 +29,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from ..lines.options import MixedSpec
 from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
 from ..lines.analysis_table import usable_covariates
-from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text
+from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, legend_below
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
@@ -375,9 +375,8 @@ def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: i
            f"{count_text(result.n_groups, min_cell)} lines<br>"
            f"Lines: model means with {ci}; points: observed means with {ci} in 4-week bins")
     base_layout(fig, f"{title or 'CDASI activity over time by arm'}<br><sup>{sub}</sup>", height=560)
-    fig.update_layout(legend=dict(orientation="h", y=-0.15, yanchor="top", x=0, xanchor="left"),
-                      margin=dict(t=110, b=120))
-    return fig
+    fig.update_layout(margin=dict(t=110))
+    return legend_below(fig, plot_height=340, entry_px=420)
 
 
 def diagnostics_figure(result: MixedResult) -> go.Figure:

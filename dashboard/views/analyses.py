@@ -19,14 +19,15 @@ if ui.require_lines():
     name = st.selectbox("Analysis", names, format_func=titles.get, key="analyses.name")
     e = next(x for x in available if x.name == name)
     result = state.result(name)
+    scope = "export" if e.whole_export else "cohort"
     if e.whole_export:
         st.info("Computed on the whole export: the cohort filters do not apply.", icon=":material/info:")
     for fig_name, spec in figures_of(e, result).items():
         st.markdown(f"**{spec.caption}**")
-        ui.figure(spec.make(None, ()), fig_name, f"analyses.{name}.{fig_name}")
+        ui.figure(spec.make(None, ()), fig_name, f"analyses.{name}.{fig_name}", scope=scope)
     for table_name, spec in tables_of(e, result).items():
         st.markdown(f"**{spec.title or table_name}**")
-        ui.table(spec.frame, table_name, f"analyses.{name}.{table_name}")
+        ui.table(spec.frame, table_name, f"analyses.{name}.{table_name}", scope=scope)
     for note in e.notes(result) if e.notes else []:
         st.caption(note)
     ui.warnings(list(getattr(result, "warnings", []) or []), e.title)

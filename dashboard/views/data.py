@@ -44,7 +44,7 @@ else:
             st.error(message)
             if report is not None:  # only the rejected file's report: the previous dataset's would contradict it
                 st.subheader(f"Validation report of {files.label}")
-                ui.table(report.to_frame(), "validation_report_rejected", "data.rejected")
+                ui.table(report.to_frame(), "validation_report_rejected", "data.rejected", scope="data")
             st.stop()
 
 files = state.current_files()
@@ -60,7 +60,7 @@ ui.provenance()
 
 st.subheader("Validation report")
 if rep.findings:
-    ui.table(rep.to_frame(), "validation_report", "data.report")
+    ui.table(rep.to_frame(), "validation_report", "data.report", scope="data")
 else:
     st.success("No problems found.")
 
@@ -75,7 +75,7 @@ st.subheader("Attrition: from rows to analysable lines")
 if rep.ok:
     with ui.guard():
         d = state.derivation()
-        ui.table(d.attrition, "attrition", "data.attrition")
+        ui.table(d.attrition, "attrition", "data.attrition", scope="export")
         ui.reproduce("print(full.attrition)", "analyze")
 else:
     st.info("Fix the errors above to see the therapy lines.")

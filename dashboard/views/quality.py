@@ -19,7 +19,7 @@ for note in q.notes:
 defs = {i.key: i for i in INDICATORS}
 summary = q.summary.assign(definition=lambda d: d["key"].map(lambda k: f"{defs[k].numerator} / {defs[k].denominator}"))
 st.subheader("All indicators")
-ui.table(summary.round(1), "quality_indicators", "quality.summary")
+ui.table(summary.round(1), "quality_indicators", "quality.summary", scope="export")
 
 available = list(q.summary["key"])
 key = st.selectbox("Indicator", available, format_func=lambda k: defs[k].name, key="quality.indicator")
@@ -31,15 +31,15 @@ cols[1].metric("Numerator", "" if pd.isna(row["numerator"]) else int(row["numera
 cols[2].metric("Denominator", int(row["denominator"]))
 st.markdown(f"**Numerator:** {ind.numerator}.  \n**Denominator:** {ind.denominator}."
             + (f"  \n**Needs:** {ind.needs}." if ind.needs else ""))
-ui.figure(q.figure(key), f"quality_{key}", "quality.chart")
+ui.figure(q.figure(key), f"quality_{key}", "quality.chart", scope="export")
 ui.table(q.by_period[q.by_period["key"] == key].drop(columns="key").round(1), f"quality_{key}_by_period",
-         "quality.periods")
+         "quality.periods", scope="export")
 
 st.subheader("Drill-down: what fails this indicator")
 fail = q.failing.get(key, pd.DataFrame())
 st.caption(f"{len(fail)} de-identified {ind.unit if ind.unit != 'days' else 'visit gaps over 6 months'} "
            "(open a patient on the Patient timeline page).")
-ui.table(fail, f"quality_{key}_failing", "quality.failing", height=320)
+ui.table(fail, f"quality_{key}_failing", "quality.failing", height=320, scope="export")
 if len(fail) and "patient_id" in fail.columns:
     pid = st.selectbox("Open a patient's timeline", sorted(fail["patient_id"].astype(str).unique()),
                        key="quality.patient")

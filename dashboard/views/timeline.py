@@ -17,12 +17,12 @@ else:
     pid = st.selectbox("Patient", patients, index=index, key="timeline.select",
                        help="Or select a point in the Trajectories page's charts")
     state.set_timeline_patient(pid)
-    ui.figure(timeline_figure(prepared, d, pid), f"timeline_{pid}", "timeline.fig")
+    ui.figure(timeline_figure(prepared, d, pid), f"timeline_{pid}", "timeline.fig", scope="export")
     st.subheader("Therapy lines")
     cols = ["line_id", "agent", "arm", "start_day", "end_day", "baseline_cdasi", "included", "exclusion_reason",
             "event", "time_weeks", "censor_reason", "stop_reason"]
-    ui.table(d.lines.loc[d.lines["patient_id"] == pid, cols], f"lines_{pid}", "timeline.lines")
+    ui.table(d.lines.loc[d.lines["patient_id"] == pid, cols], f"lines_{pid}", "timeline.lines", scope="export")
     st.subheader("Visits")
     v = prepared.visits[prepared.visits["patient_id"] == pid].drop(columns=["row", "agents"], errors="ignore")
-    ui.table(v, f"visits_{pid}", "timeline.visits")
+    ui.table(v, f"visits_{pid}", "timeline.visits", scope="data")
     ui.reproduce(f"from analytics.display.plots import timeline_figure\ntimeline_figure(prepared, full, {pid!r}).show()")

@@ -1,0 +1,203 @@
+"""What an exported figure or table says about where it came from.
+
+A :class:`Stamp` is the analysis behind an export in words (the response rule, the arms, the
+cohort filters, the interval level, the data file) and in full (the analysis spec as TOML).
+Every export carries it twice:
+
+- **visibly**: a caption under each figure (:func:`stamp_figure`), an ``about`` sheet in a
+  workbook, ``#`` comment lines above a downloaded CSV;
+- **as file metadata**: PNG text chunks (``Title``, ``Description``, ``Software``,
+  ``cdasi-outcomes:spec``; and 300 dpi), SVG ``<title>``/``<desc>``/``<metadata>``, PDF document
+  information, HTML ``<title>``/``<meta name="description">`` and the spec in a
+  ``<script type="application/toml">``, workbook document properties.
+
+The stamp is built by the caller (:meth:`analytics.spec.AnalysisSpec.stamp`), so this module
+knows nothing of rules or filters: it only writes text where each format keeps it.
+"""
+
+from __future__ import annotations
+
+import html
+import io
+import textwrap
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import plotly.graph_objects as go
+
+__all__ = ["Stamp", "stamp_figure", "figure_bytes", "figure_html", "png_with_metadata", "svg_with_metadata",
+           "pdf_with_metadata", "html_with_metadata", "with_metadata", "csv_comment", "CAPTION_FONT"]
+
+CAPTION_FONT = dict(size=11, color="#444444")
+_CHAR_PX = 6.2  # the mean advance of an 11 px Arial character, for wrapping the caption to the figure's width
+_LINE_PX = 15
+_GAP = 14
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """``lines``: the analysis in words, one line each (shown under figures, above CSVs);
+    ``title``: what the file is; ``spec``: the full analysis spec as TOML (file metadata only);
+    ``software``: the tool and version."""
+
+    lines: tuple[str, ...]
+    title: str = ""
+    spec: str = ""
+    software: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def description(self) -> str:
+        return "\n".join(self.lines)
+
+    def titled(self, title: str) -> "Stamp":
+        return Stamp(self.lines, title, self.spec, self.software, self.extra)
+
+    def as_rows(self) -> list[tuple[str, str]]:
+        """(item, value) rows for a workbook's ``about`` sheet."""
+        rows = [("title", self.title)] if self.title else []
+        for line in self.lines:
+            key, sep, value = line.partition(": ")
+            rows.append((key, value) if sep else ("", line))
+        rows += [(k, v) for k, v in self.extra.items()]
+        if self.software:
+            rows.append(("software", self.software))
+        if self.spec:
+            rows.append(("analysis spec (TOML)", self.spec))
+        return rows
+
+
+def _margin(fig: go.Figure, side: str, default: int) -> int:
+    value = getattr(fig.layout.margin, side)
+    if value is None and fig.layout.template is not None and fig.layout.template.layout.margin is not None:
+        value = getattr(fig.layout.template.layout.margin, side)
+    return int(value if value is not None else default)
+
+
+def stamp_figure(fig: go.Figure, stamp: Stamp | None) -> go.Figure:
+    """A copy of ``fig`` with the stamp's lines as a caption in a band added below it (the plot
+    area keeps its size; the figure grows by the band). ``None``: ``fig`` unchanged."""
+    if stamp is None or not stamp.lines:
+        return fig
+    out = go.Figure(fig)
+    width = out.layout.width or 900
+    height = out.layout.height or 560
+    left, bottom = _margin(out, "l", 80), _margin(out, "b", 80)
+    chars = max(40, int((width - 16) / _CHAR_PX))
+    wrapped = [part for line in stamp.lines for part in textwrap.wrap(line, chars) or [""]]
+    # _GAP: room for what plotly's automargin adds below the old margin (an axis title a few px lower)
+    band = _LINE_PX * len(wrapped) + _GAP + 8
+    out.add_annotation(text="<br>".join(html.escape(w) for w in wrapped), xref="paper", yref="paper", x=0, y=0,
+                       xanchor="left", yanchor="top", xshift=8 - left, yshift=-bottom - _GAP, showarrow=False,
+                       align="left", font=CAPTION_FONT, name="provenance")
+    out.update_layout(height=height + band, margin_b=bottom + band)
+    legends = [k for k in out.layout if k.startswith("legend")]
+    for key in legends:  # a legend placed in the container's coordinates keeps its place above the band
+        legend = out.layout[key]
+        if legend.yref == "container" and legend.y is not None:
+            out.layout[key].y = (legend.y * height + band) / (height + band)
+    if out.layout.width is None:
+        out.update_layout(width=width)
+    return out
+
+
+def png_with_metadata(data: bytes, stamp: Stamp | None, dpi: int = 300) -> bytes:
+    """The PNG with text chunks (iTXt, UTF-8) for the title, the description, the software and
+    the spec, and a pHYs chunk for ``dpi`` (exports render at 3x, i.e. 300 dpi at 3 inches per 300 px)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    info = PngInfo()
+    if stamp is not None:
+        for key, value in (("Title", stamp.title), ("Description", stamp.description),
+                           ("Software", stamp.software), ("cdasi-outcomes:spec", stamp.spec)):
+            if value:
+                info.add_itxt(key, value)
+    with Image.open(io.BytesIO(data)) as img:
+        buf = io.BytesIO()
+        img.save(buf, "PNG", pnginfo=info, dpi=(dpi, dpi), compress_level=6)
+    return buf.getvalue()
+
+
+def _xml(text: str) -> str:
+    return html.escape(text, quote=False)
+
+
+def svg_with_metadata(data: bytes | str, stamp: Stamp | None) -> bytes:
+    """The SVG with ``<title>``, ``<desc>`` and a ``<metadata>`` element holding the spec, as the
+    first children of the root element (where SVG readers and screen readers look for them)."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    if stamp is None:
+        return text.encode("utf-8")
+    start = text.find("<svg")
+    end = text.find(">", start)
+    if start < 0 or end < 0:
+        raise ValueError("not an SVG document: no <svg> element")
+    meta = (f"<title>{_xml(stamp.title)}</title><desc>{_xml(stamp.description)}</desc>"
+            f'<metadata><cdasi-outcomes xmlns="urn:cdasi-outcomes:analysis" software="{html.escape(stamp.software)}">'
+            f"{_xml(stamp.spec)}</cdasi-outcomes></metadata>")
+    return (text[:end + 1] + meta + text[end + 1:]).encode("utf-8")
+
+
+def pdf_with_metadata(data: bytes, stamp: Stamp | None) -> bytes:
+    """The PDF with its document information set: Title, Subject (the description), Keywords
+    (the spec), Creator (the software)."""
+    if stamp is None:
+        return data
+    from pypdf import PdfReader, PdfWriter
+
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(data)))
+    writer.add_metadata({"/Title": stamp.title, "/Subject": stamp.description, "/Keywords": stamp.spec,
+                         "/Creator": stamp.software, "/Producer": stamp.software})
+    buf = io.BytesIO()
+    writer.write(buf)
+    return buf.getvalue()
+
+
+def html_with_metadata(page: str, stamp: Stamp | None) -> str:
+    """A full HTML page with ``<title>``, ``<meta name="description">`` and the spec as a
+    ``<script type="application/toml" id="cdasi-outcomes-spec">`` in its head."""
+    if stamp is None:
+        return page
+    spec = stamp.spec.replace("</", "<\\/")  # no "</script>" inside the script element
+    head = (f"<title>{html.escape(stamp.title)}</title>"
+            f'<meta name="description" content="{html.escape(stamp.description)}">'
+            f'<meta name="generator" content="{html.escape(stamp.software)}">'
+            f'<script type="application/toml" id="cdasi-outcomes-spec">{spec}</script>')
+    i = page.find("<head>")
+    if i < 0:
+        raise ValueError("not a full HTML page: no <head>")
+    return page[:i + 6] + head + page[i + 6:]
+
+
+def figure_html(fig: go.Figure, stamp: Stamp | None) -> str:
+    """The figure as a self-contained HTML page (plotly.js embedded), stamped."""
+    return html_with_metadata(stamp_figure(fig, stamp).to_html(include_plotlyjs=True, full_html=True), stamp)
+
+
+def with_metadata(data: bytes, fmt: str, stamp: Stamp | None) -> bytes:
+    """Rendered image bytes of format ``fmt`` ("png", "svg", "pdf") with the stamp's metadata."""
+    if fmt == "png":
+        return png_with_metadata(data, stamp)
+    if fmt == "svg":
+        return svg_with_metadata(data, stamp)
+    if fmt == "pdf":
+        return pdf_with_metadata(data, stamp)
+    raise ValueError(f"unknown image format {fmt!r}")
+
+
+def figure_bytes(fig: go.Figure, fmt: str, stamp: Stamp | None, render) -> bytes:
+    """The figure, stamped, rendered by ``render(fig, opts)`` (kaleido) and given its metadata."""
+    fig = stamp_figure(fig, stamp)
+    opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
+            "scale": 3 if fmt == "png" else 1}
+    return with_metadata(render(fig, opts), fmt, stamp)
+
+
+def csv_comment(stamp: Stamp | None) -> str:
+    """``#`` comment lines naming the table and the analysis behind it, for the top of a CSV
+    (read it back with ``pandas.read_csv(path, comment="#")`` or R's ``read.csv(comment.char = "#")``)."""
+    if stamp is None:
+        return ""
+    lines = ([stamp.title] if stamp.title else []) + list(stamp.lines) + ([stamp.software] if stamp.software else [])
+    return "".join(f"# {line}\n" for line in lines)

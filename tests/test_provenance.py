@@ -171,8 +171,8 @@ def test_rendered_exports_draw_the_caption_apart_from_the_figure():
     texts = " ".join("".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG_NS}text"))
     assert "rule percent:40" in texts and "antibody: tif1g; ILD: no" in texts
     reader = PdfReader(io.BytesIO(pdf))
-    drawn = reader.pages[0].extract_text()
-    assert "percent:40" in drawn and "tif1g" in drawn
+    drawn = "".join(reader.pages[0].extract_text().split())  # pypdf's spacing varies by version
+    assert "percent:40" in drawn and "antibody:tif1g;ILD:no" in drawn
     assert reader.metadata.title == "Mean CDASI" and AnalysisSpec.from_toml(reader.metadata["/Keywords"]) == SPEC
 
 

@@ -138,3 +138,11 @@ def test_bad_period(period):
 
     with pytest.raises(OptionError):
         _q(LINES, period)
+
+
+def test_the_registry_lists_every_indicator_as_a_pack_figure():
+    from analytics.registry import QUALITY_INDICATOR_KEYS, figure_names
+    from analytics.stats.quality import INDICATORS
+
+    assert QUALITY_INDICATOR_KEYS == tuple(i.key for i in INDICATORS)
+    assert {f"quality_{i.key}" for i in INDICATORS} <= set(figure_names())

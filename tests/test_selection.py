@@ -25,7 +25,7 @@ def test_a_mean_point_opens_no_patient_but_a_line_point_does(derivation):
     traj = derivation.trajectories[derivation.trajectories["arm"] != ""]
     fig = spaghetti_figure(traj, ["MMF", "IVIG", "JAKi"], "absolute", 52)
     means = [i for i, t in enumerate(fig.data) if "mean" in (t.name or "")]
-    lines = [i for i, t in enumerate(fig.data) if "single lines" in (t.name or "")]
+    lines = [i for i, t in enumerate(fig.data) if " lines" in (t.name or "") and ": mean" not in t.name]
     assert means and lines
     assert all(fig.data[i].meta != PATIENT_MARKS for i in means)
     assert selected_patient(_event(fig, means[0]), fig) is None  # customdata is the bin's n

@@ -63,11 +63,56 @@ def binned_means(values: pd.DataFrame, width: float = 4.0, max_weeks: float = 52
         return pd.DataFrame(columns=["arm", "weeks", "mean", "lower", "upper", "n"])
     edges = np.arange(-width * np.ceil(9 / width), max_weeks + width, width)
     v = v.assign(bin=pd.cut(v["weeks"], edges, include_lowest=True))
-    g = v.groupby(["arm", "bin"], observed=True)["value"].agg(["mean", "std", "count"]).reset_index()
+    g = v.groupby(["arm", "bin"], observed=True).agg(mean=("value", "mean"), std=("value", "std"),
+                                                     count=("value", "count"), lines=("line_id", "nunique"))
+    g = g.reset_index()
     g["weeks"] = g["bin"].map(lambda iv: iv.mid).astype(float)
     half = z_value(alpha) * g["std"].fillna(0) / np.sqrt(g["count"])
     return pd.DataFrame({"arm": g["arm"], "weeks": g["weeks"], "mean": g["mean"], "lower": g["mean"] - half,
-                         "upper": g["mean"] + half, "n": g["count"]})
+                         "upper": g["mean"] + half, "n": g["count"], "lines": g["lines"]})
+
+
+# The range each measure can take: a mean's CI is clipped to it (a CI below 0 points is impossible).
+SCALE_RANGE = {"absolute": (0.0, 100.0), "change": (-100.0, 100.0), "percent": (-100.0, np.inf)}
+MIN_BIN_LINES = 5  # a bin's mean and CI are drawn only from this many lines on
+MAX_DRAWN_LINES = 300  # above this, a seeded random sample of single lines is drawn (means use every line)
+
+
+def _sample_lines(vals: pd.DataFrame, max_lines: int, seed: int) -> tuple[pd.DataFrame, int, int]:
+    """At most ``max_lines`` lines of ``vals``, a seeded random sample taken in proportion per arm
+    (every arm keeps at least one). Returns (rows of the drawn lines, drawn, total)."""
+    ids = vals[["arm", "line_id"]].drop_duplicates()
+    total = len(ids)
+    if total <= max_lines:
+        return vals, total, total
+    rng = np.random.default_rng(seed)
+    keep = []
+    for _, group in ids.groupby("arm", sort=True):
+        k = max(1, int(round(max_lines * len(group) / total)))
+        keep.extend(rng.choice(group["line_id"].to_numpy(), size=min(k, len(group)), replace=False).tolist())
+    drawn = vals[vals["line_id"].isin(set(keep))]
+    return drawn, len(keep), total
+
+
+def robust_range(values: pd.Series, measure: str) -> list[float] | None:
+    """A y range that outliers do not set, for percent change: the 1st to 99th percentile with
+    a margin, within the scale (None: let plotly choose)."""
+    if measure != "percent" or values.dropna().empty:
+        return None
+    lo, hi = np.nanpercentile(values, [1, 99])
+    pad = 0.08 * (hi - lo or 10)
+    return [max(-100.0, lo - pad), hi + pad]
+
+
+def _smooth(values: pd.DataFrame, max_points: int = 20_000) -> np.ndarray:
+    """A LOWESS smooth of value on weeks; above ``max_points`` visits it runs on the means of
+    half-week bins instead of the visits (LOWESS's cost grows with the square of the points)."""
+    x, y = values["weeks"].to_numpy(float), values["value"].to_numpy(float)
+    if len(x) > max_points:
+        b = np.round(x * 2) / 2
+        g = pd.DataFrame({"b": b, "y": y}).groupby("b")["y"].mean()
+        x, y = g.index.to_numpy(float), g.to_numpy(float)
+    return lowess(y, x, frac=0.4, return_sorted=True)
 
 
 def _with_gaps(groups: pd.Series, *columns: pd.Series) -> list[list]:
@@ -78,7 +123,8 @@ def _with_gaps(groups: pd.Series, *columns: pd.Series) -> list[list]:
 
 def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str = "absolute",
                      max_weeks: float = 52.0, smooth: bool = True, min_cell: int | None = None,
-                     webgl: bool = True, alpha: float = 0.05) -> go.Figure:
+                     webgl: bool = True, alpha: float = 0.05, max_lines: int = MAX_DRAWN_LINES,
+                     seed: int = 20210301) -> go.Figure:
     """One thin line per therapy line, aligned at line start; arm means with 1 - alpha CIs in 4-week
     bins; a LOWESS smooth per arm. With ``min_cell`` (anything shared), single lines are not
     drawn and bins with fewer visits are left out. ``webgl=False`` draws SVG lines: slower in a
@@ -88,22 +134,29 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
     vals = vals[(vals["weeks"] <= max_weeks) & vals["arm"].isin(arms)]
     fig = go.Figure()
     means = binned_means(vals, max_weeks=max_weeks, alpha=alpha)
+    means = means[means["lines"] >= MIN_BIN_LINES]
+    lo, hi = SCALE_RANGE[measure]
+    means = means.assign(lower=means["lower"].clip(lower=lo, upper=hi), upper=means["upper"].clip(lower=lo, upper=hi))
     ci = ci_label(alpha)
     if min_cell:
         means = means[means["n"] >= min_cell]
+    drawn_vals, drawn, total = _sample_lines(vals, max_lines, seed)
     for arm in arms:
         colour = arm_color(arm, arms)
-        sub = vals[vals["arm"] == arm].sort_values(["line_id", "weeks"])
-        if sub.empty:
+        every = vals[vals["arm"] == arm]
+        if every.empty:
             continue
-        n_lines = sub["line_id"].nunique()
+        sub = drawn_vals[drawn_vals["arm"] == arm].sort_values(["line_id", "weeks"])
+        n_lines, n_drawn = every["line_id"].nunique(), sub["line_id"].nunique()
         # one trace per arm, a gap (None) between consecutive lines: fast with thousands of lines
         xs, ys, ids = _with_gaps(sub["line_id"], sub["weeks"], sub["value"], sub["patient_id"])
+        label = (f"{arm}: single lines (n = {n_lines:,})" if n_drawn == n_lines
+                 else f"{arm}: {n_drawn:,} of {n_lines:,} lines")
         if not min_cell:
             trace = go.Scattergl if webgl else go.Scatter
             fig.add_trace(trace(x=xs, y=ys, mode="lines+markers", line=dict(color=colour, width=1),
                                 marker=dict(size=3, color=colour), opacity=0.25, legendgroup=arm,
-                                name=f"{arm}: single lines (n = {n_lines})", customdata=ids, meta=PATIENT_MARKS,
+                                name=label, customdata=ids, meta=PATIENT_MARKS,
                                 hovertemplate="patient %{customdata}<br>%{x:.1f} weeks: %{y:.1f}<extra>" + arm
                                               + "</extra>"))
         m = means[means["arm"] == arm]
@@ -115,8 +168,8 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
                                  customdata=[count_text(n, min_cell) for n in m["n"]],
                                  hovertemplate="%{x:.0f} weeks: mean %{y:.1f} (n = %{customdata})"
                                                                   "<extra>" + arm + "</extra>"))
-        if smooth and len(sub) >= 10:
-            sm = lowess(sub["value"].to_numpy(float), sub["weeks"].to_numpy(float), frac=0.4, return_sorted=True)
+        if smooth and len(every) >= 10:
+            sm = _smooth(every)
             fig.add_trace(go.Scatter(x=sm[:, 0], y=sm[:, 1], mode="lines", line=dict(color=colour, width=3),
                                      legendgroup=arm, name=f"{arm}: LOWESS", hoverinfo="skip"))
     if measure != "absolute":
@@ -125,10 +178,14 @@ def spaghetti_figure(trajectories: pd.DataFrame, arms: list[str], measure: str =
         fig.add_hline(y=-4, line=dict(color="#888", dash="dot"), annotation_text="-4 points (MCID)",
                       annotation_position="bottom right")
     fig.update_xaxes(title_text=WEEKS_AXIS, range=[-9, max_weeks])
-    fig.update_yaxes(title_text=MEASURES[measure])
+    fig.update_yaxes(title_text=MEASURES[measure], range=robust_range(vals["value"], measure))
     note = ""
+    if drawn < total and not min_cell:
+        note += f"; showing a random sample of {drawn:,} of {total:,} lines (seed {seed}); means use every line"
+    if measure == "percent":
+        note += "; axis: 1st-99th percentile"
     if measure == "percent" and vals.attrs.get("lines_without_percent"):
-        note = f"; {vals.attrs['lines_without_percent']} line(s) with baseline 0 have no percent change"
+        note += f"; {vals.attrs['lines_without_percent']} line(s) with baseline 0 have no percent change"
     base_layout(fig, "CDASI activity trajectories by arm<br><sup>Aligned at line start; thin lines: single therapy "
                 f"lines; points: arm means with {ci} in 4-week bins; thick lines: LOWESS smooth{note}</sup>", height=580)
     fig.update_layout(margin=dict(t=100))
@@ -205,14 +262,21 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | No
 
     fig = go.Figure(go.Sankey(
         arrangement="snap",
-        node=dict(label=[f"{n} (n = {count_text(totals.get(n, 0), min_cell)})" for n in nodes],
+        # short labels (the column says the line): "Line 3: IVIG (n = 118)" ran into the next column's labels
+        node=dict(label=[f"{n.split(': ', 1)[1]} ({count_text(totals.get(n, 0), min_cell)})" for n in nodes],
+                  customdata=nodes, hovertemplate="%{customdata}: %{value} patients<extra></extra>",
               color=[colour(n) for n in nodes],
                   pad=14, thickness=16),
         link=dict(source=[idx[s] for s in flows["node"]], target=[idx[t] for t in flows["nxt"]],
                   value=flows["n"].tolist(), color="rgba(150,150,150,0.35)")))
+    columns = sorted({int(n.split()[1].rstrip(":")) for n in nodes})
+    for i, number in enumerate(columns):  # a header over each column of nodes
+        fig.add_annotation(text=f"<b>Line {number}</b>", xref="paper", yref="paper", y=1.0, yanchor="bottom",
+                           x=i / max(1, len(columns) - 1), showarrow=False, font=dict(size=13),
+                           xanchor="left" if i == 0 else "right" if i == len(columns) - 1 else "center")
     base_layout(fig, f"Therapy sequences, lines 1-{max_lines}<br><sup>Flows: patients moving from one line's agent to "
-                "the next; grey: systemic agents in no arm</sup>", height=560)
-    fig.update_layout(margin=dict(t=100))
+                "the next (numbers: patients); grey: systemic agents in no arm</sup>", height=560)
+    fig.update_layout(margin=dict(t=120))
     return fig
 
 

@@ -23,7 +23,10 @@ import textwrap
 from dataclasses import dataclass, field
 from typing import Mapping
 
-import plotly.graph_objects as go
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pragma: no cover
+    import plotly.graph_objects as go
 
 __all__ = ["Stamp", "stamp_figure", "figure_bytes", "figure_html", "png_with_metadata", "svg_with_metadata",
            "pdf_with_metadata", "html_with_metadata", "with_metadata", "csv_comment", "CAPTION_FONT"]
@@ -79,6 +82,8 @@ def stamp_figure(fig: go.Figure, stamp: Stamp | None) -> go.Figure:
     area keeps its size; the figure grows by the band). ``None``: ``fig`` unchanged."""
     if stamp is None or not stamp.lines:
         return fig
+    import plotly.graph_objects as go
+
     out = go.Figure(fig)
     width = out.layout.width or 900
     height = out.layout.height or 560

@@ -17,6 +17,20 @@ CDASI_AXIS = "CDASI activity (points, 0-100)"
 FONT = dict(family="Arial, Helvetica, sans-serif", size=14, color="#222222")
 
 
+def _template() -> go.layout.Template:
+    """plotly's simple_white with visible reference lines: simple_white gives every shape a line
+    width of 0 and an opacity of 0.3, so add_hline/add_vline (MCID, medians, the balance
+    threshold, a run chart's centre line) drew nothing."""
+    import plotly.io as pio
+
+    t = go.layout.Template(pio.templates["simple_white"])
+    t.layout.shapedefaults = dict(line=dict(width=1.5, color="#666666"), opacity=1, fillcolor="rgba(0,0,0,0.08)")
+    return t
+
+
+TEMPLATE = _template()
+
+
 def arm_color(arm: str, arms: tuple[str, ...] | list[str] = ()) -> str:
     if arm in ARM_COLORS:
         return ARM_COLORS[arm]
@@ -27,7 +41,7 @@ def arm_color(arm: str, arms: tuple[str, ...] | list[str] = ()) -> str:
 
 def base_layout(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None,
                 height: int = 520) -> go.Figure:
-    fig.update_layout(template="simple_white", font=FONT, title=dict(text=title, x=0.0, xanchor="left"),
+    fig.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.0, xanchor="left"),
                       height=height, width=900, margin=dict(l=90, r=30, t=70, b=60),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     if x_title:
@@ -42,12 +56,14 @@ LEGEND_ROW_PX = 24
 _SYMBOL_PX = 60  # an entry's symbol and padding, besides its text (entrywidth)
 
 
-def legend_below(fig: go.Figure, plot_height: int = 360, entry_px: int = 290) -> go.Figure:
+def legend_below(fig: go.Figure, plot_height: int = 360, entry_px: int = 290,
+                 axis_px: int = AXIS_BELOW_PX) -> go.Figure:
     """Put the legend under the x-axis title, in rows of fixed-width entries, and size the bottom
     margin and the figure to hold it: the layout is fixed in pixels, so plotly never has to push
     the margins (and a caption added under the figure cannot meet the legend).
 
-    ``plot_height``: the plot area's height in px; ``entry_px``: the width of one legend entry."""
+    ``plot_height``: the plot area's height in px; ``entry_px``: the width of one legend entry;
+    ``axis_px``: the room the x axis takes under the plot (tick labels and title)."""
     width = fig.layout.width or 900
     margin = fig.layout.margin
     left, right, top = margin.l if margin.l is not None else 80, margin.r if margin.r is not None else 80, \
@@ -55,10 +71,10 @@ def legend_below(fig: go.Figure, plot_height: int = 360, entry_px: int = 290) ->
     entries = sum(1 for t in fig.data if t.showlegend is not False and t.name)
     per_row = max(1, int((width - left) // entry_px))  # the legend starts at the plot's left edge
     rows = max(1, -(-entries // per_row))
-    bottom = AXIS_BELOW_PX + rows * LEGEND_ROW_PX + 12
+    bottom = axis_px + rows * LEGEND_ROW_PX + 12
     height = top + plot_height + bottom
     fig.update_layout(height=height, margin_b=bottom,
                       legend=dict(orientation="h", traceorder="normal", entrywidth=entry_px - _SYMBOL_PX,
-                                  entrywidthmode="pixels", yref="container", y=(bottom - AXIS_BELOW_PX) / height,
+                                  entrywidthmode="pixels", yref="container", y=(bottom - axis_px) / height,
                                   yanchor="top", x=0, xanchor="left", xref="paper"))
     return fig

@@ -102,9 +102,9 @@ class QualityResult:
 
     def figures(self) -> dict[str, FigureSpec]:
         out = {}
-        for key in ("cdasi_documented", "no_mcid_by_12w"):
+        for key in self.summary["key"]:
             out[key] = FigureSpec(lambda mc, hidden, key=key: self.figure(key, mc),
-                                  f"Quality indicator by {self.period}: {_BY_KEY[key].name}")
+                                  f"Quality indicator by {self.period}: {_BY_KEY[key].name} (control chart)")
         return out
 
     def to_dict(self, min_cell: int | None = None) -> dict:
@@ -146,6 +146,22 @@ def _periods(dates: pd.Series, period: str) -> pd.Series:
         return pd.Series("all", index=dates.index if dates is not None else None)
     p = dates.dt.to_period("Q" if period == "quarter" else "Y")
     return p.astype(str).where(dates.notna(), "unknown")
+
+
+def _complete(periods: pd.Series, last_date, period: str) -> pd.Series:
+    """Whether each period ended by the export's last visit (the latest period is usually
+    partial: its indicator covers only part of it and is not compared with the others)."""
+    if last_date is None or pd.isna(last_date) or period == "all":
+        return pd.Series(True, index=periods.index, dtype=bool)
+    freq = "Q" if period == "quarter" else "Y"
+
+    def ended(label: str) -> bool:
+        try:
+            return pd.Period(label, freq=freq).end_time.normalize() <= pd.Timestamp(last_date).normalize()
+        except (ValueError, TypeError):  # "unknown", "all"
+            return True
+
+    return periods.map(ended).astype(bool)
 
 
 def _rate(df: pd.DataFrame, key: str, num: str, period_col: str = "period") -> tuple[dict, pd.DataFrame]:
@@ -301,31 +317,135 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     summary["unit"] = summary["key"].map(lambda k: "%" if _BY_KEY[k].unit != "days" else "days")
     by_period = pd.concat(per, ignore_index=True) if per else pd.DataFrame(
         columns=["key", "period", "numerator", "denominator", "value"])
+    by_period["complete"] = _complete(by_period["period"], v["visit_date"].max() if dated else None, eff_period)
     documented = float(summary.loc[summary["key"] == "cdasi_documented", "value"].iloc[0]) if len(v) else None
     return QualityResult(eff_period, summary, by_period, {k: f.reset_index(drop=True) for k, f in failing.items()},
                          notes, documented, alpha=alpha)
 
 
+SHIFT_RUN = 8  # points in a row on one side of the centre line: a shift (special cause)
+
+
+def control_limits(d: pd.DataFrame, percent: bool) -> pd.DataFrame:
+    """Centre line, 3-sigma limits and special causes of an indicator's complete periods.
+
+    Proportions: a p-chart (centre: pooled proportion; limits: p +- 3 sqrt(p (1 - p) / n_i) for
+    each period's denominator, clipped to 0-100%). Days (a median interval): an XmR chart
+    (centre: mean; limits: mean +- 2.66 x the mean moving range). Special causes (Provost &
+    Murray): a point outside the limits, or a run of ``SHIFT_RUN`` or more points on one side
+    of the centre line. Returns ``d`` with centre, lower, upper, special (str) columns."""
+    d = d.copy()
+    d["centre"] = d["lower"] = d["upper"] = np.nan
+    d["special"] = ""
+    ok = d["complete"].to_numpy(bool) & d["value"].notna().to_numpy()
+    c = d[ok]
+    if percent and len(c) and c["denominator"].sum() > 0:
+        p = c["numerator"].sum() / c["denominator"].sum()
+        sigma = np.sqrt(p * (1 - p) / d["denominator"].clip(lower=1).astype(float))
+        d["centre"] = 100 * p
+        d["lower"] = (100 * (p - 3 * sigma)).clip(lower=0)
+        d["upper"] = (100 * (p + 3 * sigma)).clip(upper=100)
+    elif not percent and len(c) >= 2:
+        mean, mr = c["value"].mean(), c["value"].diff().abs().mean()
+        d["centre"], d["lower"], d["upper"] = mean, max(0.0, mean - 2.66 * mr), mean + 2.66 * mr
+    elif len(c):
+        d["centre"] = c["value"].median()
+    outside = ok & ((d["value"] > d["upper"] + 1e-9) | (d["value"] < d["lower"] - 1e-9)).to_numpy()
+    d.loc[outside, "special"] = "outside the limits"
+    side = np.sign((d["value"] - d["centre"]).to_numpy(float))
+    idx = np.flatnonzero(ok)
+    run: list[int] = []
+    for j in list(idx) + [None]:
+        if j is not None and run and side[j] == side[run[-1]] and side[j] != 0:
+            run.append(j)
+            continue
+        if len(run) >= SHIFT_RUN:
+            pos = d.index[run]
+            d.loc[pos, "special"] = d.loc[pos, "special"].where(d.loc[pos, "special"] != "",
+                                                                f"shift ({len(run)} on one side)")
+        run = [j] if j is not None and side[j] != 0 else []
+    return d
+
+
+def _latest(d: pd.DataFrame, unit: str, min_cell) -> str:
+    c = d[d["complete"] & d["value"].notna()]
+    if len(c) < 2:
+        return ""
+    last, prev = c.iloc[-1], c.iloc[-2]
+
+    def one(r):
+        frac = "" if unit == "days" or pd.isna(r["numerator"]) else \
+            f" ({count_text(r['numerator'], min_cell)}/{count_text(r['denominator'], min_cell)})"
+        return f"{r['period']}: {r['value']:.1f}{' days' if unit == 'days' else '%'}{frac}"
+
+    return f"latest complete {one(last)} vs {one(prev)}"
+
+
 def run_chart(result: QualityResult, key: str, min_cell: int | None = None) -> go.Figure:
-    """A run chart: the indicator by period with its median as the centre line; n in the hover."""
+    """A control chart of the indicator by period: the value of each complete period with its
+    denominator under the axis, the centre line and 3-sigma limits (p-chart for proportions, XmR
+    for days), special causes marked, the latest partial period shown hollow and left out of the
+    limits, the direction (higher or lower is better) and the latest complete period against the
+    previous one in the subtitle."""
+    import textwrap
+
+    from ..display.style import legend_below
+
     ind = _BY_KEY[key]
     d = result.by_period[(result.by_period["key"] == key) & (result.by_period["period"] != "unknown")]
+    if "complete" not in d:
+        d = d.assign(complete=True)
+    d = d.sort_values("period").reset_index(drop=True)
     if min_cell:
         d = d[(d["denominator"] >= min_cell) & ~((d["numerator"] > 0) & (d["numerator"] < min_cell))]
+    percent = ind.unit != "days"
+    unit = "%" if percent else "days"
+    d = control_limits(d, percent)
     fig = go.Figure()
-    unit = "days" if ind.unit == "days" else "%"
+    x = d["period"].tolist()
+    many = len(d) > 12  # quarters over years: the labels turn and keep only the denominator
+    ticks = [f"{p} (n = {count_text(dn, min_cell)})" if many else
+             f"{p}<br>{'n = ' + count_text(dn, min_cell) if not percent else f'{count_text(n, min_cell)}/{count_text(dn, min_cell)}'}"
+             for p, n, dn in zip(d["period"], d["numerator"], d["denominator"])]
+    if d["upper"].notna().any():
+        for col, name in (("upper", "3-sigma limits"), ("lower", None)):
+            fig.add_trace(go.Scatter(x=x, y=d[col], mode="lines", line=dict(color="#777777", width=1.5, dash="dot",
+                                                                              shape="hvh"),
+                                     name=name or "lower limit", showlegend=name is not None, legendgroup="limits",
+                                     hovertemplate="%{x}: " + col + " limit %{y:.1f}<extra></extra>"))
+    if d["centre"].notna().any():
+        chart = ("p-chart" if percent else "XmR chart") if d["upper"].notna().any() else "run chart"
+        fig.add_trace(go.Scatter(x=x, y=d["centre"], mode="lines", line=dict(color="#444444", width=1.5),
+                                 name=f"centre line ({d['centre'].dropna().iloc[0]:.1f}{'' if percent else ' days'})",
+                                 hovertemplate="centre %{y:.1f}<extra></extra>"))
+    else:
+        chart = "run chart"
     hover = [f"{count_text(n, min_cell) if pd.notna(n) else ''}/{count_text(dn, min_cell)}"
              for n, dn in zip(d["numerator"], d["denominator"])]
-    fig.add_trace(go.Scatter(x=d["period"], y=d["value"], mode="lines+markers", name=ind.name,
-                             line=dict(color="#0072B2", width=2), marker=dict(size=8), customdata=hover,
-                             hovertemplate="%{x}: %{y:.1f}" + (" days" if unit == "days" else "%")
-                                           + " (%{customdata})<extra></extra>"))
-    if len(d):
-        med = float(d["value"].median())
-        fig.add_hline(y=med, line=dict(color="#888", dash="dash"), annotation_text=f"median {med:.1f}",
-                      annotation_position="top left")
-    fig.update_xaxes(title_text=f"Period ({result.period})", type="category")
-    fig.update_yaxes(title_text=f"{ind.name} ({unit})", rangemode="tozero")
-    base_layout(fig, f"{ind.name}<br><sup>{ind.numerator} / {ind.denominator}</sup>", height=440)
-    fig.update_layout(margin=dict(t=100), showlegend=False)
-    return fig
+    full = d["complete"].to_numpy(bool)
+    fig.add_trace(go.Scatter(x=x, y=d["value"].where(full), mode="lines+markers", name="indicator, complete periods",
+                             line=dict(color="#0072B2", width=2), marker=dict(size=8, color="#0072B2"),
+                             customdata=hover, hovertemplate="%{x}: %{y:.1f}" + (" days" if unit == "days" else "%")
+                                                             + " (%{customdata})<extra></extra>"))
+    sc = d[d["special"] != ""]
+    if len(sc):
+        fig.add_trace(go.Scatter(x=sc["period"], y=sc["value"], mode="markers", name="special cause",
+                                 marker=dict(size=13, color="#D55E00", symbol="diamond-open", line=dict(width=2.5)),
+                                 customdata=sc["special"], hovertemplate="%{x}: special cause, %{customdata}"
+                                                                         "<extra></extra>"))
+    if (~full).any():
+        fig.add_trace(go.Scatter(x=d.loc[~full, "period"], y=d.loc[~full, "value"], mode="markers",
+                                 name="partial period (not in the limits)",
+                                 marker=dict(size=9, color="white", line=dict(color="#0072B2", width=2))))
+    what = "denominator" if many else "numerator/denominator" if percent else "visit gaps"
+    fig.update_xaxes(title_text=f"Period ({result.period}); under each: {what}", type="category", tickvals=x,
+                     ticktext=ticks, tickfont=dict(size=10 if many else 12), tickangle=-90 if many else 0)
+    fig.update_yaxes(title_text=f"% of {ind.unit}" if percent else "Days", rangemode="tozero",
+                     range=[0, 105] if percent else None)
+    better = "higher is better" if ind.higher_is_better else "lower is better"
+    latest = _latest(d, unit, min_cell)
+    lines = textwrap.wrap(f"{ind.numerator} / {ind.denominator}", 120)
+    lines.append(f"{chart}; {better}" + (f"; {latest}" if latest else ""))
+    base_layout(fig, f"{ind.name}<br><sup>" + "<br>".join(lines) + "</sup>", height=440)
+    fig.update_layout(margin=dict(t=66 + 26 * len(lines), b=90))
+    return legend_below(fig, plot_height=260, entry_px=300, axis_px=150 if many else 86)

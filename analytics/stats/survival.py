@@ -189,12 +189,17 @@ def _risk_cell(at_risk: int, events: int, censored: int, min_cell: int | None) -
     return f"{a} ({e}, {c})"
 
 
+FEW_AT_RISK = 10  # a median with fewer lines at risk than this is marked in the figure
+
+
 def km_figure(result: KMResult, title: str | None = None, horizon: float | None = None,
               min_cell: int | None = None) -> go.Figure:
     """Cumulative response curves with 1 - alpha CI bands, censor marks, median lines and a
     number-at-risk table aligned to the x ticks."""
     ticks = result.ticks
-    horizon = horizon or ticks[-1] * 1.04 or 4.0
+    medians = [m for m in result.summary["median"] if np.isfinite(m)] if "median" in result.summary else []
+    # the axis covers every reported median (a median past the last tick still shows)
+    horizon = horizon or max([ticks[-1] * 1.04] + [1.05 * m for m in medians]) or 4.0
     arms_drawn = [a for a in result.arms if a in result.fitters]
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.72, 0.28], vertical_spacing=0.17)
     for arm in arms_drawn:
@@ -226,8 +231,16 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                       row=1, col=1)
         med = r["median"]
         if np.isfinite(med) and med <= horizon:
-            fig.add_shape(type="line", x0=med, x1=med, y0=0, y1=50, line=dict(color=colour, dash="dot", width=1),
+            at_risk = int(ev.loc[ev.index <= med, "at_risk"].iloc[-1]) if (ev.index <= med).any() else 0
+            fig.add_shape(type="line", x0=med, x1=med, y0=0, y1=50, line=dict(color=colour, dash="dot", width=1.5),
                           row=1, col=1)
+            if at_risk < FEW_AT_RISK:  # a median resting on a handful of lines: marked, with the number
+                fig.add_trace(go.Scatter(x=[med], y=[50], mode="markers+text", showlegend=False, legendgroup=arm,
+                                         marker=dict(symbol="x-thin-open", size=12, color=colour, line=dict(width=2)),
+                                         text=[f"{count_text(at_risk, min_cell)} at risk"], textposition="top center",
+                                         textfont=dict(color=colour, size=12),
+                                         hovertemplate=f"median {med:.1f} weeks rests on fewer than {FEW_AT_RISK} "
+                                                       "lines at risk<extra>" + arm + "</extra>"), row=1, col=1)
     fig.add_shape(type="line", x0=0, x1=horizon, y0=50, y1=50, line=dict(color="#888", dash="dot", width=1),
                   row=1, col=1)
     # Number-at-risk table: one row per arm, one column per x tick, aligned with the ticks above.
@@ -252,12 +265,13 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
                f"bands: {ci_label(result.alpha)}")
     elif result.logrank.get("statistic") is not None:
         sub = (f"Log-rank {_fmt_p(result.logrank.get('p'))} (chi-square {result.logrank['statistic']:.2f}, "
-               f"df {result.logrank['df']}); dotted lines: medians; ticks: censored lines; "
+               f"df {result.logrank['df']}); dotted lines: medians (x: fewer than {FEW_AT_RISK} at risk); ticks: censored; "
                f"bands: {ci_label(result.alpha)}")
     else:
         sub = f"No log-rank test (fewer than two arms with lines); bands: {ci_label(result.alpha)}"
     default = "Time to response, weighted for the adjustment set (IPTW)" if result.weighted else "Time to response"
     base_layout(fig, f"{title or default}<br><sup>{sub}</sup>", height=640)
-    fig.update_layout(legend=dict(orientation="v", yanchor="bottom", y=0.45, xanchor="right", x=0.99,
-                                  bgcolor="rgba(255,255,255,0.8)"), margin=dict(t=90))
+    # the legend in a row of its own above the curves, never on them
+    fig.update_layout(legend=dict(orientation="h", yanchor="bottom", y=1.02, xanchor="left", x=0, font=dict(size=13)),
+                      margin=dict(t=122), height=672)
     return fig

@@ -14,7 +14,7 @@ import streamlit as st
 
 from analytics import CdasiError
 from analytics.display.export import csv_bytes, xlsx_bytes
-from analytics.display.provenance import figure_bytes, figure_html
+from analytics.display.provenance import figure_bytes, figure_html, kaleido_render
 
 from . import state
 
@@ -36,10 +36,8 @@ def _kaleido_session() -> bool:
 
 
 def _image(fig: go.Figure, fmt: str, stamp) -> bytes:
-    import kaleido
-
     _kaleido_session()
-    return figure_bytes(fig, fmt, stamp, lambda f, opts: kaleido.calc_fig_sync(f, opts=opts))
+    return figure_bytes(fig, fmt, stamp, kaleido_render)
 
 
 def figure(fig: go.Figure, name: str, key: str, select: bool = False, scope: str = "cohort"):

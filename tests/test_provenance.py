@@ -4,6 +4,8 @@ Checked on what the files hold and on what they draw (the rendered PNG, the PDF'
 
 from __future__ import annotations
 
+from analytics.display.provenance import kaleido_render
+
 import csv
 import io
 import os
@@ -157,7 +159,7 @@ def test_rendered_exports_draw_the_caption_apart_from_the_figure():
     fig = _figure()
     kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
     try:
-        render = lambda f, opts: kaleido.calc_fig_sync(f, opts=opts)  # noqa: E731
+        render = kaleido_render
         last_ink, caption = _caption_apart(render, fig, stamp)
         png = figure_bytes(fig, "png", stamp, render)
         svg = figure_bytes(fig, "svg", stamp, render)
@@ -191,7 +193,7 @@ def test_every_registry_figure_keeps_its_caption_clear_of_what_it_draws(sample_d
     seen = {}
     kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
     try:
-        render = lambda f, opts: kaleido.calc_fig_sync(f, opts=opts)  # noqa: E731
+        render = kaleido_render
         for e in entries():
             if e.name in analysis.models:
                 for name, fs in figures_of(e, analysis.models[e.name]).items():

@@ -5,6 +5,8 @@ text, no title, axis title or legend entry on the curves."""
 
 from __future__ import annotations
 
+from analytics.display.provenance import kaleido_render
+
 import os
 
 import pytest
@@ -67,7 +69,7 @@ def page_svgs(sample_dir):
     figs |= {f"quality_{k}": q.figure(k) for k in q.summary["key"]}
     kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
     try:
-        return {name: kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": fig.layout.width or 900,
+        return {name: kaleido_render(fig, {"format": "svg", "width": fig.layout.width or 900,
                                                        "height": fig.layout.height or 560}).decode("utf-8")
                 for name, fig in figs.items()}
     finally:
@@ -111,7 +113,7 @@ def test_the_checker_finds_what_it_is_for(page):
     fig.add_annotation(x=1, y=1.5, text="another label", showarrow=False)
     kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
     try:
-        svg = kaleido.calc_fig_sync(fig, opts={"format": "svg", "width": 600, "height": 400}).decode("utf-8")
+        svg = kaleido_render(fig, {"format": "svg", "width": 600, "height": 400}).decode("utf-8")
     finally:
         kaleido.stop_sync_server(silence_warnings=True)
     found = measure(page, svg)

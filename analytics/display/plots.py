@@ -240,6 +240,11 @@ def swimmer_figure(derivation: Derivation, max_patients: int = 60, arms: list[st
     return fig
 
 
+# the usual abbreviations, so that labels of neighbouring columns do not run into each other (hover: full name)
+_SHORT = {"hydroxychloroquine": "HCQ", "methotrexate": "MTX", "mycophenolate mofetil": "MMF", "azathioprine": "AZA",
+          "cyclosporine": "CSA", "tacrolimus": "TAC", "rituximab": "RTX"}
+
+
 def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | None = None) -> go.Figure:
     """Therapy sequences: agents at line 1, 2, ... ``max_lines`` per patient, flows counted in
     patients. With ``min_cell``, flows of fewer patients are left out and small node counts
@@ -263,7 +268,8 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | No
     fig = go.Figure(go.Sankey(
         arrangement="snap",
         # short labels (the column says the line): "Line 3: IVIG (n = 118)" ran into the next column's labels
-        node=dict(label=[f"{n.split(': ', 1)[1]} ({count_text(totals.get(n, 0), min_cell)})" for n in nodes],
+        node=dict(label=[f"{_SHORT.get(n.split(': ', 1)[1], n.split(': ', 1)[1])} ({count_text(totals.get(n, 0), min_cell)})"
+                         for n in nodes],
                   customdata=nodes, hovertemplate="%{customdata}: %{value} patients<extra></extra>",
               color=[colour(n) for n in nodes],
                   pad=14, thickness=16),
@@ -275,7 +281,7 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | No
                            x=i / max(1, len(columns) - 1), showarrow=False, font=dict(size=13),
                            xanchor="left" if i == 0 else "right" if i == len(columns) - 1 else "center")
     base_layout(fig, f"Therapy sequences, lines 1-{max_lines}<br><sup>Flows: patients moving from one line's agent to "
-                "the next (numbers: patients); grey: systemic agents in no arm</sup>", height=560)
+                "the next (numbers: patients); grey: systemic agents in no arm (HCQ hydroxychloroquine, MTX methotrexate)</sup>", height=560)
     fig.update_layout(margin=dict(t=120))
     return fig
 

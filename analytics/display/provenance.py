@@ -206,3 +206,19 @@ def csv_comment(stamp: Stamp | None) -> str:
         return ""
     lines = ([stamp.title] if stamp.title else []) + list(stamp.lines) + ([stamp.software] if stamp.software else [])
     return "".join(f"# {line}\n" for line in lines)
+
+
+def kaleido_render(fig: "go.Figure", opts: dict) -> bytes:
+    """The figure rendered by kaleido (a started sync server is reused) into bytes. It writes to
+    a named file in a temporary folder: kaleido 1.1's ``calc_fig`` names its own file after the
+    figure's title, which fails for a long one (OSError: file name too long)."""
+    import os
+    import tempfile
+
+    import kaleido
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, f"figure.{opts['format']}")
+        kaleido.write_fig_sync(fig, path=path, opts=opts)
+        with open(path, "rb") as fh:
+            return fh.read()

@@ -41,7 +41,7 @@ import plotly.graph_objects as go
 from .. import __version__
 from ..lines.cohort import CohortFilter
 from ..display.export import json_safe, write_csv, xlsx_bytes
-from ..display.provenance import Stamp, html_with_metadata, stamp_figure, with_metadata
+from ..display.provenance import Stamp, html_with_metadata, kaleido_render, stamp_figure, with_metadata
 from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
 from ..pipeline import Analysis, analyze, load
@@ -181,7 +181,7 @@ def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, forma
                 opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
                         "scale": 3 if fmt == "png" else 1}
                 try:
-                    data = kaleido.calc_fig_sync(fig, opts=opts)
+                    data = kaleido_render(fig, opts)
                     (fig_dir / f"{name}.{fmt}").write_bytes(with_metadata(data, fmt, stamps.get(name)))
                 except Exception as exc:  # a browser or rendering failure: report it, keep the rest
                     messages.append(f"{name}.{fmt} could not be rendered: {type(exc).__name__}: {exc}")

@@ -24,7 +24,10 @@ class ModelOptions:
     """Options of the statistics (the analysis spec's ``[models]``, ``[mixed]`` and
     ``[quality]``). ``adjust_for``: the adjustment set of the adjusted Cox model and of the
     propensity model; ``ticks``: the x ticks of the Kaplan-Meier risk table; ``alpha``: every
-    interval of every model and figure is ``1 - alpha``; ``period``: of the quality indicators."""
+    interval of every model and figure is ``1 - alpha``; ``period``: of the quality indicators;
+    ``targets``: the department's target per quality indicator ((key, value) pairs, in the
+    indicator's unit: % or days); ``better``: (key, "higher" | "lower") pairs that override an
+    indicator's direction of improvement."""
 
     adjust_for: tuple[str, ...] = ADJUSTMENT_SET
     mixed: MixedSpec = field(default_factory=MixedSpec)
@@ -32,6 +35,8 @@ class ModelOptions:
     trim: tuple[float, float] = (0.01, 0.99)
     alpha: float = 0.05
     period: str = "year"
+    targets: tuple[tuple[str, float], ...] = ()
+    better: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self):
         if not (0 < self.alpha < 0.5):
@@ -45,6 +50,22 @@ class ModelOptions:
             raise OptionError("period must be 'year' or 'quarter'")
         for name in ("adjust_for", "ticks", "trim"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        from .registry import QUALITY_INDICATOR_KEYS
+
+        for name, check, what in (("targets", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+                                   and v == v and abs(v) != float("inf"), "a number"),
+                                  ("better", lambda v: v in ("higher", "lower"), '"higher" or "lower"')):
+            pairs = getattr(self, name)
+            pairs = dict(pairs.items() if isinstance(pairs, dict) else pairs)
+            unknown = sorted(set(pairs) - set(QUALITY_INDICATOR_KEYS))
+            if unknown:
+                raise OptionError(f"quality {name}: unknown indicators {unknown}; choose from "
+                                  f"{', '.join(QUALITY_INDICATOR_KEYS)}")
+            bad = {k: v for k, v in pairs.items() if not check(v)}
+            if bad:
+                raise OptionError(f"quality {name}: {bad} must be {what}")
+            object.__setattr__(self, name, tuple(sorted((k, float(v) if name == "targets" else v)
+                                                        for k, v in pairs.items())))
 
 
 @dataclass

@@ -218,7 +218,10 @@ def _km_cli(km) -> list[str]:
                    f"({_fmt(lo)} to {_fmt(hi)})")
     lr = d["logrank"]
     if lr["statistic"] is not None:
-        out.append(f"  log-rank chi-square {lr['statistic']:.2f}, df {lr['df']}, p = {lr['p']:.3g}")
+        from .display.tables import p_text
+
+        p = p_text(lr["p"])
+        out.append(f"  log-rank chi-square {lr['statistic']:.2f}, df {lr['df']}, p {p if p.startswith('<') else '= ' + p}")
     return out
 
 
@@ -319,7 +322,7 @@ def _builtins() -> None:
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
-                               alpha=ctx.alpha),
+                               alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),
               results_key=("quality",), tables={"indicators": "quality_indicators", "by_period": "quality_by_period"},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",

@@ -81,7 +81,10 @@ SPEC_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
     "mixed": {"horizon_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
               "random": ('"slope" or "intercept"', lambda v: v in ("slope", "intercept")),
               "covariates": ("a list of covariates", _strings)},
-    "quality": {"period": ('"year" or "quarter"', lambda v: v in ("year", "quarter"))},
+    "quality": {"period": ('"year" or "quarter"', lambda v: v in ("year", "quarter")),
+                "targets": ("a table of indicator keys and numbers, e.g. {cdasi_documented = 90}",
+                            lambda v: isinstance(v, dict)),
+                "better": ('a table of indicator keys and "higher" or "lower"', lambda v: isinstance(v, dict))},
     "pack": {"min_cell": ("a whole number from 2 to 1000", lambda v: isinstance(v, int) and not isinstance(v, bool)),
              "figures": ("a list of figure names", _strings),
              "tables": ("a list of table names", _strings)},
@@ -151,9 +154,12 @@ class AnalysisSpec:
         mixed_spec = _built("mixed", lambda: MixedSpec(float(mixed.get("horizon_weeks", MixedSpec().horizon_weeks)),
                                                        tuple(mixed.get("covariates", ())),
                                                        mixed.get("random", MixedSpec().random)))
+        _built("quality", lambda: ModelOptions(targets=g["quality"].get("targets", {}),
+                                               better=g["quality"].get("better", {})))
         model_options = _built("models", lambda: ModelOptions(
             adjust_for=tuple(models.get("adjust_for", m0.adjust_for)), mixed=mixed_spec,
-            alpha=float(models.get("alpha", m0.alpha)), period=g["quality"].get("period", m0.period)))
+            alpha=float(models.get("alpha", m0.alpha)), period=g["quality"].get("period", m0.period),
+            targets=g["quality"].get("targets", {}), better=g["quality"].get("better", {})))
         _check_covariates(model_options)
         pack = _built("pack", lambda: PackChoices(g["pack"].get("min_cell"), _tuple(g["pack"].get("figures")),
                                                   _tuple(g["pack"].get("tables"))))
@@ -191,7 +197,7 @@ class AnalysisSpec:
             "models": {"adjust_for": list(m.adjust_for), "alpha": m.alpha},
             "mixed": {"horizon_weeks": m.mixed.horizon_weeks, "random": m.mixed.random,
                       "covariates": list(m.mixed.covariates)},
-            "quality": {"period": m.period},
+            "quality": {"period": m.period, "targets": dict(m.targets) or None, "better": dict(m.better) or None},
             "pack": {"min_cell": self.pack.min_cell, "figures": _list(self.pack.figures),
                      "tables": _list(self.pack.tables)},
         }
@@ -214,7 +220,9 @@ class AnalysisSpec:
             for key, value in body.items():
                 if default.get(table, {}).get(key) == value:
                     continue
-                if isinstance(value, list):
+                if isinstance(value, dict):  # quality.targets=cdasi_documented:90,ild_screening:80
+                    text = ",".join(f"{k}:{v:g}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items())
+                elif isinstance(value, list):
                     text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
                 elif isinstance(value, bool):
                     text = "true" if value else "false"
@@ -254,7 +262,9 @@ class AnalysisSpec:
                f"{100 * (1 - m.alpha):.10g}% intervals; Cox and weights adjusted for {', '.join(m.adjust_for) or 'nothing'}",
                f"mixed model: {m.mixed.horizon_weeks:g} weeks, random {m.mixed.random}"
                + (f", covariates {', '.join(m.mixed.covariates)}" if m.mixed.covariates else ""),
-               f"quality indicators by {m.period}"]
+               f"quality indicators by {m.period}"
+               + (f"; targets {', '.join(f'{k} {v:g}' for k, v in m.targets)}" if m.targets else "")
+               + (f"; better {', '.join(f'{k} {v}' for k, v in m.better)}" if m.better else "")]
         if self.pack.min_cell:
             out.append(f"pack: counts below {self.pack.min_cell} suppressed")
         return out
@@ -323,6 +333,12 @@ def _from_text(table: str, key: str, text: str):
     """A query parameter's text as the value the spec's key takes."""
     if (table, key) in _LIST_KEYS:
         return [_scalar(v.strip()) for v in text.split(",") if v.strip()]
+    if (table, key) in (("quality", "targets"), ("quality", "better")):
+        pairs = [item.partition(":") for item in text.split(",") if item.strip()]
+        bad = [k for k, sep, _ in pairs if not sep]
+        if bad:
+            raise OptionError(f"link: quality.{key}: {bad[0]!r} must be indicator:value")
+        return {k.strip(): (_scalar(v.strip()) if key == "targets" else v.strip()) for k, _, v in pairs}
     if table in ("models", "mixed", "pack") and key in ("alpha", "horizon_weeks", "min_cell"):
         return _scalar(text)
     if key == "confirm":

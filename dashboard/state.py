@@ -233,6 +233,8 @@ def apply_spec(new) -> list[str]:
     set_pack_choices(new.pack)
     for key in _SPEC_WIDGETS:
         st.session_state.pop(key, None)
+    for key in [k for k in st.session_state if str(k).startswith(("quality.target.", "quality.better."))]:
+        st.session_state.pop(key, None)
     st.session_state["quality.period"] = new.models.period
     warning = new.data_warning(current_files().visits_sha256)
     return [warning] if warning else []

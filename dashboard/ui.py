@@ -51,7 +51,7 @@ def figure(fig: go.Figure, name: str, key: str, select: bool = False, scope: str
                             selection_mode=("points",) if select else ("points", "box", "lasso"))
     chrome = chrome_path()
     stamp = state.stamp(scope, _title(fig, name))
-    cols = st.columns([1, 1, 1, 5])
+    cols = [_downloads()] * 3
     help_missing = "PNG and SVG need a Chromium: `apt-get install chromium` (HTML and tables export without it)."
     cols[0].download_button("PNG", partial(_image, fig, "png", stamp), f"{name}.png", "image/png", key=f"{key}.png",
                             disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
@@ -65,26 +65,45 @@ def figure(fig: go.Figure, name: str, key: str, select: bool = False, scope: str
     return event if select else None
 
 
+def _downloads():
+    """A row for download buttons: each button as wide as its label, wrapping onto a new line
+    in a narrow column (half-width columns squeezed fixed-width columns down to bare icons)."""
+    return st.container(horizontal=True, gap="small")
+
+
 def _title(fig: go.Figure, name: str) -> str:
     text = fig.layout.title.text if fig.layout.title is not None else None
     return f"{text} ({name})" if text else name
 
 
+ROW_PX, HEADER_PX = 35, 38  # st.dataframe's row and header heights
+ALL_ROWS_UP_TO = 60  # tables this long are shown whole, without a scroll box
+
+
 def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, scope: str = "cohort",
           **kwargs) -> None:
-    """Show a table with CSV and XLSX downloads (spreadsheet formulas neutralised). Each download
-    names the analysis behind it (``scope``: see :func:`state.stamp`): ``#`` lines above the CSV,
-    an ``about`` sheet and the document properties of the workbook."""
-    st.dataframe(df, width="stretch", hide_index=True, height=height or "auto", **kwargs)
+    """Show a table for people (:func:`analytics.display.tables.for_people`: labelled columns with
+    units, "< 0.001", integer counts, canonical names, no inf/NaN/None), whole when it has up to
+    ALL_ROWS_UP_TO rows, with CSV (machine names, full precision, a data dictionary in its ``#``
+    lines) and XLSX (for people) downloads, spreadsheet formulas neutralised. Each download names
+    the analysis behind it (``scope``: see :func:`state.stamp`)."""
+    from analytics.display.tables import for_people
+
+    shown = for_people(df, name)
+    if height is None and len(shown) <= ALL_ROWS_UP_TO:
+        height = HEADER_PX + ROW_PX * max(len(shown), 1) + 3
+    st.dataframe(shown, width="stretch", hide_index=True, height=height or "auto", **kwargs)
     stamp = state.stamp(scope, name)
-    cols = st.columns([1, 1, 6])
-    cols[0].download_button("CSV", partial(csv_bytes, df, stamp), f"{name}.csv", "text/csv", key=f"{key}.csv",
-                            on_click="ignore", icon=":material/download:",
-                            help='The first lines, starting with "#", name the analysis: read it with '
+    cols = [_downloads()] * 2
+    cols[0].download_button("CSV", partial(csv_bytes, df, stamp, name), f"{name}.csv", "text/csv",
+                            key=f"{key}.csv", on_click="ignore", icon=":material/download:", width="stretch",
+                            help='Machine-readable names and full precision. The first lines, starting with "#", '
+                                 'name the analysis and every column: read it with '
                                  '`pandas.read_csv(path, comment="#")`.')
     cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}, stamp), f"{name}.xlsx",
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}.xlsx",
-                            on_click="ignore", icon=":material/download:")
+                            on_click="ignore", icon=":material/download:",
+                            help="For people: labelled columns with units, numbers kept as numbers.")
 
 
 def warnings(items: list[str], what: str = "this result") -> None:

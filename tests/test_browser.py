@@ -121,7 +121,7 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             assert "bad.csv has 1 error(s) and was not loaded" in text
             assert "Validation report of bad.csv" in text and "De-identification guard" not in text
             headers = main.locator('[data-testid="stDataFrame"]').first.locator('[role="columnheader"]')
-            assert headers.all_inner_texts()[:2] == ["message", "fix"]
+            assert headers.all_inner_texts()[:2] == ["Finding", "How to fix it"]
             assert "Dataset: tiny.csv" in sidebar.inner_text()
 
             sidebar.get_by_text("Analysis spec").click()

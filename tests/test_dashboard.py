@@ -245,7 +245,7 @@ def test_table_downloads_are_neutralised_xlsx_and_csv():
     df = pd.DataFrame({"patient_id": ["=HYPERLINK(1)", "@x", "ok"], "n": [1, 2, 3]})
     wb = openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"lines": df})))
     cells = [c.value for c in wb["lines"]["A"]]
-    assert cells == ["patient_id", "'=HYPERLINK(1)", "'@x", "ok"]
+    assert cells == ["Patient", "'=HYPERLINK(1)", "'@x", "ok"]
     assert wb["lines"].freeze_panes == "A2" and wb["lines"]["A1"].font.bold
     assert csv_bytes(df).decode("utf-8-sig").splitlines()[1] == "'=HYPERLINK(1),1"
 
@@ -313,10 +313,12 @@ def test_changing_the_interval_level_reaches_every_page():
     from analytics.protocol import z_value
 
     at.switch_page("views/time_to_response.py").run()
-    cox = next(df.value for df in at.dataframe if list(df.value.columns)[:6] == ["term", "coef", "se", "hr", "lower",
-                                                                                "upper"])
-    # the page rounds to 4 significant digits; a 95% interval would be 19% wider
-    np.testing.assert_allclose(np.log(cox["upper"]), cox["coef"] + z_value(0.1) * cox["se"], rtol=2e-3)
+    cox = next(df.value for df in at.dataframe
+               if list(df.value.columns)[:8] == ["Term", "Lines", "Responses", "log HR", "SE", "Hazard ratio",
+                                                 "Lower limit", "Upper limit"])
+    num = cox[["log HR", "SE", "Upper limit"]].astype(float)  # tables for people: text, 2-3 decimals
+    # a 95% interval would be 19% wider; the page shows the limit to 2 decimals, coef and SE to 3
+    np.testing.assert_allclose(np.log(num["Upper limit"]), num["log HR"] + z_value(0.1) * num["SE"], atol=0.012)
 
 
 SPEC = ('[response]\nrule = "percent:40"\nconfirm = true\n[cohort]\nseverity = "moderate-severe"\n[models]\nalpha = 0.1\n'
@@ -363,7 +365,8 @@ def test_an_opened_spec_reaches_every_surface_and_its_pack_equals_the_clis(tmp_p
     zf = zipfile.ZipFile(io.BytesIO(data))
     names = [n.removeprefix("tables/").removesuffix(".csv") for n in zf.namelist()
              if n.startswith("tables/") and n.endswith(".csv")]
-    assert sorted(names) == sorted(["attrition", "km_medians", "cox_adjusted", "quality_indicators", "table1"])
+    assert sorted(names) == sorted(["attrition", "km_medians", "cox_adjusted", "quality_indicators", "table1",
+                                    "data_dictionary"])
     for name in names:
         page = list(csv.reader(io.StringIO(zf.read(f"tables/{name}.csv").decode("utf-8-sig"))))
         cli = list(csv.reader(open(tmp_path / "cli" / "tables" / f"{name}.csv", encoding="utf-8-sig")))

@@ -231,3 +231,67 @@ def test_report_template_escapes_what_comes_from_the_data(tmp_path):
     body = html[html.index("<body>"):]
     assert "<script>alert(1)" not in body and "&lt;script&gt;alert(1)&lt;.csv" in body
     assert "<img src=x" not in body and "&lt;img src=x" in body  # the unknown drug, named in the validation report
+
+
+# ------------------------------------------------------------------ tables for people
+FORBIDDEN_TEXT = re.compile(r"\b(nan|NaN|inf|Infinity|None|NaT)\b|\d[eE][+-]\d|00:00:00")
+FORBIDDEN_CELLS = {"inf", "-inf", "Infinity", "-Infinity", "nan", "NaN", "None", "NaT", "<NA>"}
+
+
+def _visible_text(html: str) -> str:
+    """What a reader of the HTML sees: the text outside <script> and <style>."""
+    from html.parser import HTMLParser
+
+    class Text(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.skip, self.parts = 0, []
+
+        def handle_starttag(self, tag, attrs):
+            self.skip += tag in ("script", "style")
+
+        def handle_endtag(self, tag):
+            self.skip -= tag in ("script", "style")
+
+        def handle_data(self, data):
+            if not self.skip:
+                self.parts.append(data)
+
+    parser = Text()
+    parser.feed(html)
+    return " ".join(parser.parts)
+
+
+def test_report_shows_no_scientific_notation_and_no_inf_nan_none(sample_pack):
+    from pypdf import PdfReader
+
+    text = _visible_text((sample_pack.out / "report.html").read_text(encoding="utf-8"))
+    assert "Median time to response (weeks)" in text and "< 0.001" in text  # tables for people
+    assert not FORBIDDEN_TEXT.search(text), FORBIDDEN_TEXT.search(text).group(0)
+    pdf = "\n".join(page.extract_text() for page in PdfReader(sample_pack.out / "report.pdf").pages)
+    assert "Median time to response" in pdf
+    hit = FORBIDDEN_TEXT.search(pdf)
+    assert hit is None, pdf[max(0, hit.start() - 80):hit.end() + 80]
+
+
+def test_every_pack_csv_has_no_inf_nan_none_and_every_column_is_in_the_dictionary(sample_pack):
+    tables = sample_pack.out / "tables"
+    with open(tables / "data_dictionary.csv", encoding="utf-8", newline="") as fh:
+        described = {(r["table"], r["column"]): r for r in csv.DictReader(fh)}
+    seen = 0
+    for path in sorted(tables.glob("*.csv")):
+        with open(path, encoding="utf-8", newline="") as fh:
+            reader = csv.reader(fh)
+            header = next(reader)
+            for row in reader:
+                bad = set(row) & FORBIDDEN_CELLS
+                assert not bad, (path.name, bad, row)
+        if path.stem == "data_dictionary":
+            continue
+        for col in header:
+            entry = described.get((path.stem, col))
+            assert entry and entry["description"] and entry["label"], (path.name, col)
+            seen += 1
+    assert seen > 100
+    wb = openpyxl.load_workbook(tables / "tables.xlsx")
+    assert "columns" in wb.sheetnames and wb["km_medians"]["B1"].value == "Lines"

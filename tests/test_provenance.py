@@ -93,14 +93,17 @@ def test_csv_download_names_the_analysis_above_a_table_that_reads_back_unchanged
 def test_xlsx_download_has_an_about_sheet_and_document_properties():
     df = pd.DataFrame({"arm": ["MMF"], "lines": [12]})
     wb = openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"km_medians": df}, SPEC.stamp("cohort", "v.csv", "km_medians"))))
-    assert wb.sheetnames == ["km_medians", "about"]
-    assert [c.value for c in wb["km_medians"][1]] == ["arm", "lines"]
+    assert wb.sheetnames == ["km_medians", "columns", "about"]
+    assert [c.value for c in wb["km_medians"][1]] == ["Arm", "Lines"]  # for people; "columns" maps them back
+    dd = [[c.value for c in r] for r in wb["columns"].iter_rows(min_row=2)]
+    assert [r[:3] for r in dd] == [["km_medians", "arm", "Arm"], ["km_medians", "lines", "Lines"]]
     about = {r[0].value: r[1].value for r in wb["about"].iter_rows(min_row=2)}
     assert "percent:40" in about["Response"] and about["Cohort"].startswith("antibody: tif1g; ILD: no")
     assert AnalysisSpec.from_toml(about["analysis spec (TOML)"]) == SPEC
     assert wb.properties.title == "km_medians" and "ILD: no" in wb.properties.subject
     assert AnalysisSpec.from_toml(wb.properties.description) == SPEC
-    assert openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"t": df}))).sheetnames == ["t"]
+    assert openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"t": df}))).sheetnames == ["t", "columns"]
+    assert openpyxl.load_workbook(io.BytesIO(xlsx_bytes({"t": df}, people=False))).sheetnames == ["t"]
 
 
 def test_html_figure_holds_the_spec_in_its_head():
@@ -249,7 +252,7 @@ def test_pack_tables_stay_plain_csv_and_the_workbook_says_which_sheets_are_whole
     with open(out / "tables" / "km_medians.csv", encoding="utf-8-sig", newline="") as fh:
         assert next(csv.reader(fh))[0] == "arm"  # machine-readable: the manifest beside it holds the spec
     wb = openpyxl.load_workbook(out / "tables" / "tables.xlsx")
-    assert wb.sheetnames == ["km_medians", "quality_indicators", "about"]
+    assert wb.sheetnames == ["km_medians", "quality_indicators", "columns", "about"]
     about = {r[0].value: r[1].value for r in wb["about"].iter_rows(min_row=2)}
     assert about["Cohort"].startswith("antibody: tif1g; ILD: no") and "quality_indicators" in about["whole export"]
     assert AnalysisSpec.from_toml(wb.properties.description) == AnalysisSpec.from_dict(stamped_pack.manifest["spec"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from analytics import DeriveOptions, derive
+from analytics import DeriveOptions, OptionError, derive
 from analytics.stats.quality import INDICATORS, compute_quality
 
 from .conftest import ROOT, prep
@@ -70,6 +70,17 @@ def test_median_interval_and_lost_to_follow_up():
     assert _ind(q, "median_visit_interval")[1:] == (3, 30.0)
     assert _ind(q, "lost_to_follow_up")[:2] == (1, 2)
     assert q.failing["lost_to_follow_up"]["patient_id"].tolist() == ["A"]
+
+
+def test_lost_to_follow_up_by_period_is_the_state_at_each_period_end():
+    # End of 2020: A (last 2020-03-31) and B (2020-12-01) seen within 365 days -> 0 of 2.
+    # End of 2021: A's last visit is more than 365 days before 2021-12-31, B's (2021-06-01) is not -> 1 of 2.
+    # 2022 (partial, at the export's end 2022-09-01): A and B lost, C (2022-09-01) not -> 2 of 3, as overall.
+    q = _q(H + "\nA,2020-01-01,5,,\nA,2020-03-31,5,,\nB,2020-12-01,5,,\nB,2021-06-01,5,,\nC,2022-09-01,5,,\n")
+    per = q.by_period[q.by_period["key"] == "lost_to_follow_up"].set_index("period")
+    assert per.loc[["2020", "2021", "2022"], ["numerator", "denominator"]].values.tolist() == [[0, 2], [1, 2], [2, 3]]
+    assert per.loc["2022", "complete"] == False and per.loc["2021", "complete"] == True  # noqa: E712
+    assert _ind(q, "lost_to_follow_up")[:2] == (2, 3)
 
 
 SCREEN = ("patient_id,visit_date,cdasi_activity,antibody,malignancy_screening_date,pft_date,hrct_date,"
@@ -146,3 +157,23 @@ def test_the_registry_lists_every_indicator_as_a_pack_figure():
 
     assert QUALITY_INDICATOR_KEYS == tuple(i.key for i in INDICATORS)
     assert {f"quality_{i.key}" for i in INDICATORS} <= set(figure_names())
+
+
+def test_a_target_and_a_direction_reach_the_table_the_results_and_the_run_chart(sample_dir):
+    from analytics.pipeline import load
+
+    p, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    q = compute_quality(p, derive(p, DeriveOptions()), "year", targets={"cdasi_documented": 95.0},
+                        better={"escalated_after_no_mcid": "lower"})
+    row = q.summary.set_index("key").loc["cdasi_documented"]
+    assert row["target"] == 95.0 and row["better"] == "higher" and row["meets_target"] == (row["value"] >= 95)
+    assert q.summary.set_index("key").loc["escalated_after_no_mcid", "better"] == "lower"
+    assert q.summary.set_index("key")["target"].isna().sum() == len(q.summary) - 1
+    d = q.to_dict()["indicators"]["cdasi_documented"]
+    assert d["target"] == 95.0 and d["meets_target"] is bool(row["value"] >= 95)
+    fig = q.figure("cdasi_documented")
+    target = [t for t in fig.data if (t.name or "").startswith("target")]
+    assert target and set(target[0].y) == {95.0} and "target 95%" in fig.layout.title.text
+    assert "lower is better" in q.figure("escalated_after_no_mcid").layout.title.text
+    with pytest.raises(OptionError, match="unknown quality indicators"):
+        compute_quality(p, derive(p, DeriveOptions()), targets={"nope": 1})

@@ -127,7 +127,7 @@ def test_a_registered_analysis_reaches_the_dashboard(dummy):
     assert "dummy" in at.selectbox[0].options or "Dummy analysis" in at.selectbox[0].options
     assert any(MARK in m.value for m in at.markdown)
     assert len(at.get("plotly_chart")) == 1
-    assert any(list(df.value.columns) == ["arm", "lines", "responses"] for df in at.dataframe)
+    assert any(list(df.value.columns) == ["Arm", "Lines", "Responses"] for df in at.dataframe)  # for people
     assert any("A note of the dummy analysis." in c.value for c in at.caption)
     snippets = [c.value for c in at.code if c.language == "python"]
     assert any("from tests.test_registry import fit_dummy" in s and "alpha=0.05" in s for s in snippets)

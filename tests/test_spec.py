@@ -59,6 +59,10 @@ def test_empty_spec_is_the_defaults():
     ('[models]\nadjust_for = ["height"]', "[models] adjust_for: unknown ['height']"),
     ('[mixed]\nrandom = "curve"', "[mixed] random = 'curve'"),
     ('[quality]\nperiod = "month"', "[quality] period = 'month'"),
+    ("[quality.targets]\ncdasi_documneted = 90", "[quality] quality targets: unknown indicators ['cdasi_documneted']"),
+    ('[quality.targets]\ncdasi_documented = "90%"', "[quality] quality targets: {'cdasi_documented': '90%'} must be a number"),
+    ('[quality.better]\ncdasi_documented = "more"', "[quality] quality better: {'cdasi_documented': 'more'} must be"),
+    ("[quality]\ntargets = 90", "[quality] targets = 90: must be a table"),
     ("[pack]\nmin_cell = 1", "[pack] min_cell must be between 2 and 1000"),
     ('[pack]\nfigures = ["kmm"]', "[pack] figures: unknown ['kmm']"),
     ("[response\n", "is not valid TOML"),
@@ -143,6 +147,18 @@ def test_the_spec_round_trips_through_a_link():
         AnalysisSpec.from_query({"cohort.antibody": "mda5"})
     with pytest.raises(OptionError, match=r"\[models\] alpha must be between 0 and 0.5"):
         AnalysisSpec.from_query({"models.alpha": "0.9"})
+
+
+def test_quality_targets_and_directions_round_trip_through_toml_and_a_link():
+    spec = AnalysisSpec.from_toml('[quality]\nperiod = "quarter"\n[quality.targets]\ncdasi_documented = 90\n'
+                                  'median_visit_interval = 120\n[quality.better]\nescalated_after_no_mcid = "lower"\n')
+    assert dict(spec.models.targets) == {"cdasi_documented": 90.0, "median_visit_interval": 120.0}
+    assert dict(spec.models.better) == {"escalated_after_no_mcid": "lower"}
+    assert "[quality.targets]" in spec.to_toml() and AnalysisSpec.from_toml(spec.to_toml()) == spec
+    query = spec.to_query()
+    assert query["quality.targets"] == "cdasi_documented:90,median_visit_interval:120"
+    assert AnalysisSpec.from_query(query).models == spec.models
+    assert "targets cdasi_documented 90" in " ".join(spec.describe())
 
 
 def test_the_pack_quality_section_is_the_whole_export_and_the_pack_obeys_the_mixed_spec(tmp_path, sample_dir):

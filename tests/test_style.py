@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from analytics.display.provenance import kaleido_render
 
+import math
 import os
 
 import pytest
@@ -120,3 +121,28 @@ def test_the_checker_finds_what_it_is_for(page):
     assert len(invisible_shapes(found)) == 1
     assert [(a, b) for a, b, _ in overlapping_texts(found)] == [("one label", "another label")]
     assert [t for t, _ in texts_on_plot(found)] == ["a legend entry on the curves"]
+
+
+def test_competing_risks_has_ci_bands_and_forest_ticks_never_run_together(sample_dir):
+    """The README promises CI bands on the cumulative incidence; forest tick labels ran together
+    ("0.751.52 3") when every nice value in range was a tick."""
+    from analytics.lines.analysis_table import analysis_table
+    from analytics.pipeline import load
+    from analytics import derive
+    from analytics.stats.competing import fit_competing
+    from analytics.stats.cox import forest_ticks
+
+    p, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    d = derive(p)
+    comp = fit_competing(analysis_table(d, p), ["MMF", "IVIG", "JAKi"], alpha=0.1)
+    fig = comp.figure()
+    bands = [t for t in fig.data if t.fill == "toself"]
+    assert len(bands) == 6 and "90% CI bands" in fig.layout.title.text  # response and stopped, per arm
+    mmf = comp.curves["MMF"]["response"]
+    band = bands[0]
+    assert max(band.y) <= 100 * mmf["upper"].max() + 1e-9 and min(band.y) >= 0
+    for lo, hi, px in ((0.5, 2.5, 640), (0.05, 20, 640), (0.3, 3.3, 320), (0.9, 1.3, 640)):
+        ticks = forest_ticks(lo, hi, px)
+        pos = [math.log10(t / lo) / math.log10(hi / lo) * px for t in ticks]
+        assert 1.0 in ticks or not (lo <= 1 <= hi)
+        assert all(b - a >= 56 for a, b in zip(pos, pos[1:])), (lo, hi, ticks)

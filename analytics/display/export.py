@@ -33,10 +33,23 @@ def neutralise(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def _no_infinity(df: pd.DataFrame) -> pd.DataFrame:
+    """Infinite values (a median not reached, a limit that cannot be estimated) as empty cells,
+    as the contract has them (null), never "inf" in a CSV."""
+    floats = [c for c in df.columns if pd.api.types.is_float_dtype(df[c])]
+    if not floats or not np.isinf(df[floats].to_numpy(dtype=float)).any():
+        return df
+    out = df.copy()
+    out[floats] = out[floats].replace([np.inf, -np.inf], np.nan)
+    return out
+
+
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
+    """A neutralised CSV: machine-readable names, full precision, empty cells for missing or
+    infinite values."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    neutralise(df).to_csv(path, index=False, lineterminator="\n")
+    neutralise(_no_infinity(df)).to_csv(path, index=False, lineterminator="\n")
     return path
 
 
@@ -64,19 +77,35 @@ def write_json(obj, path: str | Path) -> Path:
     return path
 
 
-def csv_bytes(df: pd.DataFrame, stamp=None) -> bytes:
-    """A neutralised CSV of ``df`` (UTF-8 with BOM, so spreadsheets read accents right).
+def csv_bytes(df: pd.DataFrame, stamp=None, table: str = "") -> bytes:
+    """A neutralised CSV of ``df`` (UTF-8 with BOM, so spreadsheets read accents right), with
+    machine-readable names, full precision and empty cells for missing or infinite values.
 
     ``stamp`` (a :class:`~analytics.display.provenance.Stamp`): ``#`` comment lines above the
-    header name the table and the analysis behind it (``pandas.read_csv(path, comment="#")``)."""
+    header name the table and the analysis behind it, then the data dictionary, one line per
+    column (``pandas.read_csv(path, comment="#")``). ``table``: the table's name, for the
+    dictionary's descriptions."""
     from .provenance import csv_comment
 
-    return (csv_comment(stamp) + neutralise(df).to_csv(index=False, lineterminator="\n")).encode("utf-8-sig")
+    head = csv_comment(stamp)
+    if stamp is not None:
+        from .tables import dictionary
+
+        dd = dictionary({table: df})
+        head += "# columns:\n" + "".join(
+            f"#   {r.column}: {r.label}" + (f" ({r.unit})" if r.unit else "") + f", {r.type}"
+            + (f"; {r.description}" if r.description else "") + "\n" for r in dd.itertuples())
+    return (head + neutralise(_no_infinity(df)).to_csv(index=False, lineterminator="\n")).encode("utf-8-sig")
 
 
-def xlsx_bytes(sheets: dict[str, pd.DataFrame], stamp=None) -> bytes:
+def xlsx_bytes(sheets: dict[str, pd.DataFrame], stamp=None, people: bool = True) -> bytes:
     """One formatted workbook, a sheet per table (bold header, frozen first row, fitted widths),
     every text cell neutralised.
+
+    ``people`` (the default): the sheets are tables for people (:func:`analytics.display.tables.for_sheet`:
+    labelled columns with units, canonical names, numbers kept as numbers with number formats,
+    p-values shown as "< 0.001", dates without times), and a sheet ``columns`` pairs each header
+    with the CSV's column name and its description (the data dictionary).
 
     ``stamp`` (a :class:`~analytics.display.provenance.Stamp`): a last sheet ``about`` lists the
     analysis behind the tables (rule, arms, filters, data, the spec as TOML), and the workbook's
@@ -85,22 +114,56 @@ def xlsx_bytes(sheets: dict[str, pd.DataFrame], stamp=None) -> bytes:
 
     from openpyxl.styles import Font
 
+    from .tables import column, dictionary, for_sheet
+
     buf = io.BytesIO()
+    used: set[str] = set()
     with pd.ExcelWriter(buf, engine="openpyxl") as xw:
         for name, df in sheets.items():
-            sheet = "".join(ch for ch in str(name) if ch not in '[]:*?/\\')[:31] or "Sheet"
-            out = neutralise(df.reset_index(drop=True))
+            sheet = _sheet_name(name, used)
+            formats = {}
+            if people:
+                out, formats = for_sheet(df, str(name))
+            else:
+                out = df.reset_index(drop=True)
+            out = neutralise(out)
             out.to_excel(xw, sheet_name=sheet, index=False)
             ws = xw.sheets[sheet]
             ws.freeze_panes = "A2"
             for cell in ws[1]:
                 cell.font = Font(bold=True)
             for i, col in enumerate(out.columns, start=1):
+                letter = ws.cell(1, i).column_letter
+                fmt = formats.get(col) or formats.get(str(col).lstrip("'"))
+                if fmt:
+                    for (cell,) in ws.iter_rows(min_row=2, min_col=i, max_col=i):
+                        if isinstance(cell.value, (int, float)) or hasattr(cell.value, "isoformat"):
+                            cell.number_format = fmt
                 width = max([len(str(col))] + [len(str(v)) for v in out.iloc[:200, i - 1].tolist()])
-                ws.column_dimensions[ws.cell(1, i).column_letter].width = min(60, width + 2)
+                ws.column_dimensions[letter].width = min(60, width + 2)
+        if people and sheets:
+            dd = dictionary({str(k): v for k, v in sheets.items()})
+            dd.insert(2, "header", [column(c, t).header for t, c in zip(dd["table"], dd["column"])])
+            name = _sheet_name("columns", used)
+            neutralise(dd).to_excel(xw, sheet_name=name, index=False)
+            ws = xw.sheets[name]
+            for cell in ws[1]:
+                cell.font = Font(bold=True)
+            for letter, width in zip("ABCDEFG", (22, 26, 40, 34, 12, 10, 90)):
+                ws.column_dimensions[letter].width = width
         if stamp is not None:
             _about(xw, stamp, set(xw.sheets))
     return buf.getvalue()
+
+
+def _sheet_name(name, used: set[str]) -> str:
+    base = "".join(ch for ch in str(name) if ch not in '[]:*?/\\')[:31] or "Sheet"
+    sheet, i = base, 2
+    while sheet.lower() in {u.lower() for u in used}:
+        sheet = f"{base[:28]}_{i}"
+        i += 1
+    used.add(sheet)
+    return sheet
 
 
 def _about(xw, stamp, taken: set[str]) -> None:

@@ -5,8 +5,9 @@ and a manifest of exactly which data, definitions and software produced them.
                           [--min-cell N] [--pptx] --out DIR
 
 Layout of DIR: ``figures/`` (PNG at print resolution, SVG and PDF through kaleido with one
-Chromium session for all figures; self-contained interactive HTML), ``tables/`` (CSV, and
-``tables.xlsx`` with a sheet per table), ``report.html`` (self-contained; ``report.pdf`` where
+Chromium session for all figures; self-contained interactive HTML), ``tables/`` (CSV with
+machine-readable names and full precision, ``data_dictionary.csv`` saying what each of their
+columns means, and ``tables.xlsx``: a sheet per table for people, with labelled columns), ``report.html`` (self-contained; ``report.pdf`` where
 Chromium exists), ``meeting.pptx`` (optional, one figure per slide) and ``manifest.json``.
 
 What a pack holds comes from the registry of analyses (:mod:`analytics.registry`): every
@@ -48,6 +49,7 @@ from ..pipeline import Analysis, analyze, load
 from ..registry import entries, figure_names, figures_of, table_names, tables_of
 from ..spec import PackChoices
 from ..display.suppression import count_text, small_groups, suppress
+from ..display.tables import dictionary, for_people
 
 __all__ = ["PackOptions", "PackResult", "build_pack", "chromium", "figure_names", "table_names", "zip_dir",
            "collect"]
@@ -255,7 +257,7 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
         tabs = []
         for name in sec.tables:
             df = contents.tables[name]
-            tabs.append({"name": name, "title": contents.titles.get(name, name), "body": Markup(_table_html(df)),
+            tabs.append({"name": name, "title": contents.titles.get(name, name), "body": Markup(_table_html(df, name)),
                          "more": max(len(df) - 60, 0)})
         if figs or tabs or sec.notes:
             sections.append({"heading": sec.heading, "figures": figs, "tables": tabs, "notes": sec.notes,
@@ -271,9 +273,10 @@ def _plotly_js() -> str:
     return get_plotlyjs()
 
 
-def _table_html(df: pd.DataFrame, max_rows: int = 60) -> str:
-    return df.head(max_rows).to_html(index=False, na_rep="", float_format=lambda x: f"{x:.3g}", escape=True,
-                                     border=0)
+def _table_html(df: pd.DataFrame, name: str = "", max_rows: int = 60) -> str:
+    """The table for people (labels with units, "< 0.001", integer counts, no inf/NaN/None),
+    as escaped HTML; every cell is text, so pandas writes no number in scientific notation."""
+    return for_people(df.head(max_rows), name).to_html(index=False, escape=True, border=0)
 
 
 def _figure_body(name: str, fig: go.Figure, fig_dir: Path, static: bool) -> str:
@@ -374,6 +377,8 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     table_dir = out / "tables"
     for name, df in contents.tables.items():
         write_csv(df, table_dir / f"{name}.csv")
+    if contents.tables:  # what every column of every CSV means (the CSVs keep machine names)
+        write_csv(dictionary(contents.tables), table_dir / "data_dictionary.csv")
     whole = [n for n in contents.tables if contents.scopes.get(n) == "export"]
     book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
     if whole:

@@ -73,6 +73,13 @@ def aalen_johansen(time: np.ndarray, code: np.ndarray, cause: int, alpha: float 
                          "cif": cif, "var": var, "lower": lower, "upper": upper})
 
 
+def _steps(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The corners of a right-continuous step function through (x, y), for a filled band."""
+    xs = np.repeat(np.asarray(x, float), 2)[1:]
+    ys = np.repeat(np.asarray(y, float), 2)[:-1]
+    return xs, ys
+
+
 def _at(curve: pd.DataFrame, t: float, col: str) -> float:
     i = curve["time"].searchsorted(t, side="right") - 1
     return float(curve[col].iloc[i]) if i >= 0 else 0.0
@@ -119,6 +126,15 @@ class CIFResult:
                 x = np.concatenate([[0.0], cur["time"].to_numpy(), [horizon]])
                 y = 100 * np.concatenate([[0.0], cur["cif"].to_numpy(), [cur["cif"].iloc[-1] if len(cur) else 0.0]])
                 label = "response" if kind == "response" else "stopped first"
+                if len(cur):  # the pointwise CI as a band of steps under the curve
+                    lo = 100 * np.concatenate([[0.0], cur["lower"].to_numpy(), [cur["lower"].iloc[-1]]])
+                    hi = 100 * np.concatenate([[0.0], cur["upper"].to_numpy(), [cur["upper"].iloc[-1]]])
+                    sx, s_hi = _steps(x, hi)
+                    _, s_lo = _steps(x, lo)
+                    fig.add_trace(go.Scatter(x=np.concatenate([sx, sx[::-1]]), y=np.concatenate([s_hi, s_lo[::-1]]),
+                                             fill="toself", fillcolor=colour, line=dict(width=0), hoverinfo="skip",
+                                             opacity=0.16 if kind == "response" else 0.08, showlegend=False,
+                                             legendgroup=arm))
                 fig.add_trace(go.Scatter(x=x, y=y, mode="lines", line=dict(color=colour, dash=dash, shape="hv",
                                                                             width=2.5 if kind == "response" else 2),
                                          name=f"{arm}: {label} (n = {n})", legendgroup=arm,
@@ -126,9 +142,10 @@ class CIFResult:
         fig.update_xaxes(range=[0, horizon], title_text=WEEKS_AXIS)
         fig.update_yaxes(range=[0, 100], title_text="Cumulative incidence (%)")
         base_layout(fig, (title or "Competing risks: response versus stopping the agent first")
-                    + "<br><sup>Aalen-Johansen; solid: response; dashed: stopped for inefficacy or an adverse "
-                      "event before response</sup>", height=560)
-        fig.update_layout(margin=dict(t=90))
+                    + f"<br><sup>Aalen-Johansen with pointwise {100 * (1 - self.alpha):.10g}% CI bands (log-log)<br>"
+                      "solid: response; dashed: stopped for inefficacy or an adverse event before response</sup>",
+                    height=560)
+        fig.update_layout(margin=dict(t=110))
         return legend_below(fig, plot_height=380, entry_px=400)  # a row per arm
 
 

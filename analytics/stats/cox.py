@@ -296,6 +296,27 @@ def _ph_check(cph: CoxPHFitter, df: pd.DataFrame, weights: str | None, warns: li
     return tab, text
 
 
+_NICE_TICKS = (1, 0.5, 2, 0.25, 4, 0.1, 10, 5, 0.2, 3, 1.5, 0.75, 0.05, 20, 0.02, 50, 0.01, 100, 1.25, 0.8, 1.1, 0.9)
+
+
+def forest_ticks(lo: float, hi: float, plot_px: float, min_px: float = 56) -> list[float]:
+    """Tick values for a log axis from ``lo`` to ``hi``: 'nice' values in order of preference
+    (1, 0.5, 2, 0.25, 4, ...), each kept only when it is at least ``min_px`` from every kept tick
+    on a plot ``plot_px`` wide (so labels never run together: "0.751.52 3"). The default leaves
+    room at half the figure's width, as in a dashboard column."""
+    span = np.log10(hi) - np.log10(lo)
+    if not np.isfinite(span) or span <= 0:
+        return [1.0]
+    kept: list[float] = []
+    for v in _NICE_TICKS:
+        if not (lo <= v <= hi):
+            continue
+        x = (np.log10(v) - np.log10(lo)) / span * plot_px
+        if all(abs(x - (np.log10(k) - np.log10(lo)) / span * plot_px) >= min_px for k in kept):
+            kept.append(float(v))
+    return sorted(kept) or [1.0]
+
+
 def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | None = None,
                   totals: bool = True) -> go.Figure:
     """``totals=False`` leaves the numbers of lines, responses and patients out of the subtitle
@@ -331,20 +352,27 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
         fig.add_annotation(x=1.0, xref="paper", y=label, xanchor="left", text=text, showarrow=False,
                            font=dict(size=13))
     fig.add_vline(x=1, line=dict(color="#888", dash="dash"))
+    fig.add_annotation(x=1.0, xref="paper", y=1.0, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
+                       text=f"<b>HR ({ci_label(result.alpha)})</b>", font=dict(size=13))
     finite = [v for r in rows for v in (r[2], r[3], r[1]) if np.isfinite(v) and v > 0]
-    lo_t, hi_t = min(finite + [1.0]), max(finite + [1.0])
-    ticks = [v for v in (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 5, 10) if lo_t / 1.3 <= v <= hi_t * 1.3]
-    fig.update_xaxes(type="log", tickvals=ticks, ticktext=[f"{v:g}" for v in ticks], tickangle=0,
+    lo_t, hi_t = min(finite + [1.0]) / 1.3, max(finite + [1.0]) * 1.3
+    ticks = forest_ticks(lo_t, hi_t, plot_px=900 - 90 - 170)
+    fig.update_xaxes(type="log", range=[np.log10(lo_t), np.log10(hi_t)], tickvals=ticks,
+                     ticktext=[f"{v:g}" for v in ticks], tickangle=0,
                      title_text=f"Hazard ratio of response, {ci_label(result.alpha)} (log scale)")
     fig.update_yaxes(categoryorder="array", categoryarray=labels[::-1], title_text="")
-    adj = ("adjusted for " + ", ".join(COVARIATE_LABELS.get(c, c).split(" (")[0].lower() for c in result.covariates)
-           if result.covariates else "unadjusted")
+    import textwrap
+
+    adj = ("Adjusted for " + ", ".join(COVARIATE_LABELS.get(c, c).split(" (")[0] for c in result.covariates)
+           if result.covariates else "Unadjusted")
     counts = (f"{count_text(result.n_lines, min_cell)} lines, {count_text(result.n_events, min_cell)} responses, "
-              f"{count_text(result.n_patients, min_cell)} patients; " if totals else "")
-    sub = (counts +
-           "robust SEs clustered by patient; HR > 1: faster response<br>" + adj.capitalize())
+              f"{count_text(result.n_patients, min_cell)} patients" if totals else "")
+    sub = ([counts] if counts else []) + ["Robust SEs clustered by patient; HR > 1: faster response"] \
+        + textwrap.wrap(adj, 64)
     base_layout(fig, f"{title or 'Cox model: hazard ratio of response'}"
-                + (" (weighted)" if result.weighted else "") + f"<br><sup>{sub}</sup>",
-                height=max(320, 120 + 48 * len(rows)))
-    fig.update_layout(margin=dict(r=170, t=110))
+                + (" (weighted)" if result.weighted else "") + "<br><sup>" + "<br>".join(sub) + "</sup>",
+                height=max(320, 110 + 24 * len(sub) + 48 * len(rows)))
+    # the title's top at a fixed 22 px, so that its height (a line per subtitle line) sets the margin
+    fig.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=22)),
+                      margin=dict(r=170, t=48 + 24 * (1 + len(sub))))
     return fig

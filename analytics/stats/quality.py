@@ -86,6 +86,11 @@ class QualityResult:
     cdasi_documented_pct: float | None = None
     call: Call | None = field(default=None, compare=False)
     alpha: float = 0.05  # the protocol's; the indicators carry no interval
+    targets: dict = field(default_factory=dict)  # key -> target (% or days), the spec's [quality.targets]
+    better: dict = field(default_factory=dict)  # key -> "higher" | "lower", every indicator
+
+    def higher_is_better(self, key: str) -> bool:
+        return self.better.get(key, "higher" if _BY_KEY[key].higher_is_better else "lower") == "higher"
 
     @property
     def warnings(self) -> list[str]:
@@ -93,9 +98,7 @@ class QualityResult:
         return tag(self.notes, "quality")
 
     def tables(self) -> dict[str, TableSpec]:
-        better = {i.key: "higher" if i.higher_is_better else "lower" for i in INDICATORS}
-        summary = self.summary.assign(better=self.summary["key"].map(better))
-        return {"indicators": TableSpec(summary, "Quality indicators (whole export; the cohort filters do not apply)",
+        return {"indicators": TableSpec(self.summary, "Quality indicators (whole export; the cohort filters do not apply)",
                                         counts=("numerator", "denominator"), derived=("value",)),
                 "by_period": TableSpec(self.by_period, f"Quality indicators by {self.period}",
                                        counts=("numerator", "denominator"), derived=("value",))}
@@ -117,6 +120,8 @@ class QualityResult:
                 "name": ind.name, "unit": ind.unit, "numerator_definition": ind.numerator,
                 "denominator_definition": ind.denominator, "numerator": _count(r.numerator, min_cell),
                 "denominator": _count(r.denominator, min_cell), "value": _value(r, min_cell),
+                "better": r.better, "target": self.targets.get(r.key),
+                "meets_target": None if r.key not in self.targets or _value(r, min_cell) is None else bool(r.meets_target),
                 "by_period": [{"period": p.period, "numerator": _count(p.numerator, min_cell),
                                "denominator": _count(p.denominator, min_cell), "value": _value(p, min_cell)}
                               for p in periods.itertuples()]}
@@ -174,12 +179,38 @@ def _rate(df: pd.DataFrame, key: str, num: str, period_col: str = "period") -> t
     return overall, per
 
 
+def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
+    """'No visit in the last 12 months' as it stood at the end of each period (the latest,
+    partial period at the export's last visit): of the patients first seen by then, those whose
+    latest visit by then was more than 365 days earlier. At the export's end this is the overall
+    indicator."""
+    dates = v[["patient_id", "visit_date"]].dropna()
+    labels = sorted(set(_periods(dates["visit_date"], period)) - {"unknown"})
+    freq = "Q" if period == "quarter" else "Y"
+    out = []
+    for label in labels:
+        at = min(pd.Period(label, freq=freq).end_time.normalize(), pd.Timestamp(end).normalize())
+        last = dates.loc[dates["visit_date"] <= at].groupby("patient_id")["visit_date"].max()
+        out.append({"key": "lost_to_follow_up", "period": label, "numerator": int((last < at - pd.Timedelta(days=365)).sum()),
+                    "denominator": int(len(last)),
+                    "value": 100.0 * float((last < at - pd.Timedelta(days=365)).mean()) if len(last) else np.nan})
+    return pd.DataFrame(out, columns=["key", "period", "numerator", "denominator", "value"])
+
+
 @recorded(prepared="prepared", derivation="full")
 def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year",
-                    alpha: float = 0.05) -> QualityResult:
-    """Compute every indicator the export allows; the others are listed in ``notes`` with why."""
+                    alpha: float = 0.05, targets=(), better=()) -> QualityResult:
+    """Compute every indicator the export allows; the others are listed in ``notes`` with why.
+
+    ``targets``: (key, target) pairs or a dict, in the indicator's unit (% or days);
+    ``better``: (key, "higher" | "lower") pairs that override an indicator's direction."""
     if period not in ("quarter", "year"):
         raise OptionError("period must be 'quarter' or 'year'")
+    targets, better = dict(targets), dict(better)
+    unknown = sorted((set(targets) | set(better)) - set(_BY_KEY))
+    if unknown:
+        raise OptionError(f"unknown quality indicators {unknown}; choose from {', '.join(_BY_KEY)}")
+    direction = {i.key: better.get(i.key, "higher" if i.higher_is_better else "lower") for i in INDICATORS}
     v = prepared.visits
     dated = prepared.time_basis == "date" and "visit_date" in v.columns
     eff_period = period if dated else "all"
@@ -250,9 +281,9 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
         pats["follow_up_days"] = (last - first_date).dt.days
         pats["period"] = _periods(first_date, eff_period)
         lost = pd.DataFrame({"lost": (last < end - pd.Timedelta(days=365)).astype(int), "period": "all"})
-        o, p = _rate(lost, "lost_to_follow_up", "lost")
+        o, _ = _rate(lost, "lost_to_follow_up", "lost")
         rows.append(o)
-        per.append(p)
+        per.append(_lost_by_period(v, eff_period, end))
         failing["lost_to_follow_up"] = pd.DataFrame({"patient_id": last.index[lost["lost"] == 1],
                                                      "last_visit": last[lost["lost"] == 1].dt.date.astype(str)})
     else:
@@ -315,12 +346,20 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     summary = pd.DataFrame(rows)
     summary.insert(1, "name", summary["key"].map(lambda k: _BY_KEY[k].name))
     summary["unit"] = summary["key"].map(lambda k: "%" if _BY_KEY[k].unit != "days" else "days")
+    summary["better"] = summary["key"].map(direction)
+    summary["target"] = summary["key"].map(lambda k: targets.get(k, np.nan)).astype(float)
+    higher = summary["better"] == "higher"
+    meets = np.where(higher, summary["value"] >= summary["target"], summary["value"] <= summary["target"])
+    summary["meets_target"] = pd.Series(meets, index=summary.index).where(summary["target"].notna()
+                                                                          & summary["value"].notna())
     by_period = pd.concat(per, ignore_index=True) if per else pd.DataFrame(
         columns=["key", "period", "numerator", "denominator", "value"])
+    by_period.insert(1, "name", by_period["key"].map(lambda k: _BY_KEY[k].name))
+    by_period["unit"] = by_period["key"].map(lambda k: "%" if _BY_KEY[k].unit != "days" else "days")
     by_period["complete"] = _complete(by_period["period"], v["visit_date"].max() if dated else None, eff_period)
     documented = float(summary.loc[summary["key"] == "cdasi_documented", "value"].iloc[0]) if len(v) else None
     return QualityResult(eff_period, summary, by_period, {k: f.reset_index(drop=True) for k, f in failing.items()},
-                         notes, documented, alpha=alpha)
+                         notes, documented, alpha=alpha, targets=targets, better=direction)
 
 
 SHIFT_RUN = 8  # points in a row on one side of the centre line: a shift (special cause)
@@ -442,7 +481,13 @@ def run_chart(result: QualityResult, key: str, min_cell: int | None = None) -> g
                      ticktext=ticks, tickfont=dict(size=10 if many else 12), tickangle=-90 if many else 0)
     fig.update_yaxes(title_text=f"% of {ind.unit}" if percent else "Days", rangemode="tozero",
                      range=[0, 105] if percent else None)
-    better = "higher is better" if ind.higher_is_better else "lower is better"
+    better = "higher is better" if result.higher_is_better(key) else "lower is better"
+    target = result.targets.get(key)
+    if target is not None:
+        fig.add_trace(go.Scatter(x=x, y=[target] * len(x), mode="lines", name=f"target ({target:g}{'%' if percent else ' days'})",
+                                 line=dict(color="#009E73", width=2, dash="dash"),
+                                 hovertemplate=f"target {target:g}<extra></extra>"))
+        better += f"; target {target:g}{'%' if percent else ' days'}"
     latest = _latest(d, unit, min_cell)
     lines = textwrap.wrap(f"{ind.numerator} / {ind.denominator}", 120)
     lines.append(f"{chart}; {better}" + (f"; {latest}" if latest else ""))

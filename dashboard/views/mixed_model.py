@@ -5,6 +5,7 @@ import streamlit as st
 from analytics import OptionError
 from analytics.stats.mixed import MixedSpec
 from analytics.lines.analysis_table import COVARIATE_LABELS
+from analytics.display.tables import number_text
 from dashboard import state, ui
 
 st.title("Mixed model")
@@ -35,12 +36,12 @@ if ui.require_lines():
     else:
         ui.figure(m.figure(), "mixed_model_trajectories", "mixed.traj")
         st.subheader("Slopes per arm")
-        ui.table(m.slopes.reset_index().round(4), "mixed_model_slopes", "mixed.slopes")
-        st.caption("per_week: change in CDASI activity per week; diff: slope difference against the reference arm "
+        ui.table(m.slopes.reset_index(), "mixed_model_slopes", "mixed.slopes")
+        st.caption("Slope: change in CDASI activity per week; slope difference: against the reference arm "
                    f"({m.reference_arm}), the weeks:arm interaction.")
         st.subheader("Fixed effects")
-        ui.table(m.fixed_effects.reset_index(names="term").round(4), "mixed_model_fixed_effects", "mixed.fe")
-        st.caption("Variance components: " + ", ".join(f"{k} {v:.3g}" for k, v in m.variance_components.items()))
+        ui.table(m.fixed_effects.reset_index(names="term"), "mixed_model_fixed_effects", "mixed.fe")
+        st.caption("Variance components: " + ", ".join(f"{k} {number_text(v, 3)}" for k, v in m.variance_components.items()))
         st.subheader("Diagnostics")
         ui.figure(m.diagnostics_figure(), "mixed_model_diagnostics", "mixed.diag")
     ui.warnings(m.warnings, "the mixed model")

@@ -19,7 +19,7 @@ for note in q.notes:
 defs = {i.key: i for i in INDICATORS}
 summary = q.summary.assign(definition=lambda d: d["key"].map(lambda k: f"{defs[k].numerator} / {defs[k].denominator}"))
 st.subheader("All indicators")
-ui.table(summary.round(1), "quality_indicators", "quality.summary", scope="export")
+ui.table(summary, "quality_indicators", "quality.summary", scope="export")
 
 available = list(q.summary["key"])
 key = st.selectbox("Indicator", available, format_func=lambda k: defs[k].name, key="quality.indicator")
@@ -31,8 +31,27 @@ cols[1].metric("Numerator", "" if pd.isna(row["numerator"]) else int(row["numera
 cols[2].metric("Denominator", int(row["denominator"]))
 st.markdown(f"**Numerator:** {ind.numerator}.  \n**Denominator:** {ind.denominator}."
             + (f"  \n**Needs:** {ind.needs}." if ind.needs else ""))
+unit = "days" if ind.unit == "days" else "%"
+mopts = state.model_options()
+targets, better = dict(mopts.targets), dict(mopts.better)
+tcols = st.columns(2)
+target = tcols[0].number_input(f"Target ({unit})", min_value=0.0, max_value=100.0 if unit == "%" else 3650.0,
+                               value=targets.get(key), step=1.0, placeholder="none", key=f"quality.target.{key}",
+                               help="The department's target for this indicator, drawn on the chart and kept in the "
+                                    "analysis spec ([quality.targets], saved from the sidebar).")
+direction = tcols[1].radio("Better", ("higher", "lower"), horizontal=True, key=f"quality.better.{key}",
+                           index=0 if q.higher_is_better(key) else 1,
+                           help="Whether a higher or a lower value is better ([quality.better] in the spec).")
+default_better = "higher" if ind.higher_is_better else "lower"
+new_targets = {k: v for k, v in targets.items() if k != key} | ({key: float(target)} if target is not None else {})
+new_better = {k: v for k, v in better.items() if k != key} | ({key: direction} if direction != default_better else {})
+if new_targets != targets or new_better != better:
+    import dataclasses
+
+    state.set_model_options(dataclasses.replace(mopts, targets=new_targets, better=new_better))
+    st.rerun()
 ui.figure(q.figure(key), f"quality_{key}", "quality.chart", scope="export")
-ui.table(q.by_period[q.by_period["key"] == key].drop(columns="key").round(1), f"quality_{key}_by_period",
+ui.table(q.by_period[q.by_period["key"] == key].drop(columns=["key", "name"]), f"quality_{key}_by_period",
          "quality.periods", scope="export")
 
 st.subheader("Drill-down: what fails this indicator")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from analytics import DeriveOptions, OptionError, ResponseRule
 from analytics.lines.analysis_table import COVARIATE_LABELS
+from analytics.display.tables import p_text
 from dashboard import state, ui
 
 st.title("Time to response")
@@ -49,12 +50,13 @@ if ui.require_lines():
     with tabs[0]:
         ui.figure(km.figure(), "time_to_response_km", "ttr.km")
         s = km.summary.reset_index()
-        ui.table(s.round(3), "km_medians", "ttr.km.table")
+        ui.table(s, "km_medians", "ttr.km.table")
         lr = km.logrank
         if lr["statistic"] is not None:
             st.markdown(f"**Log-rank** across arms: chi-square {lr['statistic']:.2f}, df {lr['df']}, "
-                        f"p = {lr['p']:.3g}. Pairwise, Holm-corrected:")
-            ui.table(km.pairwise.round(4), "logrank_pairwise", "ttr.km.pairs")
+                        f"p {p_text(lr['p']) if p_text(lr['p']).startswith('<') else '= ' + p_text(lr['p'])}. "
+                        "Pairwise, Holm-corrected:")
+            ui.table(km.pairwise, "logrank_pairwise", "ttr.km.pairs")
         ui.warnings(km.warnings, "the Kaplan-Meier analysis")
         ui.reproduce(km, "analyze")
     with tabs[1]:
@@ -65,18 +67,18 @@ if ui.require_lines():
             with column:
                 st.markdown(f"**{label.capitalize()}**")
                 ui.figure(model.figure(), f"cox_{label}", f"ttr.cox.{label}")
-                ui.table(model.summary.reset_index().round(4), f"cox_{label}", f"ttr.cox.{label}.table")
+                ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
                 st.markdown(f"Proportional hazards: {model.ph_text}")
                 ui.warnings(model.warnings, f"the {label} Cox model")
         ui.reproduce(cox_adj, "analyze")
     with tabs[2]:
         ui.figure(comp.figure(), "competing_risks", "ttr.cif")
-        ui.table(comp.summary.reset_index().round(3), "competing_risks", "ttr.cif.table")
+        ui.table(comp.summary.reset_index(), "competing_risks", "ttr.cif.table")
         ui.warnings(comp.warnings, "the competing-risks analysis")
         ui.reproduce(comp, "analyze")
     with tabs[3]:
         ui.figure(interval.figure(), "interval_censoring", "ttr.interval")
-        ui.table(interval.summary.reset_index().round(3), "interval_censoring", "ttr.interval.table")
+        ui.table(interval.summary.reset_index(), "interval_censoring", "ttr.interval.table")
         st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
         ui.warnings(interval.warnings, "the interval-censoring analysis")
         ui.reproduce(interval, "analyze")
@@ -86,9 +88,9 @@ if ui.require_lines():
             ui.warnings(adj.warnings, "the adjusted comparison")
         else:
             ui.figure(adj.balance_figure(), "balance", "ttr.balance")
-            ui.table(adj.balance.round(3), "balance", "ttr.balance.table")
+            ui.table(adj.balance, "balance", "ttr.balance.table")
             st.caption("Effective sample sizes: " + ", ".join(f"{a} {n:.0f}" for a, n in adj.ess.items()))
             ui.figure(adj.km.figure(), "time_to_response_weighted", "ttr.wkm")
-            ui.table(adj.cox.summary.reset_index().round(4), "cox_weighted", "ttr.wcox.table")
+            ui.table(adj.cox.tables()["hazard_ratios"].frame, "cox_weighted", "ttr.wcox.table")
             ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
         ui.reproduce(adj, "analyze")

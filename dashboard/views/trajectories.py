@@ -32,7 +32,7 @@ if ui.require_lines():
     event = ui.figure(fig, f"trajectories_{measure}", "traj.spaghetti", select=True)
     st.caption("Select a point of a single line to open that patient's timeline.")
     open_patient(event, fig)
-    ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks).round(2), f"arm_means_{measure}",
+    ui.table(binned_means(trajectory_values(traj, measure), max_weeks=weeks), f"arm_means_{measure}",
              "traj.means")
     ui.reproduce(f"from analytics.display.plots import spaghetti_figure\n"
                  "traj = derivation.trajectories[derivation.trajectories['arm'] != '']\n"

@@ -105,7 +105,8 @@ class TableSpec:
     ``column_n``: the number of lines behind each group column (a small one is hidden whole,
     and ``derived_across`` columns with it); ``text_counts``: columns of "n (%)" text cells
     (Table 1); ``patient_level``: the table lists patients or lines (never shared);
-    ``private_columns``: columns left out of anything shared.
+    ``private_columns``: columns left out of anything shared; ``in_report``: False for tables
+    that go to tables/ and the workbook only (drill-down lists too long for a report).
     ``sum_groups`` items are ``(total_row, (part_rows...))``; the total may be ``None``."""
 
     frame: "pd.DataFrame"
@@ -120,6 +121,7 @@ class TableSpec:
     text_counts: tuple[str, ...] = ()
     patient_level: bool = False
     private_columns: tuple[str, ...] = ()  # left out when shared (example patient ids, row numbers)
+    in_report: bool = True
 
 
 @dataclass(frozen=True)

@@ -323,7 +323,9 @@ def _builtins() -> None:
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
                                alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),
-              results_key=("quality",), tables={"indicators": "quality_indicators", "by_period": "quality_by_period"},
+              results_key=("quality",), tables={"indicators": "quality_indicators", "by_period": "quality_by_period",
+                                                **{f"failing_{k}": f"quality_{k}_failing"
+                                                   for k in QUALITY_INDICATOR_KEYS}},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
                                *q.notes], whole_export=True, stage="quality"),

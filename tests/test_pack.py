@@ -293,5 +293,11 @@ def test_every_pack_csv_has_no_inf_nan_none_and_every_column_is_in_the_dictionar
             assert entry and entry["description"] and entry["label"], (path.name, col)
             seen += 1
     assert seen > 100
+    from analytics.registry import QUALITY_INDICATOR_KEYS
+
+    failing = {p.stem.removeprefix("quality_").removesuffix("_failing") for p in tables.glob("quality_*_failing.csv")}
+    assert failing == set(QUALITY_INDICATOR_KEYS)  # the sample allows all 11: each with its drill-down
+    report = (sample_pack.out / "report.html").read_text(encoding="utf-8")
+    assert "Drill-down lists (internal pack only)" in report and "quality_lost_to_follow_up_failing.csv" in report
     wb = openpyxl.load_workbook(tables / "tables.xlsx")
     assert "columns" in wb.sheetnames and wb["km_medians"]["B1"].value == "Lines"

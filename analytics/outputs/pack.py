@@ -117,6 +117,7 @@ class Contents:
     titles: dict[str, str]
     sections: list[Section]
     scopes: dict[str, str] = field(default_factory=dict)  # name -> "cohort" or "export" (whole export)
+    drill_down: set[str] = field(default_factory=set)  # tables in tables/ and the workbook, not the report
 
 
 def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str, ...] | None = None,
@@ -131,6 +132,7 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
     titles: dict[str, str] = {}
     sections: dict[str, Section] = {}
     scopes: dict[str, str] = {}
+    drill: set[str] = set()
     note = (f" (curves of {', '.join(hidden)} not drawn: fewer than {min_cell} lines)" if hidden else "")
     for e in entries():
         if e.name not in models:
@@ -150,12 +152,14 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
             if frame is None:
                 continue
             out_t[name] = frame
+            if not spec.in_report:
+                drill.add(name)
             titles[name] = spec.title or name
             scopes[name] = "export" if e.whole_export else "cohort"
             sec.tables.append(name)
         if e.notes is not None:
             sec.notes.extend(e.notes(result))
-    return Contents(out_t, out_f, titles, list(sections.values()), scopes)
+    return Contents(out_t, out_f, titles, list(sections.values()), scopes, drill)
 
 
 def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, formats: tuple[str, ...],
@@ -255,12 +259,19 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
         figs = [{"body": Markup(_figure_body(name, contents.figures[name][0], fig_dir, static)),
                  "caption": contents.figures[name][1]} for name in sec.figures]
         tabs = []
+        left_out = [name for name in sec.tables if name in contents.drill_down]
         for name in sec.tables:
+            if name in contents.drill_down:
+                continue
             df = contents.tables[name]
             tabs.append({"name": name, "title": contents.titles.get(name, name), "body": Markup(_table_html(df, name)),
                          "more": max(len(df) - 60, 0)})
-        if figs or tabs or sec.notes:
-            sections.append({"heading": sec.heading, "figures": figs, "tables": tabs, "notes": sec.notes,
+        notes = list(sec.notes)
+        if left_out:
+            notes.append(f"Drill-down lists (internal pack only), in tables/ and tables.xlsx: "
+                         + ", ".join(f"{n}.csv ({len(contents.tables[n])} rows)" for n in left_out) + ".")
+        if figs or tabs or notes:
+            sections.append({"heading": sec.heading, "figures": figs, "tables": tabs, "notes": notes,
                              "warnings": sec.warnings})
     return env.get_template("report.html.j2").render(
         title=title, meta=meta, sections=sections, methods=methods, limitations=LIMITATIONS,

@@ -98,10 +98,16 @@ class QualityResult:
         return tag(self.notes, "quality")
 
     def tables(self) -> dict[str, TableSpec]:
-        return {"indicators": TableSpec(self.summary, "Quality indicators (whole export; the cohort filters do not apply)",
-                                        counts=("numerator", "denominator"), derived=("value",)),
-                "by_period": TableSpec(self.by_period, f"Quality indicators by {self.period}",
-                                       counts=("numerator", "denominator"), derived=("value",))}
+        """The indicators, the indicators by period and, per indicator, the lines, visits or
+        patients that fail it (patient-level: internal packs only, not in the report)."""
+        out = {"indicators": TableSpec(self.summary, "Quality indicators (whole export; the cohort filters do not apply)",
+                                       counts=("numerator", "denominator"), derived=("value",)),
+               "by_period": TableSpec(self.by_period, f"Quality indicators by {self.period}",
+                                      counts=("numerator", "denominator"), derived=("value",))}
+        for key, frame in self.failing.items():
+            out[f"failing_{key}"] = TableSpec(frame, f"What fails: {_BY_KEY[key].name}", patient_level=True,
+                                              in_report=False)
+        return out
 
     def figures(self) -> dict[str, FigureSpec]:
         out = {}

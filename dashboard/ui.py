@@ -40,29 +40,74 @@ def _image(fig: go.Figure, fmt: str, stamp) -> bytes:
     return figure_bytes(fig, fmt, stamp, kaleido_render)
 
 
-def figure(fig: go.Figure, name: str, key: str, select: bool = False, scope: str = "cohort"):
-    """Show a figure with PNG (print resolution), SVG and HTML downloads. Returns the selection
-    event when ``select`` (points carry patient ids in customdata).
+def figure(fig, name: str, key: str, select: bool = False, scope: str = "cohort"):
+    """Show a figure with PNG (print resolution), SVG and HTML downloads and a journal export.
+    Returns the selection event when ``select`` (points carry patient ids in customdata).
 
-    Each download carries the analysis behind it (``scope``: see :func:`state.stamp`): a caption
+    ``fig``: the figure, or the function that makes it (then a journal export builds it again at
+    the journal column's width, so that ticks and labels are chosen for that width). Each
+    download carries the analysis behind it (``scope``: see :func:`state.stamp`): a caption
     under the figure and the file's metadata."""
+    make = fig if callable(fig) else None
+    fig = fig() if make is not None else fig
     event = st.plotly_chart(fig, width="stretch", key=f"{key}.chart", theme=None,  # the export's look, not Streamlit's
                             on_select="rerun" if select else "ignore",
                             selection_mode=("points",) if select else ("points", "box", "lasso"))
     chrome = chrome_path()
     stamp = state.stamp(scope, _title(fig, name))
-    cols = [_downloads()] * 3
+    row = _downloads()
     help_missing = "PNG and SVG need a Chromium: `apt-get install chromium` (HTML and tables export without it)."
-    cols[0].download_button("PNG", partial(_image, fig, "png", stamp), f"{name}.png", "image/png", key=f"{key}.png",
-                            disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
-                            on_click="ignore", icon=":material/download:")
-    cols[1].download_button("SVG", partial(_image, fig, "svg", stamp), f"{name}.svg", "image/svg+xml",
-                            key=f"{key}.svg", disabled=chrome is None,
-                            help=help_missing if chrome is None else "vector SVG", on_click="ignore",
-                            icon=":material/download:")
-    cols[2].download_button("HTML", partial(figure_html, fig, stamp), f"{name}.html", "text/html", key=f"{key}.html",
-                            help="interactive, self-contained HTML", on_click="ignore", icon=":material/download:")
+    row.download_button("PNG", partial(_image, fig, "png", stamp), f"{name}.png", "image/png", key=f"{key}.png",
+                        disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
+                        on_click="ignore", icon=":material/download:")
+    row.download_button("SVG", partial(_image, fig, "svg", stamp), f"{name}.svg", "image/svg+xml",
+                        key=f"{key}.svg", disabled=chrome is None,
+                        help=help_missing if chrome is None else "vector SVG", on_click="ignore",
+                        icon=":material/download:")
+    row.download_button("HTML", partial(figure_html, fig, stamp), f"{name}.html", "text/html", key=f"{key}.html",
+                        help="interactive, self-contained HTML", on_click="ignore", icon=":material/download:")
+    with row.popover("Journal", icon=":material/article:", help="Single or double column width in mm, 300 or 600 "
+                     "dpi, PNG, TIFF or PDF, a font size, your own title and axis labels"):
+        _journal(make or fig, fig, name, key, stamp, chrome is not None, help_missing)
     return event if select else None
+
+
+def _journal(make, fig: go.Figure, name: str, key: str, stamp, have_chrome: bool, help_missing: str) -> None:
+    """The journal export of one figure (:mod:`analytics.display.journal`)."""
+    from analytics import OptionError
+    from analytics.display.journal import COLUMN_MM, JOURNAL_FORMATS, Journal, axis_titles
+
+    c1, c2 = st.columns(2)
+    width = c1.radio("Width", ("single", "double", "custom"), key=f"{key}.j.width",
+                     format_func=lambda w: f"{w} column ({COLUMN_MM[w]:g} mm)" if w in COLUMN_MM else "custom (mm)")
+    mm = c2.number_input("Width (mm)", 40.0, 250.0, 120.0, 1.0, key=f"{key}.j.mm", disabled=width != "custom")
+    c1, c2, c3 = st.columns(3)
+    dpi = c1.radio("Resolution", (300, 600), key=f"{key}.j.dpi", format_func=lambda d: f"{d} dpi")
+    fmt = c2.radio("Format", tuple(JOURNAL_FORMATS), key=f"{key}.j.fmt", format_func=str.upper)
+    font = c3.number_input("Font (pt)", 5.0, 14.0, 8.0, 0.5, key=f"{key}.j.font")
+    x0, y0 = axis_titles(fig)
+    title = st.text_input("Title", "", key=f"{key}.j.title", placeholder="none: the caption goes in the paper")
+    x_title = st.text_input("x axis label", x0, key=f"{key}.j.x")
+    y_title = st.text_input("y axis label", y0, key=f"{key}.j.y")
+    try:
+        j = Journal(mm if width == "custom" else width, int(dpi), fmt, float(font), title or None,
+                    x_title if x_title != x0 else None, y_title if y_title != y0 else None)
+        st.caption(f"{j.describe()}: {j.pixel_width} px wide; the height follows the figure" if fmt != "pdf"
+                   else f"{j.describe()} (vector)")
+    except OptionError as exc:
+        st.warning(str(exc), icon=":material/straighten:")
+        return
+    st.download_button(f"Download {fmt.upper()}", partial(_journal_image, make, j, stamp),
+                       f"{name}_{j.width_mm:g}mm_{j.dpi}dpi.{fmt}", JOURNAL_FORMATS[fmt], key=f"{key}.j.download",
+                       disabled=not have_chrome, help=help_missing if not have_chrome else None, on_click="ignore",
+                       icon=":material/download:", type="primary")
+
+
+def _journal_image(make, j, stamp) -> bytes:
+    from analytics.display.journal import journal_bytes
+
+    _kaleido_session()
+    return journal_bytes(make, j, kaleido_render, stamp)
 
 
 def _downloads():

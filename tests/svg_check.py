@@ -13,6 +13,7 @@ _JS = r"""() => {
   const out = {texts: [], shapes: [], plot: []};
   const svg = document.querySelector('svg');
   const r0 = svg.getBoundingClientRect();
+  out.size = [r0.width, r0.height];
   const box = (el) => { const r = el.getBoundingClientRect();
     return [r.left - r0.left, r.top - r0.top, r.width, r.height]; };
   for (const t of svg.querySelectorAll('text')) {
@@ -107,3 +108,11 @@ def texts_on_plot(found: dict, min_area: float = 4.0) -> list[tuple[str, float]]
             if area > min_area:
                 out.append((t.text, round(area, 1)))
     return out
+
+
+def texts_outside(found: dict, slack: float = 2.0) -> list[tuple[str, float, float]]:
+    """Texts that reach beyond the figure's edges (cut off in the file), with their box's left
+    and right edges."""
+    width, height = found["size"]
+    return [(t.text, round(t.x, 1), round(t.x + t.w, 1)) for t in found["texts"]
+            if t.x < -slack or t.y < -slack or t.x + t.w > width + slack or t.y + t.h > height + slack]

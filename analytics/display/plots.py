@@ -12,7 +12,7 @@ from statsmodels.nonparametric.smoothers_lowess import lowess
 
 from ..lines.derive import Derivation
 from ..protocol import ci_label, z_value
-from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, legend_below
+from .style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, legend_below, needs_width
 from ..ingest.validate import Prepared
 
 __all__ = ["MEASURES", "trajectory_values", "binned_means", "spaghetti_figure", "swimmer_figure", "sankey_figure",
@@ -283,7 +283,7 @@ def sankey_figure(derivation: Derivation, max_lines: int = 4, min_cell: int | No
     base_layout(fig, f"Therapy sequences, lines 1-{max_lines}<br><sup>Flows: patients moving from one line's agent to "
                 "the next (numbers: patients); grey: systemic agents in no arm (HCQ hydroxychloroquine, MTX methotrexate)</sup>", height=560)
     fig.update_layout(margin=dict(t=120))
-    return fig
+    return needs_width(fig, 150 * len(columns))  # a node label ("IVIG (118)") beside each column's nodes
 
 
 def timeline_figure(prepared: Prepared, derivation: Derivation, patient_id: str) -> go.Figure:

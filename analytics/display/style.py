@@ -3,11 +3,15 @@ same on every page and in every export, labelled axes with units, a clean templa
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+
 import plotly.graph_objects as go
 
 from .suppression import count_text  # noqa: F401  (figure labels use it)
 
-__all__ = ["ARM_COLORS", "arm_color", "base_layout", "legend_below", "WEEKS_AXIS", "CDASI_AXIS", "count_text"]
+__all__ = ["ARM_COLORS", "arm_color", "base_layout", "legend_below", "WEEKS_AXIS", "CDASI_AXIS", "count_text",
+           "figure_width", "laid_out_at", "DESIGN_WIDTH"]
 
 # Okabe-Ito palette. MMF blue, IVIG orange, JAKi bluish green; other arms take the rest in order.
 ARM_COLORS = {"MMF": "#0072B2", "IVIG": "#E69F00", "JAKi": "#009E73"}
@@ -31,6 +35,35 @@ def _template() -> go.layout.Template:
 TEMPLATE = _template()
 
 
+DESIGN_WIDTH = 900  # px: every figure is designed at this width (screen, pack, slides)
+_WIDTH = contextvars.ContextVar("figure_width", default=DESIGN_WIDTH)
+
+
+def figure_width() -> int:
+    """The width (px) figures are being laid out at: DESIGN_WIDTH, or a journal column's
+    (:func:`laid_out_at`). Builders that place text by width (ticks, risk tables) read it."""
+    return _WIDTH.get()
+
+
+@contextlib.contextmanager
+def laid_out_at(width: int):
+    """Build figures inside this block at ``width`` px (a journal column)."""
+    token = _WIDTH.set(int(width))
+    try:
+        yield
+    finally:
+        _WIDTH.reset(token)
+
+
+def needs_width(fig: go.Figure, px: int) -> go.Figure:
+    """Record that ``fig`` cannot be laid out narrower than ``px`` at the design font (a journal
+    export at a narrower width asks for a wider column or a smaller font instead)."""
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
+    meta["min_width_px"] = int(px)
+    fig.update_layout(meta=meta)
+    return fig
+
+
 def arm_color(arm: str, arms: tuple[str, ...] | list[str] = ()) -> str:
     if arm in ARM_COLORS:
         return ARM_COLORS[arm]
@@ -42,7 +75,7 @@ def arm_color(arm: str, arms: tuple[str, ...] | list[str] = ()) -> str:
 def base_layout(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None,
                 height: int = 520) -> go.Figure:
     fig.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.0, xanchor="left"),
-                      height=height, width=900, margin=dict(l=90, r=30, t=70, b=60),
+                      height=height, width=figure_width(), margin=dict(l=90, r=30, t=70, b=60),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     if x_title:
         fig.update_xaxes(title_text=x_title, row=None)
@@ -73,7 +106,9 @@ def legend_below(fig: go.Figure, plot_height: int = 360, entry_px: int = 290,
     rows = max(1, -(-entries // per_row))
     bottom = axis_px + rows * LEGEND_ROW_PX + 12
     height = top + plot_height + bottom
-    fig.update_layout(height=height, margin_b=bottom,
+    meta = dict(fig.layout.meta) if isinstance(fig.layout.meta, dict) else {}
+    meta["legend_below"] = {"plot_height": plot_height, "entry_px": entry_px, "axis_px": axis_px}
+    fig.update_layout(height=height, margin_b=bottom, meta=meta,  # kept so that a new width can lay it out again
                       legend=dict(orientation="h", traceorder="normal", entrywidth=entry_px - _SYMBOL_PX,
                                   entrywidthmode="pixels", yref="container", y=(bottom - axis_px) / height,
                                   yanchor="top", x=0, xanchor="left", xref="paper"))

@@ -22,7 +22,7 @@ from scipy import stats
 
 from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
 from ..lines.analysis_table import COVARIATE_LABELS, capture_warnings, usable_covariates
-from ..display.style import arm_color, base_layout, count_text
+from ..display.style import arm_color, base_layout, count_text, figure_width, needs_width
 
 __all__ = ["CoxResult", "fit_cox"]
 
@@ -356,7 +356,7 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
                        text=f"<b>HR ({ci_label(result.alpha)})</b>", font=dict(size=13))
     finite = [v for r in rows for v in (r[2], r[3], r[1]) if np.isfinite(v) and v > 0]
     lo_t, hi_t = min(finite + [1.0]) / 1.3, max(finite + [1.0]) * 1.3
-    ticks = forest_ticks(lo_t, hi_t, plot_px=900 - 90 - 170)
+    ticks = forest_ticks(lo_t, hi_t, plot_px=max(figure_width() - 90 - 170 - 6 * max(map(len, labels)), 120))
     fig.update_xaxes(type="log", range=[np.log10(lo_t), np.log10(hi_t)], tickvals=ticks,
                      ticktext=[f"{v:g}" for v in ticks], tickangle=0,
                      title_text=f"Hazard ratio of response, {ci_label(result.alpha)} (log scale)")
@@ -375,4 +375,6 @@ def forest_figure(result: CoxResult, title: str | None = None, min_cell: int | N
     # the title's top at a fixed 22 px, so that its height (a line per subtitle line) sets the margin
     fig.update_layout(title=dict(y=1, yref="container", yanchor="top", pad=dict(t=22)),
                       margin=dict(r=170, t=48 + 24 * (1 + len(sub))))
+    # labels on the left and the HR column on the right leave a plot only above this width
+    needs_width(fig, 170 + 90 + 7 * max(map(len, labels)) + 220)
     return fig

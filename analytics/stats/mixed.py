@@ -29,7 +29,7 @@ from statsmodels.tools.sm_exceptions import ConvergenceWarning
 from ..lines.options import MixedSpec
 from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded, z_value
 from ..lines.analysis_table import usable_covariates
-from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, legend_below
+from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, count_text, figure_width, legend_below
 
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
@@ -380,7 +380,9 @@ def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: i
 
 
 def diagnostics_figure(result: MixedResult) -> go.Figure:
-    fig = make_subplots(rows=1, cols=2, subplot_titles=("Residuals against fitted values", "Normal Q-Q plot"))
+    titles = ("Residuals against fitted values", "Normal Q-Q plot") if figure_width() >= 600 else \
+        ("Residuals vs fitted", "Normal Q-Q")  # a journal column: the panels' titles must fit their half
+    fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
     d = result.diagnostics
     fig.add_trace(go.Scattergl(x=d["fitted"], y=d["residual"], mode="markers", showlegend=False,
                                marker=dict(size=4, color="#0072B2", opacity=0.4)), row=1, col=1)

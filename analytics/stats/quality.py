@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from ..lines.derive import Derivation
 from ..errors import OptionError
 from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
-from ..display.style import base_layout, count_text
+from ..display.style import base_layout, count_text, figure_width
 from ..ingest.validate import Prepared
 
 __all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
@@ -448,7 +448,8 @@ def run_chart(result: QualityResult, key: str, min_cell: int | None = None) -> g
     d = control_limits(d, percent)
     fig = go.Figure()
     x = d["period"].tolist()
-    many = len(d) > 12  # quarters over years: the labels turn and keep only the denominator
+    # quarters over years, or a narrow figure: the labels turn and keep only the denominator
+    many = len(d) > 12 or len(d) * 64 > figure_width() - 120
     ticks = [f"{p} (n = {count_text(dn, min_cell)})" if many else
              f"{p}<br>{'n = ' + count_text(dn, min_cell) if not percent else f'{count_text(n, min_cell)}/{count_text(dn, min_cell)}'}"
              for p, n, dn in zip(d["period"], d["numerator"], d["denominator"])]

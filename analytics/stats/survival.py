@@ -22,7 +22,7 @@ from statsmodels.stats.multitest import multipletests
 
 from ..lines.analysis_table import capture_warnings
 from ..protocol import Call, FigureSpec, TableSpec, ci_label, recorded
-from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text
+from ..display.style import WEEKS_AXIS, arm_color, base_layout, count_text, figure_width
 
 __all__ = ["KMResult", "fit_km", "risk_table"]
 
@@ -244,21 +244,25 @@ def km_figure(result: KMResult, title: str | None = None, horizon: float | None 
     fig.add_shape(type="line", x0=0, x1=horizon, y0=50, y1=50, line=dict(color="#888", dash="dot", width=1),
                   row=1, col=1)
     # Number-at-risk table: one row per arm, one column per x tick, aligned with the ticks above.
+    # Narrower than the design (a journal column), cells hold the number at risk only.
+    narrow = figure_width() < 650
     for i, arm in enumerate(result.arms):
         r = result.risk.loc[arm] if arm in result.risk.index.get_level_values(0) else None
-        cells = [] if r is None else [_risk_cell(a, e, c, min_cell)
+        cells = [] if r is None else [_risk_cell(a, e, c, min_cell).split(" (")[0] if narrow else
+                                      _risk_cell(a, e, c, min_cell)
                                       for a, e, c in zip(r["at_risk"], r["events"], r["censored"])]
         fig.add_trace(go.Scatter(x=ticks, y=[i] * len(ticks), mode="text", text=cells,
                                  textfont=dict(color=arm_color(arm, result.arms), size=13), showlegend=False,
                                  hoverinfo="skip"), row=2, col=1)
-    x_range = [-horizon * 0.07, horizon * 1.01]
+    x_range = [-horizon * (0.12 if narrow else 0.07), horizon * 1.01]
     fig.update_yaxes(tickvals=list(range(len(result.arms))), ticktext=result.arms, autorange="reversed",
                      showline=False, ticks="", row=2, col=1, title_text="")
     fig.update_xaxes(tickvals=ticks, range=x_range, row=1, col=1, showticklabels=True, title_text=WEEKS_AXIS,
                      title_standoff=6)
     fig.update_xaxes(tickvals=ticks, range=x_range, row=2, col=1, showline=False, ticks="", showticklabels=False)
     fig.update_yaxes(range=[0, 100], title_text="Cumulative response (%)", row=1, col=1)
-    fig.add_annotation(text="Number at risk (cumulative responses, censored)", xref="paper", yref="y2 domain", x=0,
+    fig.add_annotation(text="Number at risk" if narrow else "Number at risk (cumulative responses, censored)",
+                       xref="paper", yref="y2 domain", x=0,
                        y=1.04, xanchor="left", yanchor="bottom", showarrow=False, font=dict(size=13))
     if result.weighted:
         sub = ("Weighted by stabilised inverse-probability weights; numbers at risk are unweighted line counts; "

@@ -2,6 +2,8 @@
 figures, tables (with downloads), notes, warnings and the code that reproduces it. A model
 added to the registry appears here without any edit to the dashboard."""
 
+from functools import partial
+
 import streamlit as st
 
 from analytics.registry import entries, figures_of, tables_of
@@ -24,7 +26,7 @@ if ui.require_lines():
         st.info("Computed on the whole export: the cohort filters do not apply.", icon=":material/info:")
     for fig_name, spec in figures_of(e, result).items():
         st.markdown(f"**{spec.caption}**")
-        ui.figure(spec.make(None, ()), fig_name, f"analyses.{name}.{fig_name}", scope=scope)
+        ui.figure(partial(spec.make, None, ()), fig_name, f"analyses.{name}.{fig_name}", scope=scope)
     for table_name, spec in tables_of(e, result).items():
         st.markdown(f"**{spec.title or table_name}**")
         ui.table(spec.frame, table_name, f"analyses.{name}.{table_name}", scope=scope)

@@ -34,7 +34,7 @@ if ui.require_lines():
     if not m.converged:
         st.error("The mixed model could not be fitted; see the warnings.")
     else:
-        ui.figure(m.figure(), "mixed_model_trajectories", "mixed.traj")
+        ui.figure(m.figure, "mixed_model_trajectories", "mixed.traj")
         st.subheader("Slopes per arm")
         ui.table(m.slopes.reset_index(), "mixed_model_slopes", "mixed.slopes")
         st.caption("Slope: change in CDASI activity per week; slope difference: against the reference arm "
@@ -43,6 +43,6 @@ if ui.require_lines():
         ui.table(m.fixed_effects.reset_index(names="term"), "mixed_model_fixed_effects", "mixed.fe")
         st.caption("Variance components: " + ", ".join(f"{k} {number_text(v, 3)}" for k, v in m.variance_components.items()))
         st.subheader("Diagnostics")
-        ui.figure(m.diagnostics_figure(), "mixed_model_diagnostics", "mixed.diag")
+        ui.figure(m.diagnostics_figure, "mixed_model_diagnostics", "mixed.diag")
     ui.warnings(m.warnings, "the mixed model")
     ui.reproduce(m, "analyze")

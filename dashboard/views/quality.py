@@ -1,5 +1,7 @@
 """Quality: indicators for the departmental meeting, as run charts by period, with drill-down."""
 
+from functools import partial
+
 import pandas as pd
 import streamlit as st
 
@@ -50,7 +52,7 @@ if new_targets != targets or new_better != better:
 
     state.set_model_options(dataclasses.replace(mopts, targets=new_targets, better=new_better))
     st.rerun()
-ui.figure(q.figure(key), f"quality_{key}", "quality.chart", scope="export")
+ui.figure(partial(q.figure, key), f"quality_{key}", "quality.chart", scope="export")
 ui.table(q.by_period[q.by_period["key"] == key].drop(columns=["key", "name"]), f"quality_{key}_by_period",
          "quality.periods", scope="export")
 

@@ -48,7 +48,7 @@ if ui.require_lines():
                                                                         "interval", "adjusted"))
     tabs = st.tabs(["Kaplan-Meier", "Cox model", "Competing risks", "Interval censoring", "Adjusted (weighted)"])
     with tabs[0]:
-        ui.figure(km.figure(), "time_to_response_km", "ttr.km")
+        ui.figure(km.figure, "time_to_response_km", "ttr.km")
         s = km.summary.reset_index()
         ui.table(s, "km_medians", "ttr.km.table")
         lr = km.logrank
@@ -66,18 +66,18 @@ if ui.require_lines():
         for column, label, model in zip(st.columns(2), ("unadjusted", "adjusted"), (cox, cox_adj)):
             with column:
                 st.markdown(f"**{label.capitalize()}**")
-                ui.figure(model.figure(), f"cox_{label}", f"ttr.cox.{label}")
+                ui.figure(model.figure, f"cox_{label}", f"ttr.cox.{label}")
                 ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
                 st.markdown(f"Proportional hazards: {model.ph_text}")
                 ui.warnings(model.warnings, f"the {label} Cox model")
         ui.reproduce(cox_adj, "analyze")
     with tabs[2]:
-        ui.figure(comp.figure(), "competing_risks", "ttr.cif")
+        ui.figure(comp.figure, "competing_risks", "ttr.cif")
         ui.table(comp.summary.reset_index(), "competing_risks", "ttr.cif.table")
         ui.warnings(comp.warnings, "the competing-risks analysis")
         ui.reproduce(comp, "analyze")
     with tabs[3]:
-        ui.figure(interval.figure(), "interval_censoring", "ttr.interval")
+        ui.figure(interval.figure, "interval_censoring", "ttr.interval")
         ui.table(interval.summary.reset_index(), "interval_censoring", "ttr.interval.table")
         st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
         ui.warnings(interval.warnings, "the interval-censoring analysis")
@@ -87,10 +87,10 @@ if ui.require_lines():
         if adj.km is None:
             ui.warnings(adj.warnings, "the adjusted comparison")
         else:
-            ui.figure(adj.balance_figure(), "balance", "ttr.balance")
+            ui.figure(adj.balance_figure, "balance", "ttr.balance")
             ui.table(adj.balance, "balance", "ttr.balance.table")
             st.caption("Effective sample sizes: " + ", ".join(f"{a} {n:.0f}" for a, n in adj.ess.items()))
-            ui.figure(adj.km.figure(), "time_to_response_weighted", "ttr.wkm")
+            ui.figure(adj.km.figure, "time_to_response_weighted", "ttr.wkm")
             ui.table(adj.cox.tables()["hazard_ratios"].frame, "cox_weighted", "ttr.wcox.table")
             ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
         ui.reproduce(adj, "analyze")

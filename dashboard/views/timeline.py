@@ -1,5 +1,7 @@
 """Patient timeline: one de-identified patient's visits, scores and therapy lines."""
 
+from functools import partial
+
 import streamlit as st
 
 from analytics.display.plots import timeline_figure
@@ -17,7 +19,7 @@ else:
     pid = st.selectbox("Patient", patients, index=index, key="timeline.select",
                        help="Or select a point in the Trajectories page's charts")
     state.set_timeline_patient(pid)
-    ui.figure(timeline_figure(prepared, d, pid), f"timeline_{pid}", "timeline.fig", scope="export")
+    ui.figure(partial(timeline_figure, prepared, d, pid), f"timeline_{pid}", "timeline.fig", scope="export")
     st.subheader("Therapy lines")
     cols = ["line_id", "agent", "arm", "start_day", "end_day", "baseline_cdasi", "included", "exclusion_reason",
             "event", "time_weeks", "censor_reason", "stop_reason"]

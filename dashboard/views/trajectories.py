@@ -1,5 +1,7 @@
 """Trajectories: CDASI activity per line aligned at line start, arm means, swimmer plot, sequences."""
 
+from functools import partial
+
 import streamlit as st
 
 from analytics.display.plots import (MEASURES, binned_means, selected_patient, sankey_figure, spaghetti_figure,
@@ -46,6 +48,6 @@ if ui.require_lines():
 
     st.subheader("Therapy sequences")
     depth = st.slider("Lines shown", 2, 6, 4, key="traj.depth")
-    ui.figure(sankey_figure(d, depth), "sequences", "traj.sankey")
+    ui.figure(partial(sankey_figure, d, depth), "sequences", "traj.sankey")
     ui.reproduce(f"from analytics.display.plots import sankey_figure, swimmer_figure\nswimmer_figure(derivation, {n}).show()\n"
                  f"sankey_figure(derivation, {depth}).show()")

@@ -465,3 +465,34 @@ def test_a_bad_link_changes_nothing_and_says_why():
     _ok(at)
     assert any("cohort.antibody: unknown key" in e.value for e in at.sidebar.error)
     assert not at.session_state["cohort.filter"].active
+
+
+def test_a_quality_target_set_on_the_page_reaches_the_chart_the_spec_and_is_replaced_by_an_opened_spec():
+    """Transitions: a target and a direction set on Quality are drawn on the run chart, kept in
+    the analysis spec (TOML and link), and an opened spec replaces them (no stale widget)."""
+    at = _app()
+    at.switch_page("views/quality.py").run()
+    _ok(at)
+    assert at.selectbox(key="quality.indicator").value == "cdasi_documented"
+    at.number_input(key="quality.target.cdasi_documented").set_value(95.0).run()
+    _ok(at)
+    spec = at.session_state["analysis.model_options"]
+    assert dict(spec.targets) == {"cdasi_documented": 95.0}
+    chart = at.get("plotly_chart")[0].proto.spec
+    assert "target (95%)" in chart and "target 95%" in chart
+    from analytics.spec import AnalysisSpec
+
+    saved = AnalysisSpec(models=spec)
+    assert "[quality.targets]" in saved.to_toml() and saved.to_query()["quality.targets"] == "cdasi_documented:95"
+    at.radio(key="quality.better.cdasi_documented").set_value("lower").run()
+    _ok(at)
+    assert dict(at.session_state["analysis.model_options"].better) == {"cdasi_documented": "lower"}
+    assert "lower is better" in at.get("plotly_chart")[0].proto.spec
+
+    at.session_state["analysis.pending_spec"] = ('[quality.targets]\nassessed_by_12w = 90\n', "analysis.toml")
+    at.run()
+    _ok(at)
+    opts = at.session_state["analysis.model_options"]
+    assert dict(opts.targets) == {"assessed_by_12w": 90.0} and dict(opts.better) == {}
+    assert at.number_input(key="quality.target.cdasi_documented").value is None
+    assert "higher is better" in at.get("plotly_chart")[0].proto.spec

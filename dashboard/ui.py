@@ -121,8 +121,9 @@ def _title(fig: go.Figure, name: str) -> str:
     return f"{text} ({name})" if text else name
 
 
-ROW_PX, HEADER_PX = 35, 38  # st.dataframe's row and header heights
+ROW_PX, HEADER_PX, SCROLLBAR_PX = 35, 38, 16  # st.dataframe's row and header heights; a horizontal scrollbar
 ALL_ROWS_UP_TO = 60  # tables this long are shown whole, without a scroll box
+MAX_SHOWN = 5000  # rows formatted for the page (a patient-level table at scale); downloads hold them all
 
 
 def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, scope: str = "cohort",
@@ -134,20 +135,23 @@ def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, scop
     the analysis behind it (``scope``: see :func:`state.stamp`)."""
     from analytics.display.tables import for_people
 
-    shown = for_people(df, name)
+    shown = for_people(df.head(MAX_SHOWN), name)
+    if len(df) > MAX_SHOWN:
+        st.caption(f"Showing the first {MAX_SHOWN:,} of {len(df):,} rows; the CSV and XLSX downloads hold every row.")
     if height is None and len(shown) <= ALL_ROWS_UP_TO:
-        height = HEADER_PX + ROW_PX * max(len(shown), 1) + 3
+        wide = sum(8 * max([len(str(c))] + [len(str(v)) for v in shown[c].head(50)]) + 26 for c in shown.columns)
+        height = HEADER_PX + ROW_PX * max(len(shown), 1) + (SCROLLBAR_PX if wide > 860 else 0) + 3
     st.dataframe(shown, width="stretch", hide_index=True, height=height or "auto", **kwargs)
     stamp = state.stamp(scope, name)
     cols = [_downloads()] * 2
     cols[0].download_button("CSV", partial(csv_bytes, df, stamp, name), f"{name}.csv", "text/csv",
-                            key=f"{key}.csv", on_click="ignore", icon=":material/download:", width="stretch",
+                            key=f"{key}.csv", on_click="ignore", icon=":material/download:", width="content",
                             help='Machine-readable names and full precision. The first lines, starting with "#", '
                                  'name the analysis and every column: read it with '
                                  '`pandas.read_csv(path, comment="#")`.')
     cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}, stamp), f"{name}.xlsx",
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}.xlsx",
-                            on_click="ignore", icon=":material/download:",
+                            on_click="ignore", icon=":material/download:", width="content",
                             help="For people: labelled columns with units, numbers kept as numbers.")
 
 

@@ -32,6 +32,8 @@ def test_the_readme_example_parses_and_round_trips():
     assert spec.cohort == CohortFilter(arms=("MMF", "IVIG"), line_numbers=(2, 9), antibodies=("mda5",),
                                        age=(18, 90), period=(2018, 2025))
     assert spec.models.alpha == 0.05 and spec.models.mixed.horizon_weeks == 24 and spec.models.period == "year"
+    assert dict(spec.models.targets) == {"cdasi_documented": 90.0}
+    assert dict(spec.models.better) == {"median_visit_interval": "lower"}
     assert spec.pack.min_cell == 5 and spec.pack.figures == ("km", "mixed_model") and spec.pack.tables == ("table1",)
     assert AnalysisSpec.from_toml(spec.to_toml()) == spec
     text = " ".join(spec.describe())

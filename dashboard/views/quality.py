@@ -29,8 +29,8 @@ ind = defs[key]
 row = q.summary.set_index("key").loc[key]
 cols = st.columns(3)
 cols[0].metric(ind.name, f"{row['value']:.1f} {'days' if ind.unit == 'days' else '%'}")
-cols[1].metric("Numerator", "" if pd.isna(row["numerator"]) else int(row["numerator"]))
-cols[2].metric("Denominator", int(row["denominator"]))
+cols[1].metric("Numerator", "–" if pd.isna(row["numerator"]) else f"{int(row['numerator']):,}")
+cols[2].metric("Denominator", f"{int(row['denominator']):,}")
 st.markdown(f"**Numerator:** {ind.numerator}.  \n**Denominator:** {ind.denominator}."
             + (f"  \n**Needs:** {ind.needs}." if ind.needs else ""))
 unit = "days" if ind.unit == "days" else "%"

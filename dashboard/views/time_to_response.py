@@ -63,13 +63,14 @@ if ui.require_lines():
         st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
                 "confounded by indication; the adjusted one accounts only for the covariates listed.",
                 icon=":material/info:")
-        for column, label, model in zip(st.columns(2), ("unadjusted", "adjusted"), (cox, cox_adj)):
-            with column:
-                st.markdown(f"**{label.capitalize()}**")
-                ui.figure(model.figure, f"cox_{label}", f"ttr.cox.{label}")
-                ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
-                st.markdown(f"Proportional hazards: {model.ph_text}")
-                ui.warnings(model.warnings, f"the {label} Cox model")
+        # one above the other, at the figures' full width: side by side, each forest plot was squeezed to half
+        # its design width (tick labels ran together, subtitles were cut, buttons lost their labels)
+        for label, model in zip(("unadjusted", "adjusted"), (cox, cox_adj)):
+            st.subheader(f"{label.capitalize()} model")
+            ui.figure(model.figure, f"cox_{label}", f"ttr.cox.{label}")
+            ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
+            st.markdown(f"Proportional hazards: {model.ph_text}")
+            ui.warnings(model.warnings, f"the {label} Cox model")
         ui.reproduce(cox_adj, "analyze")
     with tabs[2]:
         ui.figure(comp.figure, "competing_risks", "ttr.cif")

@@ -101,7 +101,7 @@ class QualityResult:
         """The indicators, the indicators by period and, per indicator, the lines, visits or
         patients that fail it (patient-level: internal packs only, not in the report)."""
         out = {"indicators": TableSpec(self.summary, "Quality indicators (whole export; the cohort filters do not apply)",
-                                       counts=("numerator", "denominator"), derived=("value",)),
+                                       counts=("numerator", "denominator"), derived=("value", "meets_target")),
                "by_period": TableSpec(self.by_period, f"Quality indicators by {self.period}",
                                       counts=("numerator", "denominator"), derived=("value",))}
         for key, frame in self.failing.items():
@@ -192,14 +192,23 @@ def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
     indicator."""
     dates = v[["patient_id", "visit_date"]].dropna()
     labels = sorted(set(_periods(dates["visit_date"], period)) - {"unknown"})
+    if not labels:
+        return pd.DataFrame(columns=["key", "period", "numerator", "denominator", "value"])
     freq = "Q" if period == "quarter" else "Y"
+    ends = pd.DatetimeIndex([min(pd.Period(label, freq=freq).end_time.normalize(), pd.Timestamp(end).normalize())
+                             for label in labels])
+    # each visit falls in the first period that ends on or after it; a patient's latest visit by the
+    # end of period k is the latest of periods 0..k (patients x periods, carried forward)
+    k = np.searchsorted(ends.values, dates["visit_date"].values.astype("datetime64[ns]"), side="left")
+    grid = dates.assign(k=k).groupby(["patient_id", "k"])["visit_date"].max().unstack("k")
+    grid = grid.reindex(columns=range(len(ends))).ffill(axis=1)
+    seen = grid.notna()
+    lost = grid.lt(pd.Series(ends - pd.Timedelta(days=365), index=range(len(ends))), axis=1) & seen
     out = []
-    for label in labels:
-        at = min(pd.Period(label, freq=freq).end_time.normalize(), pd.Timestamp(end).normalize())
-        last = dates.loc[dates["visit_date"] <= at].groupby("patient_id")["visit_date"].max()
-        out.append({"key": "lost_to_follow_up", "period": label, "numerator": int((last < at - pd.Timedelta(days=365)).sum()),
-                    "denominator": int(len(last)),
-                    "value": 100.0 * float((last < at - pd.Timedelta(days=365)).mean()) if len(last) else np.nan})
+    for i, label in enumerate(labels):
+        n = int(seen[i].sum())
+        out.append({"key": "lost_to_follow_up", "period": label, "numerator": int(lost[i].sum()), "denominator": n,
+                    "value": 100.0 * int(lost[i].sum()) / n if n else np.nan})
     return pd.DataFrame(out, columns=["key", "period", "numerator", "denominator", "value"])
 
 

@@ -31,7 +31,7 @@ def test_cells_read_as_text_by_hand():
                                  "Cumulative response by 12 weeks (%)", "p", "Hazard ratio", "Term", "Antibody", "Agent",
                                  "Visit date", "Ongoing"]
     assert out.iloc[0].tolist() == ["MMF", "275", "11.6", "51.7%", "< 0.001", "1.19", "IVIG vs reference arm",
-                                    "anti-MDA5, anti-TIF1-γ", "IVIG", "2021-03-04", "yes"]
+                                    "anti-MDA5, anti-TIF1-gamma", "IVIG", "2021-03-04", "yes"]
     assert out.iloc[1].tolist() == ["IVIG", "231", "not reached", "48.8%", "0.004", MISSING,
                                     "weeks × JAKi (slope difference)", "antibody negative", "Mycophenolate",
                                     "2022-01-01", "no"]

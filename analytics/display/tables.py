@@ -255,12 +255,12 @@ def p_text(p) -> str:
     return f"{p:.2f}"
 
 
-_ANTIBODIES = {"mda5": "anti-MDA5", "tif1g": "anti-TIF1-γ", "nxp2": "anti-NXP2", "sae": "anti-SAE",
+_ANTIBODIES = {"mda5": "anti-MDA5", "tif1g": "anti-TIF1-gamma", "nxp2": "anti-NXP2", "sae": "anti-SAE",
                "mi2": "anti-Mi-2", "negative": "antibody negative", "unknown": "unknown"}
 
 
 def antibody_text(value) -> str:
-    """``"mda5;tif1g"`` -> ``"anti-MDA5, anti-TIF1-γ"``."""
+    """``"mda5;tif1g"`` -> ``"anti-MDA5, anti-TIF1-gamma"``."""
     if _missing(value) or str(value) == "":
         return MISSING
     return ", ".join(_ANTIBODIES.get(a.strip(), a.strip()) for a in str(value).split(";") if a.strip())

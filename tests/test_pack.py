@@ -301,3 +301,14 @@ def test_every_pack_csv_has_no_inf_nan_none_and_every_column_is_in_the_dictionar
     assert "Drill-down lists (internal pack only)" in report and "quality_lost_to_follow_up_failing.csv" in report
     wb = openpyxl.load_workbook(tables / "tables.xlsx")
     assert "columns" in wb.sheetnames and wb["km_medians"]["B1"].value == "Lines"
+
+
+def test_every_quality_indicator_has_a_control_chart_with_denominators_and_limits_in_the_pack(sample_pack):
+    from analytics.registry import QUALITY_INDICATOR_KEYS
+
+    fig_dir = sample_pack.out / "figures"
+    for key in QUALITY_INDICATOR_KEYS:
+        svg = (fig_dir / f"quality_{key}.svg").read_text(encoding="utf-8")
+        assert "3-sigma limits" in svg and "centre line" in svg, key  # p-chart or XmR limits, drawn
+        # every period's denominator under the axis: "1188/1277" (proportions) or "n = 1277" (visit gaps)
+        assert re.search(r">\d+/\d+<", svg) or re.search(r"n = \d", svg), key

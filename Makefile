@@ -7,7 +7,7 @@ PORT   ?= 8501
 MIN_VENV  := .venv-min
 MIN_STAMP := $(MIN_VENV)/.installed-$(shell cat pyproject.toml tests/min-versions.txt | cksum | cut -d' ' -f1)
 
-.PHONY: run test test-min bench sample browser clean
+.PHONY: run test test-min bench sample browser postgres clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,15 +36,26 @@ browser:
 	    echo "note: no chromium; install it (apt-get install chromium) for the browser test and PNG/SVG export"; \
 	  fi; }
 
+# PostgreSQL: the library's tests run against a real server (a throwaway cluster per test session).
+# Debian's package, installed when missing; the cluster the package creates is not used.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing postgresql (Debian package) for the library's tests..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
+	  else \
+	    echo "note: no PostgreSQL; install it (apt-get install postgresql) for the library's PostgreSQL tests"; \
+	  fi; }
+
 # The dashboard on the sample cohort, on http://127.0.0.1:$(PORT)
 run: $(STAMP)
 	$(VENV)/bin/cdasi-outcomes dashboard --port $(PORT)
 
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(PY) -m pytest -q
 
 # The tests (all but the browser test) against the declared minimum versions.
-test-min: $(MIN_STAMP) browser
+test-min: $(MIN_STAMP) browser postgres
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --deselect tests/test_browser.py
 
 bench: $(STAMP)

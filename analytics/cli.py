@@ -21,13 +21,26 @@ from .lines.options import DeriveOptions, ResponseRule, parse_arms
 __all__ = ["main", "build_parser"]
 
 
-def _add_inputs(p: argparse.ArgumentParser) -> None:
-    p.add_argument("visits", metavar="VISITS", help="the visit export: CSV (comma, semicolon or tab), XLSX or Parquet")
+def _add_inputs(p: argparse.ArgumentParser, stored: bool = False) -> None:
+    if stored:  # analyze and report: the files, or a dataset of the library
+        p.add_argument("visits", metavar="VISITS", nargs="?",
+                       help="the visit export: CSV (comma, semicolon or tab), XLSX or Parquet (or --dataset ID)")
+        p.add_argument("--dataset", metavar="ID", type=int, default=None,
+                       help="a dataset of the library instead of VISITS (see `cdasi-outcomes datasets`)")
+        _add_db(p)
+    else:
+        p.add_argument("visits", metavar="VISITS", help="the visit export: CSV (comma, semicolon or tab), XLSX or Parquet")
     p.add_argument("--therapies", metavar="F", help="optional therapy episodes file; wins over systemic_therapy")
     p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
     p.add_argument("--date-format", choices=("auto", "ymd", "dmy", "mdy"), default=None,
                    help="order of day and month in non-ISO dates: dmy (dd.mm.yyyy), mdy, or ymd (ISO only); "
                         "default: the mapping file's date_format, else auto (a day above 12 decides)")
+
+
+def _add_db(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="the library: an SQLAlchemy URL (sqlite:///path or postgresql+psycopg://user@host/db); "
+                        "default: $CDASI_DB, else ~/.local/share/cdasi-outcomes/library.sqlite")
 
 
 def _add_definitions(p: argparse.ArgumentParser) -> None:
@@ -65,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Validate the export, derive therapy lines, baselines, follow-up windows and "
                                    "response events, and write DIR/results.json, DIR/lines.csv and "
                                    "DIR/trajectories.csv (and DIR/attrition.csv).")
-    _add_inputs(p)
+    _add_inputs(p, stored=True)
     _add_definitions(p)
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
 
@@ -73,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the meeting pack into DIR: figures (PNG, SVG, PDF through Chromium, and "
                                    "interactive HTML), tables (CSV and one XLSX), a self-contained report.html (and "
                                    "report.pdf), manifest.json, and with --pptx a slide deck.")
-    _add_inputs(p)
+    _add_inputs(p, stored=True)
     _add_definitions(p)
     p.add_argument("--min-cell", type=int, metavar="N", default=None,
                    help="small-cell suppression for sharing: counts below N show as <N, no patient-level data "
@@ -91,6 +104,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: 8501)")
     p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                    help="address to bind (default: 127.0.0.1; anything else exposes health data to the network)")
+
+    p = sub.add_parser("import", help="validate an export and keep it in the library",
+                       description="Validate the export, then store its files, their sha256, the validation report, "
+                                   "the label, who and when, in one transaction. An invalid export stores nothing "
+                                   "(exit 1, as validate); identical content is not stored again.")
+    _add_inputs(p)
+    p.add_argument("--label", metavar="TEXT", required=True, help='a name for the export, e.g. "2025 Q4 export"')
+    _add_db(p)
+
+    p = sub.add_parser("datasets", help="list the library's datasets",
+                       description="List the stored datasets: id, label, visits sha256, when and by whom imported, "
+                                   "patients and visits.")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+
+    p = sub.add_parser("audit", help="print the library's append-only audit log",
+                       description="Print the audit log, oldest first: time, user, action, dataset and detail.")
+    _add_db(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects")
+
+    p = sub.add_parser("delete", help="remove a dataset's data from the library (its audit records stay)",
+                       description="Remove the dataset's files and record from the library. Its audit records are "
+                                   "kept, and the deletion is recorded.")
+    p.add_argument("id", metavar="ID", type=int, help="the dataset's id (see `cdasi-outcomes datasets`)")
+    _add_db(p)
 
     p = sub.add_parser("sample", help="write a synthetic cohort in the input format",
                        description="Write a seeded synthetic cohort (visits.csv and therapies.csv) calibrated on "
@@ -115,6 +153,92 @@ def _cmd_validate(args) -> int:
         print(rep.to_text())
         print("VALID" if rep.ok else "INVALID", "-", f"{len(rep.errors)} error(s), {len(rep.warnings)} warning(s)")
     return 0 if rep.ok else 1
+
+
+def _library(args):
+    from .library import Library
+
+    return Library(args.db)
+
+
+def _stored(handler, action: str):
+    """Run ``handler`` on VISITS, or on ``--dataset ID`` checked out of the library (its files
+    under their original names, removed afterwards), recording ``action`` in the audit log."""
+    def run(args) -> int:
+        if (args.visits is None) == (args.dataset is None):
+            raise OptionError("give either VISITS or --dataset ID")
+        if args.dataset is None:
+            if args.db:
+                raise OptionError("--db goes with --dataset ID")
+            return handler(args)
+        if args.therapies or args.mapping:
+            raise OptionError("--dataset ID brings its own therapies and mapping files; leave out --therapies and "
+                              "--mapping")
+        from .library import current_user
+
+        lib = _library(args)
+        ds = lib.dataset(args.dataset)
+        with lib.checked_out(ds.id) as paths:
+            args.visits, args.therapies, args.mapping = (str(paths[r]) if r in paths else None
+                                                         for r in ("visits", "therapies", "mapping"))
+            print(f"Dataset {ds.id}: {ds.label} (imported {ds.imported_at} by {ds.imported_by})", file=sys.stderr)
+            code = handler(args)
+        lib.audit(current_user(), action, ds.id, f"{action} into {Path(args.out).resolve()} (exit {code})")
+        return code
+    return run
+
+
+def _cmd_import(args) -> int:
+    from .library import current_user
+
+    lib = _library(args)
+    try:
+        result = lib.import_files(args.visits, args.therapies, args.mapping, args.label, current_user(),
+                                  args.date_format)
+    except InvalidDataError as exc:
+        print(exc.report.to_text(), file=sys.stderr)
+        print("INVALID - nothing was stored; fix the errors above (or run `cdasi-outcomes validate`)", file=sys.stderr)
+        return 1
+    d = result.dataset
+    if result.created:
+        print(f"Imported dataset {d.id}: {d.label} ({d.patients} patients, {d.visits} visits, visits sha256 "
+              f"{d.sha256[:16]}...)")
+    else:
+        print(f"Nothing new: this content is already dataset {d.id} ({d.label}, imported {d.imported_at} by "
+              f"{d.imported_by})")
+    return 0
+
+
+def _cmd_datasets(args) -> int:
+    rows = _library(args).datasets()
+    if args.json:
+        print(json.dumps([d.to_dict() for d in rows], indent=2))
+        return 0
+    if not rows:
+        print("The library holds no dataset; `cdasi-outcomes import VISITS --label TEXT` adds one.")
+    for d in rows:
+        print(f"{d.id:4d}  {d.label}  ({d.patients} patients, {d.visits} visits)  imported {d.imported_at} by "
+              f"{d.imported_by}  visits sha256 {d.sha256[:16]}...")
+    return 0
+
+
+def _cmd_audit(args) -> int:
+    rows = _library(args).audit_log()
+    if args.json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return 0
+    for r in rows:
+        ds = f"dataset {r.dataset_id}" if r.dataset_id is not None else "-"
+        print(f"{r.time}  {r.user}  {r.action}  {ds}  {r.detail}")
+    return 0
+
+
+def _cmd_delete(args) -> int:
+    from .library import current_user
+
+    gone = _library(args).delete(args.id, current_user())
+    print(f"Deleted dataset {gone.id} ({gone.label}): its files and record are gone; its audit records stay.")
+    return 0
 
 
 def _cmd_analyze(args) -> int:
@@ -253,8 +377,9 @@ def _cmd_dashboard(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = {"validate": _cmd_validate, "analyze": _cmd_analyze, "report": _cmd_report, "sample": _cmd_sample,
-               "dashboard": _cmd_dashboard}[args.command]
+    handler = {"validate": _cmd_validate, "analyze": _stored(_cmd_analyze, "analyze"),
+               "report": _stored(_cmd_report, "pack"), "sample": _cmd_sample, "dashboard": _cmd_dashboard,
+               "import": _cmd_import, "datasets": _cmd_datasets, "audit": _cmd_audit, "delete": _cmd_delete}[args.command]
     try:
         return handler(args)
     except CdasiError as exc:

@@ -71,8 +71,8 @@ def test_import_analytics_loads_no_modelling_or_plotting_library():
     assert lazy.stdout.strip() == "analytics.stats.cox"
 
 
-LAYERS = ["errors", "protocol", "ingest", "lines", "display", "stats", "registry", "models", "spec", "pipeline", "outputs",
-          "sample", "cli"]
+LAYERS = ["errors", "protocol", "ingest", "lines", "display", "stats", "registry", "models", "spec", "pipeline", "library",
+          "outputs", "sample", "cli"]
 
 
 def _layer(parts: tuple[str, ...]) -> int:

@@ -26,26 +26,24 @@ $(MIN_STAMP): pyproject.toml tests/min-versions.txt
 	rm -f $(MIN_VENV)/.installed-*
 	touch $(MIN_STAMP)
 
-# Chromium: for the browser test and for PNG/SVG export (kaleido). Debian's package, installed when missing.
-browser:
-	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+# Debian packages the tests need, installed when missing (as root, with apt-get); otherwise a note.
+# $(call apt_install,PACKAGE,CHECK,WHAT FOR): CHECK is a shell test that the package is there.
+apt_install = @{ $(2); } >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing chromium (Debian package) for the browser test and PNG/SVG export..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; \
+	    echo "Installing $(1) (Debian package) for $(3)..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(1) >/dev/null; \
 	  else \
-	    echo "note: no chromium; install it (apt-get install chromium) for the browser test and PNG/SVG export"; \
+	    echo "note: no $(1); install it (apt-get install $(1)) for $(3)"; \
 	  fi; }
 
-# PostgreSQL: the library's tests run against a real server (a throwaway cluster per test session).
-# Debian's package, installed when missing; the cluster the package creates is not used.
+# Chromium: for the browser test and for PNG/SVG export (kaleido).
+browser:
+	$(call apt_install,chromium,command -v chromium || command -v chromium-browser,the browser test and PNG/SVG export)
+
+# PostgreSQL: the library's tests run against a real server (a throwaway cluster per test session;
+# the cluster the package creates is not used).
 postgres:
-	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || command -v pg_ctl >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing postgresql (Debian package) for the library's tests..."; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; \
-	  else \
-	    echo "note: no PostgreSQL; install it (apt-get install postgresql) for the library's PostgreSQL tests"; \
-	  fi; }
+	$(call apt_install,postgresql,ls /usr/lib/postgresql/*/bin/pg_ctl || command -v pg_ctl,the library's PostgreSQL tests)
 
 # The dashboard on the sample cohort, on http://127.0.0.1:$(PORT)
 run: $(STAMP)

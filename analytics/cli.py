@@ -124,6 +124,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_db(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of objects")
 
+    p = sub.add_parser("compare", help="two datasets of the library side by side: compare.csv and compare.html",
+                       description="Analyse datasets ID_A (the earlier) and ID_B with the same spec and put them side "
+                                   "by side: quality indicators with the change and whether B is beyond A's control "
+                                   "limits; patients, visits and lines added; outcomes per arm; and the visits of A "
+                                   "whose scores or dates differ in B. Writes DIR/compare.csv and DIR/compare.html.")
+    p.add_argument("id_a", metavar="ID_A", type=int, help="the earlier dataset")
+    p.add_argument("id_b", metavar="ID_B", type=int, help="the later dataset")
+    _add_db(p)
+    p.add_argument("--spec", metavar="FILE", help="the analysis spec both are analysed with (default: the defaults)")
+    p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
+
     p = sub.add_parser("delete", help="remove a dataset's data from the library (its audit records stay)",
                        description="Remove the dataset's files and record from the library. Its audit records are "
                                    "kept, and the deletion is recorded.")
@@ -230,6 +241,29 @@ def _cmd_audit(args) -> int:
     for r in rows:
         ds = f"dataset {r.dataset_id}" if r.dataset_id is not None else "-"
         print(f"{r.time}  {r.user}  {r.action}  {ds}  {r.detail}")
+    return 0
+
+
+def _cmd_compare(args) -> int:
+    from .library import current_user
+    from .outputs.compare import compare_datasets, write_comparison
+    from .spec import AnalysisSpec
+
+    spec = AnalysisSpec.load(args.spec) if args.spec else AnalysisSpec()
+    lib = _library(args)
+    c = compare_datasets(lib, args.id_a, args.id_b, spec, progress=lambda m: print(f"  {m}...", file=sys.stderr,
+                                                                                 flush=True))
+    paths = write_comparison(c, args.out)
+    lib.audit(current_user(), "compare", args.id_b, f"dataset {args.id_a} against {args.id_b} into "
+                                                    f"{Path(args.out).resolve()}")
+    beyond = c.quality[c.quality["beyond_limits"] == True]  # noqa: E712 (None: no limits)
+    print(f"Dataset {args.id_a} ({c.a['label']}) against {args.id_b} ({c.b['label']}): "
+          f"{len(beyond)} quality indicator(s) beyond the earlier export's limits, "
+          f"{len(c.changes)} visit(s) changed retroactively.")
+    for r in beyond.itertuples():
+        print(f"  {r.name}: {r.a:.1f} -> {r.b:.1f} {r.unit} ({r.direction})")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
     return 0
 
 
@@ -379,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"validate": _cmd_validate, "analyze": _stored(_cmd_analyze, "analyze"),
                "report": _stored(_cmd_report, "pack"), "sample": _cmd_sample, "dashboard": _cmd_dashboard,
-               "import": _cmd_import, "datasets": _cmd_datasets, "audit": _cmd_audit, "delete": _cmd_delete}[args.command]
+               "import": _cmd_import, "datasets": _cmd_datasets, "audit": _cmd_audit, "delete": _cmd_delete,
+               "compare": _cmd_compare}[args.command]
     try:
         return handler(args)
     except CdasiError as exc:

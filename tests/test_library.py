@@ -6,6 +6,7 @@ database, and a killed import leaving the library as it was."""
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -195,3 +196,48 @@ def test_an_unreachable_or_malformed_library_is_a_clear_error(capsys):
     assert code == 2 and "cannot open the library at postgresql+psycopg://nobody@127.0.0.1:1/none" in err
     code, _, err = _cli(capsys, "datasets", "--db", "notadb://x")
     assert code == 2 and "is not usable" in err
+
+
+def _later_export(sample_dir, path):
+    """The sample, exported again later: one score corrected, one visit's date moved by 7 days,
+    one visit gone, and a new patient (a copy of CADM-0002's visits)."""
+    import pandas as pd
+
+    v = pd.read_csv(sample_dir / "visits.csv")
+    w = v.copy()
+    w.loc[3, "cdasi_activity"] = w.loc[3, "cdasi_activity"] + 5
+    w.loc[10, "visit_date"] = (pd.Timestamp(w.loc[10, "visit_date"]) + pd.Timedelta(days=7)).strftime("%Y-%m-%d")
+    w = w.drop(index=20)
+    extra = v[v["patient_id"] == "CADM-0002"].assign(patient_id="CADM-9999")
+    pd.concat([w, extra]).to_csv(path, index=False)
+    return v, extra
+
+
+def test_compare_two_exports(db, sample_dir, tmp_path, capsys):
+    import csv
+
+    v, extra = _later_export(sample_dir, tmp_path / "later.csv")
+    therapies = sample_dir / "therapies.csv"
+    assert _cli(capsys, "import", sample_dir / "visits.csv", "--therapies", therapies, "--label", "Q3", "--db", db)[0] == 0
+    assert _cli(capsys, "import", tmp_path / "later.csv", "--therapies", therapies, "--label", "Q4", "--db", db)[0] == 0
+    code, out, _ = _cli(capsys, "compare", 1, 2, "--db", db, "--out", tmp_path / "cmp")
+    assert code == 0 and "3 visit(s) changed retroactively" in out
+    rows = list(csv.DictReader(open(tmp_path / "cmp" / "compare.csv", encoding="utf-8")))
+    by = {(r["section"], r["item"]): r for r in rows}
+    assert by[("counts", "patients")]["a"] == "400" and by[("counts", "patients")]["b"] == "401"
+    assert "added 1; missing from B 0" in by[("counts", "patients")]["note"]
+    # visits: the new patient's, plus the moved visit at its new date; gone: the dropped one and the old date
+    assert by[("counts", "visits")]["note"] == f"added {len(extra) + 1}; missing from B 2"
+    retro = [r for r in rows if r["section"] == "retroactive"]
+    first = v.iloc[3]
+    assert [r["note"] for r in retro] == ["score changed: cdasi_activity", "date changed: visit_date",
+                                          "visit missing from B: "]
+    assert retro[0]["item"] == f"{first['patient_id']} {first['visit_date']}" and \
+        (float(retro[0]["a"]), float(retro[0]["b"])) == (first["cdasi_activity"], first["cdasi_activity"] + 5)
+    quality = [r for r in rows if r["section"] == "quality"]
+    assert len(quality) == 11 and all("limits" in r["note"] for r in quality)
+    page = (tmp_path / "cmp" / "compare.html").read_text(encoding="utf-8")
+    assert "Values changed retroactively" in page and "CADM-9999" not in page  # only changed visits are listed
+    assert not re.search(r"\b(nan|NaN|inf|None)\b", page)
+    log = json.loads(_cli(capsys, "audit", "--db", db, "--json")[1])
+    assert log[-1]["action"] == "compare" and log[-1]["dataset_id"] == 2

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--therapies", metavar="F", help="optional therapy episodes file")
     p.add_argument("--mapping", metavar="F", help="optional TOML mapping of header names and drug synonyms")
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: 8501)")
+    _add_db(p)
     p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
                    help="address to bind (default: 127.0.0.1; anything else exposes health data to the network)")
 
@@ -189,6 +190,8 @@ def _stored(handler, action: str):
 
         lib = _library(args)
         ds = lib.dataset(args.dataset)
+        if args.date_format is None:  # read the stored files as they were read at import
+            args.date_format = lib.date_format(ds.id)
         with lib.checked_out(ds.id) as paths:
             args.visits, args.therapies, args.mapping = (str(paths[r]) if r in paths else None
                                                          for r in ("visits", "therapies", "mapping"))
@@ -397,6 +400,8 @@ def _cmd_dashboard(args) -> int:
             if not path.is_file():
                 raise InputError(f"{value} does not exist")
             env[name] = str(path)
+    if args.db:
+        env["CDASI_DB"] = args.db  # the Data page's library
     if args.mapping:
         load_mapping(args.mapping)  # fail early, in the terminal, on a malformed mapping
     if not (0 < args.port < 65536):

@@ -41,6 +41,7 @@ class DatasetFiles:
     therapies: tuple[bytes, str] | None = None
     mapping: tuple[bytes, str] | None = None
     label: str = ""
+    dataset_id: int | None = None  # a dataset of the library, when opened from it
 
     @property
     def key(self) -> str:
@@ -125,6 +126,45 @@ def try_files(files: DatasetFiles):
                       f"visits, {len(rep.warnings)} warning(s)."), rep
     return False, (f"{files.label} has {len(rep.errors)} error(s) and was not loaded; the previous dataset is still "
                    "in use. Fix the errors below and upload it again."), rep
+
+
+# ------------------------------------------------------------------ the library
+@st.cache_resource(show_spinner="Opening the library...")
+def _library(url: str):
+    from analytics.library import Library
+
+    return Library(url)
+
+
+def library():
+    """The department library ($CDASI_DB, or `dashboard --db URL`; else the default SQLite file),
+    opened on first use. Raises CdasiError (LibraryError) when it cannot be opened."""
+    from analytics.library import default_url
+
+    return _library(default_url())
+
+
+def user() -> tuple[str, str]:
+    """Who is using the dashboard and their role. Single-user (no login configured): the
+    operating-system user, with every right (the app is bound to 127.0.0.1)."""
+    from analytics.library import current_user
+
+    return current_user(), "admin"
+
+
+def can(action: str) -> bool:
+    """Whether the current user's role allows ``action`` ("import", "delete", "patient_level")."""
+    allowed = {"viewer": set(), "analyst": {"patient_level"}, "admin": {"patient_level", "import", "delete"}}
+    return action in allowed[user()[1]]
+
+
+def library_files(dataset_id: int) -> DatasetFiles:
+    """A stored dataset's files, as an upload's (so every page works on it unchanged)."""
+    lib = library()
+    ds = lib.dataset(dataset_id)
+    files = lib.files(ds.id)
+    part = lambda role: (files[role][1], files[role][0]) if role in files else None  # noqa: E731
+    return DatasetFiles(part("visits"), part("therapies"), part("mapping"), f"{ds.label} (dataset {ds.id})", ds.id)
 
 
 # ------------------------------------------------------------------ options

@@ -496,3 +496,39 @@ def test_a_quality_target_set_on_the_page_reaches_the_chart_the_spec_and_is_repl
     assert dict(opts.targets) == {"assessed_by_12w": 90.0} and dict(opts.better) == {}
     assert at.number_input(key="quality.target.cdasi_documented").value is None
     assert "higher is better" in at.get("plotly_chart")[0].proto.spec
+
+
+def test_the_data_page_keeps_an_upload_in_the_library_and_opens_it_again(tmp_path, monkeypatch):
+    """Transitions: upload -> keep in the library -> the sample -> open the stored dataset: every
+    page names it, and the library's audit log has the import and the opening."""
+    from analytics.library import Library
+
+    url = f"sqlite:///{tmp_path / 'library.sqlite'}"
+    monkeypatch.setenv("CDASI_DB", url)
+    monkeypatch.setenv("CDASI_USER", "dr.alice")
+    at = _app(DatasetFiles((TINY, "tiny.csv"), label="tiny.csv"))
+    at.radio(key="data.source").set_value("Upload an export").run()
+    _ok(at)
+    at.text_input(key="data.keep_label").set_value("Tiny export, Q4")
+    at.button(key="FormSubmitter:data.keep-Keep in the library").click().run()
+    _ok(at)
+    assert any("Stored as dataset 1: Tiny export, Q4" in s.value for s in at.success)
+    lib = Library(url)
+    assert [(d.id, d.label, d.imported_by) for d in lib.datasets()] == [(1, "Tiny export, Q4", "dr.alice")]
+
+    at.radio(key="data.source").set_value("Sample cohort (synthetic)").run()
+    at.button(key="data.use_sample").click().run()
+    _ok(at)
+    assert "Sample cohort" in " ".join(m.value for m in at.sidebar.markdown)
+    at.radio(key="data.source").set_value("From the library").run()
+    _ok(at)
+    assert at.selectbox(key="data.library_id").value == 1
+    at.button(key="data.library_open").click().run()
+    _ok(at)
+    assert "Tiny export, Q4 (dataset 1)" in " ".join(m.value for m in at.sidebar.markdown)
+    assert at.session_state["data.files"].dataset_id == 1
+    at.switch_page("views/cohort.py").run()
+    _ok(at)
+    assert "Tiny export, Q4 (dataset 1)" in " ".join(m.value for m in at.sidebar.markdown)
+    assert [(r.user, r.action, r.dataset_id) for r in lib.audit_log()] == [("dr.alice", "import", 1),
+                                                                          ("dr.alice", "open", 1)]

@@ -222,6 +222,15 @@ class Library:
             text = conn.execute(sa.select(self.t_datasets.c.report).where(self.t_datasets.c.id == dataset_id)).scalar()
         return json.loads(text)
 
+    def date_format(self, dataset_id: int) -> str | None:
+        """The --date-format the dataset was imported with (None: the mapping's, else auto)."""
+        import sqlalchemy as sa
+
+        self.dataset(dataset_id)
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(self.t_datasets.c.date_format)
+                                .where(self.t_datasets.c.id == dataset_id)).scalar()
+
     def files(self, dataset_id: int) -> dict[str, tuple[str, bytes]]:
         """The stored files by role: {"visits": (name, bytes), ...}."""
         import sqlalchemy as sa
@@ -255,16 +264,12 @@ class Library:
     def import_files(self, visits: str | Path, therapies: str | Path | None = None, mapping: str | Path | None = None,
                      label: str | None = None, user: str | None = None, date_format: str | None = None,
                      _pause=None) -> ImportResult:
-        """Validate the export and store it (see the module's docstring). Raises
+        """Validate the export at these paths and store it (see the module's docstring). Raises
         InvalidDataError (after auditing the refusal) when it is invalid."""
-        import sqlalchemy as sa
-
         from ..pipeline import load
 
-        user = user or current_user()
-        given = {"visits": visits, "therapies": therapies, "mapping": mapping}
         files: dict[str, tuple[str, bytes]] = {}
-        for role, path in given.items():
+        for role, path in (("visits", visits), ("therapies", therapies), ("mapping", mapping)):
             if path is None:
                 continue
             p = Path(path)
@@ -272,8 +277,23 @@ class Library:
                 files[role] = (p.name, p.read_bytes())
             except OSError as exc:
                 raise InputError(f"cannot read the {role} file {p}: {exc.strerror or exc}") from None
-        label = (label or "").strip() or files["visits"][0]
         prepared, _ = load(visits, therapies, mapping, date_format)
+        return self._store(files, prepared, label, user, date_format, _pause)
+
+    def import_bytes(self, files: dict[str, tuple[str, bytes]], label: str | None = None,
+                     user: str | None = None) -> ImportResult:
+        """:meth:`import_files` for uploads: {"visits": (name, bytes), "therapies": ..., "mapping": ...}."""
+        from ..pipeline import load_bytes
+
+        as_pairs = {r: (content, name) for r, (name, content) in files.items()}
+        prepared, _ = load_bytes(as_pairs["visits"], as_pairs.get("therapies"), as_pairs.get("mapping"))
+        return self._store(dict(files), prepared, label, user, None, None)
+
+    def _store(self, files: dict[str, tuple[str, bytes]], prepared, label, user, date_format, _pause) -> ImportResult:
+        import sqlalchemy as sa
+
+        user = user or current_user()
+        label = (label or "").strip() or files["visits"][0]
         rep = prepared.report
         if not rep.ok:
             self.audit(user, "refused import", None, f"{files['visits'][0]} (sha256 {_sha256(files['visits'][1])[:16]}"

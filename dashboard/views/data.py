@@ -15,12 +15,44 @@ loaded = st.session_state.pop("data.loaded", None)  # the message of an upload j
 if loaded:
     st.success(loaded)
 
-source = st.radio("Dataset", ["Sample cohort (synthetic)", "Upload an export"], horizontal=True, key="data.source",
-                  index=0 if state.current_files() == state.sample_files() else 1)
+SOURCES = ["Sample cohort (synthetic)", "Upload an export", "From the library"]
+current = state.current_files()
+source = st.radio("Dataset", SOURCES, horizontal=True, key="data.source",
+                  index=0 if current == state.sample_files() else 2 if current.dataset_id is not None else 1)
 if source.startswith("Sample"):
-    if state.current_files() != state.sample_files() and st.button("Use the sample cohort", key="data.use_sample"):
+    if current != state.sample_files() and st.button("Use the sample cohort", key="data.use_sample"):
         state.set_files(state.sample_files())
         st.rerun()
+elif source.startswith("From the library"):
+    from analytics import CdasiError
+
+    try:
+        lib = state.library()
+        stored = lib.datasets()
+    except CdasiError as exc:
+        st.error(f"The library cannot be opened: {exc}", icon=":material/database:")
+        st.stop()
+    st.caption(f"Library: `{lib.engine.url.render_as_string(hide_password=True)}` "
+               "(`cdasi-outcomes dashboard --db URL` or $CDASI_DB choose another)")
+    if not stored:
+        st.info("The library holds no dataset yet. Upload an export and keep it, or run "
+                "`cdasi-outcomes import VISITS --label TEXT`.", icon=":material/database:")
+    else:
+        import pandas as pd
+
+        ui.table(pd.DataFrame([d.to_dict() for d in stored]).drop(columns=["sha256"]), "library_datasets",
+                 "data.library", scope="data")
+        chosen = st.selectbox("Dataset to open", [d.id for d in stored], key="data.library_id",
+                              format_func={d.id: f"{d.id}: {d.label} ({d.patients} patients, imported "
+                                                 f"{d.imported_at[:10]} by {d.imported_by})" for d in stored}.get)
+        if st.button("Open", key="data.library_open", icon=":material/folder_open:"):
+            files = state.library_files(chosen)
+            ok, message, report = state.try_files(files)
+            if ok:
+                lib.audit(state.user()[0], "open", chosen, f"opened in the dashboard: {files.label}")
+                st.session_state["data.loaded"] = message
+                st.rerun()
+            st.error(message)
 else:
     with st.form("data.form"):
         visits = st.file_uploader("Visits file: CSV (comma, semicolon or tab), XLSX or Parquet",
@@ -46,6 +78,30 @@ else:
                 st.subheader(f"Validation report of {files.label}")
                 ui.table(report.to_frame(), "validation_report_rejected", "data.rejected", scope="data")
             st.stop()
+    upload = state.current_files()
+    if upload != state.sample_files() and upload.dataset_id is None and state.can("import"):
+        with st.form("data.keep"):
+            st.markdown(f"**Keep {upload.label} in the library** (validated again, stored with its sha256, the "
+                        "report, your name and the time, in one transaction)")
+            label = st.text_input("Label", upload.label, key="data.keep_label")
+            keep = st.form_submit_button("Keep in the library", icon=":material/database_upload:")
+        if keep:
+            from analytics import CdasiError, InvalidDataError
+
+            parts = {role: (part[1], part[0]) for role, part in (("visits", upload.visits),
+                                                                 ("therapies", upload.therapies),
+                                                                 ("mapping", upload.mapping)) if part is not None}
+            try:
+                result = state.library().import_bytes(parts, label, state.user()[0])
+            except InvalidDataError:
+                st.error("The export is invalid and was not stored (see the validation report below).")
+            except CdasiError as exc:
+                st.error(f"Not stored: {exc}")
+            else:
+                d = result.dataset
+                st.success(f"Stored as dataset {d.id}: {d.label}." if result.created else
+                           f"Nothing new: this content is already dataset {d.id} ({d.label}).",
+                           icon=":material/database:")
 
 files = state.current_files()
 prepared = state.current()

@@ -167,6 +167,27 @@ def library_files(dataset_id: int) -> DatasetFiles:
     return DatasetFiles(part("visits"), part("therapies"), part("mapping"), f"{ds.label} (dataset {ds.id})", ds.id)
 
 
+@st.cache_resource(max_entries=8, show_spinner="Computing the indicators of every stored export...")
+def _history(url: str, stored: tuple, period: str, options: str, _spec):
+    from analytics.library.history import quality_history
+
+    return quality_history(_library(url), period, _spec)
+
+
+def quality_history():
+    """The quality indicators with every period drawn from the stored exports (None: the library
+    holds none), under the current rule, period, targets and directions."""
+    from analytics.library import default_url
+
+    lib = library()
+    stored = tuple((d.id, d.sha256) for d in lib.datasets())
+    if not stored:
+        return None
+    sp = spec()
+    m = sp.models
+    return _history(default_url(), stored, m.period, repr((sp.derive, m.targets, m.better, m.alpha)), sp)
+
+
 # ------------------------------------------------------------------ options
 def derive_options() -> DeriveOptions:
     return st.session_state.setdefault("analysis.options", DeriveOptions())

@@ -532,3 +532,17 @@ def test_the_data_page_keeps_an_upload_in_the_library_and_opens_it_again(tmp_pat
     assert "Tiny export, Q4 (dataset 1)" in " ".join(m.value for m in at.sidebar.markdown)
     assert [(r.user, r.action, r.dataset_id) for r in lib.audit_log()] == [("dr.alice", "import", 1),
                                                                           ("dr.alice", "open", 1)]
+
+
+def test_the_quality_page_draws_run_charts_from_every_stored_export(tmp_path, monkeypatch, sample_dir):
+    from analytics.library import Library
+
+    url = f"sqlite:///{tmp_path / 'library.sqlite'}"
+    Library(url).import_files(sample_dir / "visits.csv", sample_dir / "therapies.csv", label="2025", user="alice")
+    monkeypatch.setenv("CDASI_DB", url)
+    at = _app()
+    at.switch_page("views/quality.py").run()
+    at.toggle(key="quality.history").set_value(True).run()
+    _ok(at)
+    assert any("Periods from the stored exports dataset 1" in c.value for c in at.caption)
+    assert any("From dataset" in df.value.columns for df in at.dataframe)

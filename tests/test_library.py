@@ -241,3 +241,38 @@ def test_compare_two_exports(db, sample_dir, tmp_path, capsys):
     assert not re.search(r"\b(nan|NaN|inf|None)\b", page)
     log = json.loads(_cli(capsys, "audit", "--db", db, "--json")[1])
     assert log[-1]["action"] == "compare" and log[-1]["dataset_id"] == 2
+
+
+def test_run_charts_draw_each_period_from_the_latest_export_where_it_is_complete():
+    import pandas as pd
+
+    from analytics.library.history import combine_periods
+
+    def per(rows):
+        return pd.DataFrame(rows, columns=["key", "period", "numerator", "denominator", "value", "complete"])
+
+    older = per([("k", "2023", 8, 10, 80.0, True), ("k", "2024", 3, 10, 30.0, False)])  # 2024 partial then
+    newer = per([("k", "2024", 9, 20, 45.0, True), ("k", "2025", 1, 2, 50.0, False)])
+    got = combine_periods([(1, older), (2, newer)])
+    assert got[["period", "value", "complete", "dataset_id"]].values.tolist() == [
+        ["2023", 80.0, True, 1], ["2024", 45.0, True, 2], ["2025", 50.0, False, 2]]
+    # a period complete only in the older export keeps the older value over a newer partial one
+    got = combine_periods([(1, per([("k", "2024", 9, 20, 45.0, True)])), (2, per([("k", "2024", 1, 5, 20.0, False)]))])
+    assert got[["value", "dataset_id"]].values.tolist() == [[45.0, 1]]
+
+
+def test_quality_history_over_the_library(sample_dir, tmp_path):
+    import pandas as pd
+
+    from analytics.library.history import quality_history
+
+    lib = Library(f"sqlite:///{tmp_path / 'lib.sqlite'}")
+    v = pd.read_csv(sample_dir / "visits.csv")
+    early = v[pd.to_datetime(v["visit_date"]) < "2022-01-01"]
+    early.to_csv(tmp_path / "early.csv", index=False)
+    lib.import_files(tmp_path / "early.csv", sample_dir / "therapies.csv", label="to 2021", user="alice")
+    lib.import_files(sample_dir / "visits.csv", sample_dir / "therapies.csv", label="to 2025", user="alice")
+    q = quality_history(lib, "year")
+    per = q.by_period[q.by_period["key"] == "cdasi_documented"].set_index("period")
+    assert per.loc["2021", "dataset_id"] == 2 and per.loc["2025", "dataset_id"] == 2  # complete in the later export
+    assert q.figure("cdasi_documented").data  # the run chart draws from it

@@ -78,6 +78,7 @@ COLUMNS: dict[str, Column] = {
     "better": C("Better", description="direction of improvement: higher or lower"),
     "target": C("Target", kind="by_unit", description="the department's target for the indicator (spec [quality.targets]); empty: none"),
     "meets_target": C("Meets target", kind="boolean", description="the value is on the better side of the target; empty: no target"),
+    "dataset_id": C("From dataset", description="the library's dataset (export) the period's value comes from"),
     "complete": C("Complete period", kind="boolean", description="the period ended by the export's last visit (a partial period is not compared)"),
     # line derivation
     "start_day": C("Start", "day", "days", description="day of the line start (days since the patient's first record)"),

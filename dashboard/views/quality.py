@@ -15,6 +15,21 @@ st.markdown("Indicators of whether care follows the stepwise scheme and whether 
 ui.provenance()
 period = st.radio("Period", ("year", "quarter"), horizontal=True, key="quality.period")
 q = state.quality()
+history = st.toggle("Run charts from every stored export", key="quality.history",
+                    help="Each period from the latest export of the library in which it is complete, so the charts "
+                         "reach back past the current export (the Data page lists the library's exports).")
+hq = None
+if history:
+    from analytics import CdasiError
+
+    try:
+        hq = state.quality_history()
+    except CdasiError as exc:
+        st.error(f"The library cannot be opened: {exc}", icon=":material/database:")
+    else:
+        if hq is None:
+            st.info("The library holds no dataset yet: keep an export on the Data page, or run "
+                    "`cdasi-outcomes import`.", icon=":material/database:")
 for note in q.notes:
     st.info(note, icon=":material/info:")
 
@@ -52,8 +67,13 @@ if new_targets != targets or new_better != better:
 
     state.set_model_options(dataclasses.replace(mopts, targets=new_targets, better=new_better))
     st.rerun()
-ui.figure(partial(q.figure, key), f"quality_{key}", "quality.chart", scope="export")
-ui.table(q.by_period[q.by_period["key"] == key].drop(columns=["key", "name"]), f"quality_{key}_by_period",
+charted = hq if hq is not None and key in set(hq.by_period["key"]) else q
+if charted is hq:
+    sources = sorted(set(hq.by_period.loc[hq.by_period["key"] == key, "dataset_id"]))
+    st.caption(f"Periods from the stored exports {', '.join(f'dataset {i}' for i in sources)} (the column dataset_id "
+               "says which); the definitions, rule and targets are the current analysis'.")
+ui.figure(partial(charted.figure, key), f"quality_{key}", "quality.chart", scope="export")
+ui.table(charted.by_period[charted.by_period["key"] == key].drop(columns=["key", "name"]), f"quality_{key}_by_period",
          "quality.periods", scope="export")
 
 st.subheader("Drill-down: what fails this indicator")

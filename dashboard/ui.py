@@ -75,7 +75,7 @@ def figure(fig, name: str, key: str, select: bool = False, scope: str = "cohort"
 def _journal(make, fig: go.Figure, name: str, key: str, stamp, have_chrome: bool, help_missing: str) -> None:
     """The journal export of one figure (:mod:`analytics.display.journal`)."""
     from analytics import OptionError
-    from analytics.display.journal import COLUMN_MM, JOURNAL_FORMATS, Journal, axis_titles
+    from analytics.display.journal import COLUMN_MM, JOURNAL_FORMATS, Journal, axis_titles, check_fits
 
     c1, c2 = st.columns(2)
     width = c1.radio("Width", ("single", "double", "custom"), key=f"{key}.j.width",
@@ -92,6 +92,7 @@ def _journal(make, fig: go.Figure, name: str, key: str, stamp, have_chrome: bool
     try:
         j = Journal(mm if width == "custom" else width, int(dpi), fmt, float(font), title or None,
                     x_title if x_title != x0 else None, y_title if y_title != y0 else None)
+        check_fits(fig, j)  # the figure's minimum width comes from its labels: known before building it again
         st.caption(f"{j.describe()}: {j.pixel_width} px wide; the height follows the figure" if fmt != "pdf"
                    else f"{j.describe()} (vector)")
     except OptionError as exc:

@@ -184,3 +184,14 @@ def test_journal_export_in_the_dashboard_in_a_real_browser(tmp_path, browser):
             assert img.format == "TIFF" and img.size[0] == 4110 and img.info["dpi"] == (600, 600)
         finally:
             page.close()
+
+
+def test_a_figure_that_does_not_fit_says_so_before_it_is_built_again(analysis):
+    from analytics.display.journal import check_fits
+
+    forest = analysis.models["cox_adjusted"].figure()  # built at the design width
+    with pytest.raises(OptionError, match=r"needs at least 142 mm at 8 pt: choose a wider column \(double is 174 mm\)"):
+        check_fits(forest, Journal("single", font_pt=8))
+    check_fits(forest, Journal("double", font_pt=8))
+    with pytest.raises(OptionError, match="needs at least"):
+        journal_figure(analysis.models["cox_adjusted"].figure, Journal("single", font_pt=8))

@@ -191,6 +191,12 @@ def test_a_killed_import_leaves_the_library_as_it_was(db, sample_dir, tmp_path):
     assert after.import_files(sample_dir / "visits.csv", sample_dir / "therapies.csv", label="again").created
 
 
+def test_a_plain_postgresql_url_uses_the_installed_driver(pg_server):
+    plain = new_database(pg_server, f"lib_{uuid.uuid4().hex[:12]}").replace("postgresql+psycopg://", "postgresql://")
+    lib = Library(plain)
+    assert lib.engine.dialect.driver == "psycopg" and lib.datasets() == []
+
+
 def test_an_unreachable_or_malformed_library_is_a_clear_error(capsys):
     code, _, err = _cli(capsys, "datasets", "--db", "postgresql+psycopg://nobody@127.0.0.1:1/none")
     assert code == 2 and "cannot open the library at postgresql+psycopg://nobody@127.0.0.1:1/none" in err

@@ -28,7 +28,7 @@ from ..errors import OptionError
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-__all__ = ["Journal", "COLUMN_MM", "journal_figure", "journal_bytes", "axis_titles", "JOURNAL_FORMATS"]
+__all__ = ["Journal", "COLUMN_MM", "journal_figure", "journal_bytes", "axis_titles", "check_fits", "JOURNAL_FORMATS"]
 
 COLUMN_MM = {"single": 85.0, "double": 174.0}  # the usual single and double column widths (84-90, 170-183 mm)
 JOURNAL_FORMATS = {"png": "image/png", "tiff": "image/tiff", "pdf": "application/pdf"}
@@ -111,6 +111,19 @@ def _retitle(fig: "go.Figure", prefix: str, text: str) -> None:
             return
 
 
+def check_fits(fig: "go.Figure", j: Journal) -> None:
+    """Raise OptionError, naming the width or font that would do, when ``fig`` (built at any
+    width: the minimum it records depends on its labels, not on its width) cannot be laid out
+    at ``j``'s width."""
+    meta = fig.layout.meta if isinstance(fig.layout.meta, dict) else {}
+    need = meta.get("min_width_px")
+    if need and j.layout_width < need:
+        mm = need * float(j.font_pt) * 25.4 / (BASE_FONT_PX * 72)
+        pt = BASE_FONT_PX * 72 * j.width_mm / (need * 25.4)
+        raise OptionError(f"this figure needs at least {mm:.0f} mm at {j.font_pt:g} pt: choose a wider column "
+                          f"(double is {COLUMN_MM['double']:g} mm) or a font of at most {pt:.1f} pt")
+
+
 def journal_figure(fig, j: Journal) -> "go.Figure":
     """``fig`` laid out for ``j``: a figure, or a function that makes one (it is then built at
     the journal's width, so that builders choose ticks and labels for it). The title (or none)
@@ -127,12 +140,7 @@ def journal_figure(fig, j: Journal) -> "go.Figure":
     else:
         out = go.Figure(fig)
     meta = dict(out.layout.meta) if isinstance(out.layout.meta, dict) else {}
-    need = meta.get("min_width_px")
-    if need and j.layout_width < need:
-        mm = need * float(j.font_pt) * 25.4 / (BASE_FONT_PX * 72)
-        pt = BASE_FONT_PX * 72 * j.width_mm / (need * 25.4)
-        raise OptionError(f"this figure needs at least {mm:.0f} mm at {j.font_pt:g} pt: choose a wider column "
-                          f"(double is {COLUMN_MM['double']:g} mm) or a font of at most {pt:.1f} pt")
+    check_fits(out, j)
     old_title = out.layout.title.text if out.layout.title is not None else None
     lines = (old_title.count("<br>") + 1) if old_title else 0
     top = out.layout.margin.t if out.layout.margin.t is not None else 100

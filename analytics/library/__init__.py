@@ -114,6 +114,8 @@ class Library:
         import sqlalchemy as sa
 
         self.url = url or default_url()
+        if self.url.startswith(("postgresql://", "postgres://")):  # the driver this project installs (psycopg 3)
+            self.url = "postgresql+psycopg://" + self.url.split("://", 1)[1]
         if self.url.startswith("sqlite:///") and ":memory:" not in self.url:
             Path(self.url.removeprefix("sqlite:///")).expanduser().parent.mkdir(parents=True, exist_ok=True)
         kwargs = {}

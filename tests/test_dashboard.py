@@ -250,7 +250,7 @@ def test_table_downloads_are_neutralised_xlsx_and_csv():
     assert csv_bytes(df).decode("utf-8-sig").splitlines()[1] == "'=HYPERLINK(1),1"
 
 
-def test_report_page_builds_a_suppressed_zip(sample_app):
+def test_report_page_builds_a_suppressed_zip(sample_app, tmp_path, monkeypatch):
     import io
     import json
     import zipfile
@@ -258,6 +258,8 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
     import tempfile
     from pathlib import Path
 
+    # a temporary folder of this test's own: other processes' packs (a second test run) cannot interfere
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     before = set(Path(tempfile.gettempdir()).glob("cdasi-pack-*"))
     at = sample_app.switch_page("views/report.py").run()
     at.radio(key="report.share").set_value(11)
@@ -272,7 +274,7 @@ def test_report_page_builds_a_suppressed_zip(sample_app):
     assert manifest["min_cell"] == 11 and json.loads(zipfile.ZipFile(io.BytesIO(data)).read("manifest.json"))
     assert [d.label for d in at.get("download_button")][0] == "Download the meeting pack (ZIP)"
     # the uploaded files and the pack were written to a temporary folder, removed before the ZIP is offered
-    assert set(Path(tempfile.gettempdir()).glob("cdasi-pack-*")) == before
+    assert set(Path(tempfile.gettempdir()).glob("cdasi-pack-*")) == before == set()
 
 
 def test_quality_page_period_indicator_and_drill_down(sample_app):

@@ -18,6 +18,8 @@ PAGES = [
     st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
     st.Page("views/report.py", title="Report", icon=":material/inventory_2:"),
 ]
+if state.can("audit"):
+    PAGES.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
 page = st.navigation(PAGES)
 
 

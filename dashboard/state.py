@@ -153,8 +153,8 @@ def user() -> tuple[str, str]:
 
 
 def can(action: str) -> bool:
-    """Whether the current user's role allows ``action`` ("import", "delete", "patient_level")."""
-    allowed = {"viewer": set(), "analyst": {"patient_level"}, "admin": {"patient_level", "import", "delete"}}
+    """Whether the current user's role allows ``action`` ("import", "delete", "audit", "patient_level")."""
+    allowed = {"viewer": set(), "analyst": {"patient_level"}, "admin": {"patient_level", "import", "delete", "audit"}}
     return action in allowed[user()[1]]
 
 

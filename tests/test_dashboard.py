@@ -548,3 +548,21 @@ def test_the_quality_page_draws_run_charts_from_every_stored_export(tmp_path, mo
     _ok(at)
     assert any("Periods from the stored exports dataset 1" in c.value for c in at.caption)
     assert any("From dataset" in df.value.columns for df in at.dataframe)
+
+
+def test_the_audit_log_page_reads_the_library_and_filters_it(tmp_path, monkeypatch, sample_dir):
+    from analytics.library import Library
+
+    url = f"sqlite:///{tmp_path / 'library.sqlite'}"
+    lib = Library(url)
+    lib.import_files(sample_dir / "visits.csv", label="2025", user="alice")
+    lib.delete(1, "carol")
+    monkeypatch.setenv("CDASI_DB", url)
+    at = _app()
+    at.switch_page("views/audit.py").run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert table["Action"].tolist() == ["delete", "import"] and table["User"].tolist() == ["carol", "alice"]
+    at.multiselect(key="audit.actions").set_value(["import"]).run()
+    assert at.dataframe[0].value["Action"].tolist() == ["import"]
+    assert any("1 of 2 records" in c.value for c in at.caption)

@@ -78,6 +78,10 @@ COLUMNS: dict[str, Column] = {
     "better": C("Better", description="direction of improvement: higher or lower"),
     "target": C("Target", kind="by_unit", description="the department's target for the indicator (spec [quality.targets]); empty: none"),
     "meets_target": C("Meets target", kind="boolean", description="the value is on the better side of the target; empty: no target"),
+    "time": C("Time (UTC)", description="when it happened, ISO 8601 in UTC"),
+    "user": C("User", description="who: the login's email, or the operating-system user on the command line"),
+    "action": C("Action", description="import, refused import, open, analyze, pack, compare, delete, ..."),
+    "detail": C("Detail", description="what exactly: files and their sha256, output folder, counts"),
     "dataset_id": C("From dataset", description="the library's dataset (export) the period's value comes from"),
     "complete": C("Complete period", kind="boolean", description="the period ended by the export's last visit (a partial period is not compared)"),
     # line derivation

@@ -191,6 +191,18 @@ def test_a_killed_import_leaves_the_library_as_it_was(db, sample_dir, tmp_path):
     assert after.import_files(sample_dir / "visits.csv", sample_dir / "therapies.csv", label="again").created
 
 
+def test_several_processes_opening_a_new_library_at_once_all_succeed(db):
+    """The first migration runs once: on PostgreSQL an advisory lock serialises it, on SQLite the
+    file's write lock does."""
+    code = ("import sys; from analytics.library import Library; "
+            "print(Library(sys.argv[1]).revision())")
+    procs = [subprocess.Popen([sys.executable, "-c", code, db], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, [err for _, err in results]
+    assert [out.strip() for out, _ in results] == ["0001"] * 4
+
+
 def test_a_plain_postgresql_url_uses_the_installed_driver(pg_server):
     plain = new_database(pg_server, f"lib_{uuid.uuid4().hex[:12]}").replace("postgresql+psycopg://", "postgresql://")
     lib = Library(plain)

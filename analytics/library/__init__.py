@@ -142,6 +142,8 @@ class Library:
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         try:
             with self.engine.begin() as conn:
+                if conn.dialect.name == "postgresql":  # two servers opening a new library at once: one migrates
+                    conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305162)"))
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
         except sa.exc.OperationalError as exc:

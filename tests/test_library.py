@@ -192,8 +192,8 @@ def test_a_killed_import_leaves_the_library_as_it_was(db, sample_dir, tmp_path):
 
 
 def test_several_processes_opening_a_new_library_at_once_all_succeed(db):
-    """The first migration runs once: on PostgreSQL an advisory lock serialises it, on SQLite the
-    file's write lock does."""
+    """The first migration runs once: on PostgreSQL an advisory lock serialises it, on SQLite a
+    lock file beside the database (pysqlite begins its transaction only at the first write)."""
     code = ("import sys; from analytics.library import Library; "
             "print(Library(sys.argv[1]).revision())")
     procs = [subprocess.Popen([sys.executable, "-c", code, db], cwd=ROOT, stdout=subprocess.PIPE,

@@ -141,7 +141,7 @@ class Library:
         cfg = Config()
         cfg.set_main_option("script_location", str(_MIGRATIONS))
         try:
-            with self.engine.begin() as conn:
+            with _sqlite_file_lock(self.engine), self.engine.begin() as conn:
                 if conn.dialect.name == "postgresql":  # two servers opening a new library at once: one migrates
                     conn.execute(sa.text("SELECT pg_advisory_xact_lock(7305162)"))
                 cfg.attributes["connection"] = conn
@@ -339,6 +339,29 @@ class Library:
                        f"{gone.label} (visits sha256 {gone.sha256[:16]}..., imported {gone.imported_at} by "
                        f"{gone.imported_by}): data removed, audit records kept", conn)
         return gone
+
+
+@contextmanager
+def _sqlite_file_lock(engine):
+    """For an SQLite file: an exclusive lock on ``<file>.lock`` while the schema is migrated, so
+    that processes opening a new library at once migrate one after the other (pysqlite starts
+    its transaction only at the first write, so two of them could both find no schema). On
+    PostgreSQL an advisory lock does this inside the transaction."""
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    if not database or database == ":memory:":
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock (a single process opens a new library first)
+        yield
+        return
+    with open(f"{database}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:

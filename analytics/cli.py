@@ -104,7 +104,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8501, metavar="N", help="port (default: 8501)")
     _add_db(p)
     p.add_argument("--host", default="127.0.0.1", metavar="ADDR",
-                   help="address to bind (default: 127.0.0.1; anything else exposes health data to the network)")
+                   help="address to bind (default: 127.0.0.1). Any other address serves health data to the "
+                        "network, so it needs a login ([auth] in the secrets file) or --insecure-no-auth")
+    p.add_argument("--secrets", metavar="FILE",
+                   help="Streamlit secrets file whose [auth] section configures the OIDC login (default: "
+                        "./.streamlit/secrets.toml or ~/.streamlit/secrets.toml; none: single-user mode)")
+    p.add_argument("--roles", metavar="FILE",
+                   help="TOML file of e-mail addresses per role (viewer, analyst, admin) for the login; "
+                        "default $CDASI_ROLES; without one everyone who logs in is a viewer")
+    p.add_argument("--insecure-no-auth", action="store_true",
+                   help="serve a non-loopback --host without a login (everyone reaching it has every right)")
 
     p = sub.add_parser("import", help="validate an export and keep it in the library",
                        description="Validate the export, then store its files, their sha256, the validation report, "
@@ -383,7 +392,38 @@ def dashboard_command(args) -> list[str]:
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
     return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
             "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            "--server.maxUploadSize", "200", "--server.fileWatcherType", "none", "--theme.base", "light"]
+            "--server.maxUploadSize", "200", "--server.fileWatcherType", "none", "--theme.base", "light"] + (
+        ["--secrets.files", str(Path(args.secrets).resolve())] if getattr(args, "secrets", None) else [])
+
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_login(args) -> str:
+    """The login the dashboard will serve with ("" for none), checked before it starts: a login
+    configured but incomplete, an unreadable roles file, or a non-loopback --host without a login
+    (and without --insecure-no-auth) is refused here, in the terminal."""
+    from .library.roles import load_roles, login_problems, secrets_files
+
+    if args.secrets and not Path(args.secrets).is_file():
+        raise InputError(f"--secrets {args.secrets} does not exist")
+    files = secrets_files(args.secrets)
+    problems = login_problems(files)
+    if problems:
+        raise OptionError("the login is configured but incomplete (" + "; ".join(problems) + "); see the README, "
+                          "section Deployment")
+    if problems is None:
+        if args.roles:
+            raise OptionError("--roles needs a login: add an [auth] section to the secrets file (see the README, "
+                              "section Deployment)")
+        if args.host not in LOOPBACK and not args.insecure_no_auth:
+            raise OptionError(f"--host {args.host} would serve health data to other machines without a login. "
+                              "Configure one ([auth] in .streamlit/secrets.toml or --secrets FILE; see the README, "
+                              "section Deployment), or pass --insecure-no-auth to do it anyway")
+        return ""
+    roles = load_roles(args.roles)  # fail early on a malformed roles file
+    where = ", ".join(str(f) for f in files if f.is_file())
+    return f"login required ([auth] from {where}); roles: {roles.source}"
 
 
 def _cmd_dashboard(args) -> int:
@@ -406,10 +446,15 @@ def _cmd_dashboard(args) -> int:
         load_mapping(args.mapping)  # fail early, in the terminal, on a malformed mapping
     if not (0 < args.port < 65536):
         raise OptionError(f"--port must be between 1 and 65535, not {args.port}")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    login = _check_login(args)
+    if args.roles:
+        env["CDASI_ROLES"] = str(Path(args.roles).resolve())
+    if args.host not in LOOPBACK:
         print(f"warning: binding to {args.host} makes the dashboard, and the health data in it, reachable from "
-              "other machines", file=sys.stderr)
-    print(f"cdasi-outcomes dashboard on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+              "other machines" + ("" if login else " by anyone, without a login (--insecure-no-auth)"),
+              file=sys.stderr)
+    print(f"cdasi-outcomes dashboard on http://{args.host}:{args.port} (Ctrl+C to stop)"
+          + (f"; {login}" if login else "; single-user mode (no login)"), flush=True)
     return subprocess.call(dashboard_command(args), env=env)
 
 

@@ -7,19 +7,27 @@ from dashboard import state, ui
 
 st.set_page_config(page_title="cdasi-outcomes", page_icon=":material/monitoring:", layout="wide")
 
-PAGES = [
-    st.Page("views/data.py", title="Data", icon=":material/upload_file:", default=True),
-    st.Page("views/cohort.py", title="Cohort", icon=":material/groups:"),
-    st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
-    st.Page("views/time_to_response.py", title="Time to response", icon=":material/avg_pace:"),
-    st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
-    st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
-    st.Page("views/quality.py", title="Quality", icon=":material/verified:"),
-    st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
-    st.Page("views/report.py", title="Report", icon=":material/inventory_2:"),
-]
+with ui.guard(fatal=True):
+    ui.login_gate()  # behind a login ([auth] in secrets.toml): nothing below runs for a stranger
+
+P = {"data": st.Page("views/data.py", title="Data", icon=":material/upload_file:", default=True),
+     "cohort": st.Page("views/cohort.py", title="Cohort", icon=":material/groups:"),
+     "trajectories": st.Page("views/trajectories.py", title="Trajectories", icon=":material/timeline:"),
+     "time_to_response": st.Page("views/time_to_response.py", title="Time to response", icon=":material/avg_pace:"),
+     "mixed_model": st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
+     "timeline": st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
+     "quality": st.Page("views/quality.py", title="Quality", icon=":material/verified:"),
+     "analyses": st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
+     "summary": st.Page("views/summary.py", title="Shared summary", icon=":material/group_work:"),
+     "report": st.Page("views/report.py", title="Report", icon=":material/inventory_2:"),
+     "audit": st.Page("views/audit.py", title="Audit log", icon=":material/policy:")}
+if state.can("patient_level"):  # analysts and admins: everything for analysis
+    PAGES = [P[k] for k in ("data", "cohort", "trajectories", "time_to_response", "mixed_model", "timeline",
+                            "quality", "analyses", "summary", "report")]
+else:  # a viewer: aggregates only, small cells suppressed
+    PAGES = [P["data"], P["summary"], P["report"]]
 if state.can("audit"):
-    PAGES.append(st.Page("views/audit.py", title="Audit log", icon=":material/policy:"))
+    PAGES.append(P["audit"])
 page = st.navigation(PAGES)
 
 
@@ -67,12 +75,17 @@ with st.sidebar, ui.guard():
         st.caption("The whole analysis (rule, arms, filters, models, pack) as one TOML file; "
                    "`cdasi-outcomes report VISITS --spec analysis.toml` makes the same pack.")
         st.download_button("Save analysis", state.spec().to_toml(), "analysis.toml", "application/toml",
-                           key="sidebar.save", icon=":material/download:", on_click="ignore")
+                           key="sidebar.save", icon=":material/download:",
+                           on_click=state.audit_download, args=("analysis.toml",))
         st.file_uploader("Open analysis", type=["toml"], key="sidebar.open", on_change=_spec_uploaded)
         if spec_message is not None:
             ok, message = spec_message
             (st.success if ok else st.error)(message)
-    st.caption("Local only: no telemetry; served on 127.0.0.1.")
+    if state.login_configured():
+        ui.logout()
+        st.caption("No telemetry. Every login, view of patient-level data and download is recorded in the audit log.")
+    else:
+        st.caption("Local only: no telemetry; served on 127.0.0.1.")
 
 with ui.guard():
     page.run()

@@ -144,18 +144,97 @@ def library():
     return _library(default_url())
 
 
+# ------------------------------------------------------------------ who is using it
+def login_problems() -> list[str] | None:
+    """None: no login is configured (single-user mode, bound to 127.0.0.1). Else the problems of
+    the ``[auth]`` section of the secrets files Streamlit reads (empty: a complete login)."""
+    from analytics.library.roles import auth_problems, login_problems as problems
+
+    found = problems([Path(p) for p in st.get_option("secrets.files") or []])
+    if found is None:
+        try:  # a secrets directory (Kubernetes style) that Streamlit reads and the check above does not
+            auth = st.secrets.get("auth")
+        except FileNotFoundError:
+            return None
+        return None if auth is None else auth_problems(auth.to_dict() if hasattr(auth, "to_dict") else dict(auth))
+    return found
+
+
+def login_configured() -> bool:
+    return login_problems() is not None
+
+
+@st.cache_resource(show_spinner=False)
+def _roles(path: str):
+    from analytics.library.roles import load_roles
+
+    return load_roles(path or None)
+
+
+def roles():
+    """The roles file ($CDASI_ROLES, or `dashboard --roles FILE`), read once per server.
+    Raises RolesError when it cannot be used."""
+    return _roles(os.environ.get("CDASI_ROLES", ""))
+
+
 def user() -> tuple[str, str]:
     """Who is using the dashboard and their role. Single-user (no login configured): the
-    operating-system user, with every right (the app is bound to 127.0.0.1)."""
+    operating-system user, with every right (the app is bound to 127.0.0.1). Behind a login:
+    the address the identity provider vouches for, with its role from the roles file; nobody
+    logged in yet has no name and the least rights."""
     from analytics.library import current_user
 
-    return current_user(), "admin"
+    if not login_configured():
+        return current_user(), "admin"
+    if not st.user.is_logged_in:
+        return "", "viewer"
+    email = st.user.get("email") or st.user.get("sub") or ""
+    return str(email), roles().role_of(email)
 
 
 def can(action: str) -> bool:
-    """Whether the current user's role allows ``action`` ("import", "delete", "audit", "patient_level")."""
-    allowed = {"viewer": set(), "analyst": {"patient_level"}, "admin": {"patient_level", "import", "delete", "audit"}}
-    return action in allowed[user()[1]]
+    """Whether the current user's role allows ``action`` ("patient_level", "upload", "import",
+    "delete", "audit"; see analytics.library.roles.PERMISSIONS)."""
+    from analytics.library.roles import allowed
+
+    return allowed(user()[1], action)
+
+
+def min_cell_floor() -> int | None:
+    """The smallest small-cell threshold the current user may see (a viewer: 5; else none)."""
+    from analytics.library.roles import VIEWER_MIN_CELL
+
+    return None if can("patient_level") else VIEWER_MIN_CELL
+
+
+def audit(action: str, detail: str, dataset_id: int | None = None, once: bool = False) -> None:
+    """Record an action in the library's audit log, as the current user, about the current
+    dataset unless another is named. ``once``: at most once per session for the same action,
+    detail and dataset. Behind a login an audit that cannot be written stops the page (no
+    unrecorded access); in single-user mode it is a warning."""
+    from analytics import CdasiError
+
+    if dataset_id is None:
+        dataset_id = current_files().dataset_id
+    key = (action, detail, dataset_id, current_files().key)
+    done = st.session_state.setdefault("audit.done", set())
+    if once and key in done:
+        return
+    try:
+        library().audit(user()[0], action, dataset_id, detail)
+    except CdasiError as exc:
+        if login_configured():
+            st.error(f"The audit log cannot be written, so nothing more is shown: {exc}", icon=":material/policy:")
+            st.stop()
+        st.toast(f"Not recorded in the audit log: {exc}", icon=":material/policy:")
+        return
+    done.add(key)
+
+
+def audit_download(name: str) -> None:
+    """A download button's callback: the file and what it was made from."""
+    files = current_files()
+    audit("download", f"{name} of {files.label or files.names.get('visits', '')}")
 
 
 def library_files(dataset_id: int) -> DatasetFiles:
@@ -447,9 +526,25 @@ def build_pack_zip(pack_options, progress=None) -> tuple[bytes, dict, list[str]]
                 paths[kind].write_bytes(part[0])
         result = build_pack(paths["visits"], tmp_path / "pack", paths.get("therapies"), paths.get("mapping"),
                             derive_options(), model_options(), cohort_filter(), pack_options, progress)
+        mc = pack_options.min_cell
+        audit("pack", f"meeting pack of {files.label or files.names['visits']}: "
+                      + (f"shared, counts below {mc} suppressed" if mc else "internal, not suppressed"))
         return zip_dir(result.out), result.manifest, result.messages
 
 
 def quality():
     """Quality indicators on the whole dataset (the cohort filters do not apply: they describe care)."""
     return result("quality")
+
+
+def contents(min_cell: int):
+    """What a shared meeting pack shows of the current analysis (:func:`analytics.outputs.pack.collect`
+    with ``min_cell``): every registered analysis fitted (cached, as on the other pages), tables
+    suppressed, patient-level tables and figures left out."""
+    from types import SimpleNamespace
+
+    from analytics.outputs.pack import collect
+    from analytics.registry import entries
+
+    models = {e.name: result(e.name) for e in entries()}
+    return collect(SimpleNamespace(models=models), min_cell)

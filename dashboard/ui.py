@@ -59,13 +59,14 @@ def figure(fig, name: str, key: str, select: bool = False, scope: str = "cohort"
     help_missing = "PNG and SVG need a Chromium: `apt-get install chromium` (HTML and tables export without it)."
     row.download_button("PNG", partial(_image, fig, "png", stamp), f"{name}.png", "image/png", key=f"{key}.png",
                         disabled=chrome is None, help=help_missing if chrome is None else "300 dpi-ready PNG",
-                        on_click="ignore", icon=":material/download:")
+                        on_click=state.audit_download, args=(f"{name}.png",), icon=":material/download:")
     row.download_button("SVG", partial(_image, fig, "svg", stamp), f"{name}.svg", "image/svg+xml",
                         key=f"{key}.svg", disabled=chrome is None,
-                        help=help_missing if chrome is None else "vector SVG", on_click="ignore",
-                        icon=":material/download:")
+                        help=help_missing if chrome is None else "vector SVG", icon=":material/download:",
+                        on_click=state.audit_download, args=(f"{name}.svg",))
     row.download_button("HTML", partial(figure_html, fig, stamp), f"{name}.html", "text/html", key=f"{key}.html",
-                        help="interactive, self-contained HTML", on_click="ignore", icon=":material/download:")
+                        help="interactive, self-contained HTML", icon=":material/download:",
+                        on_click=state.audit_download, args=(f"{name}.html",))
     with row.popover("Journal", icon=":material/article:", help="Single or double column width in mm, 300 or 600 "
                      "dpi, PNG, TIFF or PDF, a font size, your own title and axis labels"):
         _journal(make or fig, fig, name, key, stamp, chrome is not None, help_missing)
@@ -98,10 +99,11 @@ def _journal(make, fig: go.Figure, name: str, key: str, stamp, have_chrome: bool
     except OptionError as exc:
         st.warning(str(exc), icon=":material/straighten:")
         return
-    st.download_button(f"Download {fmt.upper()}", partial(_journal_image, make, j, stamp),
-                       f"{name}_{j.width_mm:g}mm_{j.dpi}dpi.{fmt}", JOURNAL_FORMATS[fmt], key=f"{key}.j.download",
-                       disabled=not have_chrome, help=help_missing if not have_chrome else None, on_click="ignore",
-                       icon=":material/download:", type="primary")
+    file_name = f"{name}_{j.width_mm:g}mm_{j.dpi}dpi.{fmt}"
+    st.download_button(f"Download {fmt.upper()}", partial(_journal_image, make, j, stamp), file_name,
+                       JOURNAL_FORMATS[fmt], key=f"{key}.j.download", disabled=not have_chrome,
+                       help=help_missing if not have_chrome else None, on_click=state.audit_download,
+                       args=(file_name,), icon=":material/download:", type="primary")
 
 
 def _journal_image(make, j, stamp) -> bytes:
@@ -146,13 +148,15 @@ def table(df: pd.DataFrame, name: str, key: str, height: int | None = None, scop
     stamp = state.stamp(scope, name)
     cols = [_downloads()] * 2
     cols[0].download_button("CSV", partial(csv_bytes, df, stamp, name), f"{name}.csv", "text/csv",
-                            key=f"{key}.csv", on_click="ignore", icon=":material/download:", width="content",
+                            key=f"{key}.csv", on_click=state.audit_download, args=(f"{name}.csv",),
+                            icon=":material/download:", width="content",
                             help='Machine-readable names and full precision. The first lines, starting with "#", '
                                  'name the analysis and every column: read it with '
                                  '`pandas.read_csv(path, comment="#")`.')
     cols[1].download_button("XLSX", partial(xlsx_bytes, {name: df}, stamp), f"{name}.xlsx",
                             "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet", key=f"{key}.xlsx",
-                            on_click="ignore", icon=":material/download:", width="content",
+                            on_click=state.audit_download, args=(f"{name}.xlsx",), icon=":material/download:",
+                            width="content",
                             help="For people: labelled columns with units, numbers kept as numbers.")
 
 
@@ -206,8 +210,9 @@ def reproduce(what, cli: str | None = None, extra: str = "") -> None:
 
 
 @contextlib.contextmanager
-def guard():
-    """Known problems become a readable st.error; anything else is reported, never a crash."""
+def guard(fatal: bool = False):
+    """Known problems become a readable st.error; anything else is reported, never a crash.
+    ``fatal``: after the report, nothing more of the page runs (the login gate fails closed)."""
     try:
         yield
     except CdasiError as exc:
@@ -220,6 +225,10 @@ def guard():
                  "details below help to report it.", icon=":material/bug_report:")
         with st.expander("Details"):
             st.code("".join(traceback.format_exception(exc)))
+    else:
+        return
+    if fatal:
+        st.stop()
 
 
 def require_lines() -> bool:
@@ -230,3 +239,71 @@ def require_lines() -> bool:
                 icon=":material/filter_alt_off:")
         return False
     return True
+
+
+def login_gate() -> None:
+    """Behind a login (``[auth]`` in secrets.toml): nothing is served until the identity provider
+    has vouched for the user; the login is recorded once per session. A login configured but
+    incomplete, or a roles file that cannot be read, serves nothing (it fails closed)."""
+    problems = state.login_problems()
+    if problems is None:  # single-user mode on 127.0.0.1
+        return
+    if problems:
+        st.error("A login is configured but incomplete, so nothing is served: " + "; ".join(problems)
+                 + ". See the README, section Deployment.", icon=":material/lock:")
+        st.stop()
+    try:
+        roles = state.roles()
+    except CdasiError as exc:
+        st.error(f"The roles file cannot be used, so nothing is served: {exc}", icon=":material/lock:")
+        st.stop()
+    if not st.user.is_logged_in:
+        st.title("cdasi-outcomes")
+        st.markdown("This server holds de-identified health data of the department. Log in with your hospital "
+                    "account; what you see depends on your role (viewer, analyst or admin), and every login, view of "
+                    "patient-level data and download is recorded in the audit log.")
+        providers = [k for k, v in st.secrets["auth"].items() if isinstance(v, dict)]
+        for name in providers or [None]:
+            st.button(f"Log in with {name}" if name else "Log in", key=f"auth.login.{name}", type="primary",
+                      icon=":material/login:", on_click=st.login, args=(name,) if name else ())
+        st.stop()
+    if not st.session_state.get("auth.recorded"):
+        email, role = state.user()
+        state.audit("login", f"role {role} ({roles.source})", once=True)
+        st.session_state["auth.recorded"] = True
+
+
+def logout() -> None:
+    """The sidebar's account line and log-out button (behind a login only)."""
+    if not state.login_configured():
+        return
+    email, role = state.user()
+    st.markdown(f"**Logged in as** {email} ({role})")
+
+    def out():
+        state.audit("logout", f"role {role}")
+        st.session_state.pop("auth.recorded", None)
+        st.logout()
+
+    st.button("Log out", key="auth.logout", icon=":material/logout:", on_click=out)
+
+
+def patient_level(what: str, record: bool = True) -> None:
+    """Mark what follows as patient-level data: a viewer is stopped with a message (their
+    navigation does not offer it; this holds for a hand-typed address too), anyone else's view is
+    recorded in the audit log (``record``), once per session, dataset and ``what``."""
+    if not state.can("patient_level"):
+        st.warning(f"{what.capitalize()} is patient-level data, which a viewer does not see. The Shared summary "
+                   "and the Report show the aggregates, with small cells suppressed.", icon=":material/lock:")
+        st.stop()
+    if record:
+        state.audit("view", what, once=True)
+
+
+def open_library():
+    """The department library, or a clear error that stops the page when it cannot be opened."""
+    try:
+        return state.library()
+    except CdasiError as exc:
+        st.error(f"The library cannot be opened: {exc}", icon=":material/database:")
+        st.stop()

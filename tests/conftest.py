@@ -41,3 +41,17 @@ def line(d, line_number: int, patient: str = "P1") -> pd.Series:
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return ROOT / "sample_data"
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _library_of_the_tests(tmp_path_factory):
+    """The dashboard records views and downloads in the library's audit log: during the tests that
+    is a throwaway SQLite file, never the user's own library (tests that need another set CDASI_DB)."""
+    import os
+
+    before = os.environ.get("CDASI_DB")
+    if not before:
+        os.environ["CDASI_DB"] = f"sqlite:///{tmp_path_factory.mktemp('library') / 'library.sqlite'}"
+    yield
+    if not before:
+        os.environ.pop("CDASI_DB", None)

@@ -532,8 +532,11 @@ def test_the_data_page_keeps_an_upload_in_the_library_and_opens_it_again(tmp_pat
     at.switch_page("views/cohort.py").run()
     _ok(at)
     assert "Tiny export, Q4 (dataset 1)" in " ".join(m.value for m in at.sidebar.markdown)
-    assert [(r.user, r.action, r.dataset_id) for r in lib.audit_log()] == [("dr.alice", "import", 1),
-                                                                          ("dr.alice", "open", 1)]
+    log = lib.audit_log()
+    assert [(r.user, r.action, r.dataset_id) for r in log if r.action != "view"] == [("dr.alice", "import", 1),
+                                                                                    ("dr.alice", "open", 1)]
+    # the upload's validation report names rows: looking at it is a view of patient-level data
+    assert ("view", None, "the validation report") in [(r.action, r.dataset_id, r.detail) for r in log]
 
 
 def test_the_quality_page_draws_run_charts_from_every_stored_export(tmp_path, monkeypatch, sample_dir):
@@ -558,11 +561,14 @@ def test_the_audit_log_page_reads_the_library_and_filters_it(tmp_path, monkeypat
     lib.import_files(sample_dir / "visits.csv", label="2025", user="alice")
     lib.delete(1, "carol")
     monkeypatch.setenv("CDASI_DB", url)
+    monkeypatch.setenv("CDASI_USER", "dr.bob")
     at = _app()
     at.switch_page("views/audit.py").run()
     _ok(at)
     table = at.dataframe[0].value
-    assert table["Action"].tolist() == ["delete", "import"] and table["User"].tolist() == ["carol", "alice"]
+    # newest first: the Data page's validation report (it names patients), seen when the app opened
+    assert table["Action"].tolist() == ["view", "delete", "import"]
+    assert table["User"].tolist() == ["dr.bob", "carol", "alice"]
     at.multiselect(key="audit.actions").set_value(["import"]).run()
     assert at.dataframe[0].value["Action"].tolist() == ["import"]
-    assert any("1 of 2 records" in c.value for c in at.caption)
+    assert any("1 of 3 records" in c.value for c in at.caption)

@@ -13,6 +13,7 @@ st.title("All analyses")
 st.markdown("Every analysis of the tool, on the current dataset, definitions and cohort filters, in one place. "
             "The dedicated pages show the same results with their controls.")
 ui.provenance()
+ui.patient_level("every analysis, unsuppressed")
 
 if ui.require_lines():
     available = entries()

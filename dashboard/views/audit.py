@@ -1,25 +1,21 @@
-"""Audit log: the library's append-only record of who imported, opened, analysed, packed,
-compared or deleted which dataset, and when (admins only)."""
+"""Audit log: the library's append-only record of who logged in, imported, opened, viewed
+patient-level data, downloaded, analysed, packed, compared or deleted which dataset, and when
+(admins only)."""
 
 import pandas as pd
 import streamlit as st
 
-from analytics import CdasiError
 from dashboard import state, ui
 
 st.title("Audit log")
 if not state.can("audit"):
     st.warning("The audit log is for admins.", icon=":material/lock:")
     st.stop()
-st.markdown("Every import, refused import, opening, analysis, pack, comparison and deletion in the library, oldest "
-            "first. The log is append-only: the database refuses to change or delete a row, and a deleted "
+st.markdown("Every login, import, refused import, opening, view of patient-level data, download, analysis, pack, "
+            "comparison and deletion, newest first. The log is append-only: the database refuses to change or delete a row, and a deleted "
             "dataset's records stay. `cdasi-outcomes audit --json` prints the same log.")
-try:
-    lib = state.library()
-    log = lib.audit_log()
-except CdasiError as exc:
-    st.error(f"The library cannot be opened: {exc}", icon=":material/database:")
-    st.stop()
+lib = ui.open_library()
+log = lib.audit_log()
 st.caption(f"Library: `{lib.engine.url.render_as_string(hide_password=True)}`")
 frame = pd.DataFrame([r.to_dict() for r in log], columns=["time", "user", "action", "dataset_id", "detail"])
 cols = st.columns(3)

@@ -16,22 +16,20 @@ if loaded:
     st.success(loaded)
 
 SOURCES = ["Sample cohort (synthetic)", "Upload an export", "From the library"]
+if not state.can("upload"):  # a viewer opens what the library holds; an upload's report names patients
+    SOURCES.remove("Upload an export")
 current = state.current_files()
+shown_source = ("Sample cohort (synthetic)" if current == state.sample_files() else "From the library"
+                if current.dataset_id is not None else "Upload an export")
 source = st.radio("Dataset", SOURCES, horizontal=True, key="data.source",
-                  index=0 if current == state.sample_files() else 2 if current.dataset_id is not None else 1)
+                  index=SOURCES.index(shown_source) if shown_source in SOURCES else 0)
 if source.startswith("Sample"):
     if current != state.sample_files() and st.button("Use the sample cohort", key="data.use_sample"):
         state.set_files(state.sample_files())
         st.rerun()
 elif source.startswith("From the library"):
-    from analytics import CdasiError
-
-    try:
-        lib = state.library()
-        stored = lib.datasets()
-    except CdasiError as exc:
-        st.error(f"The library cannot be opened: {exc}", icon=":material/database:")
-        st.stop()
+    lib = ui.open_library()
+    stored = lib.datasets()
     st.caption(f"Library: `{lib.engine.url.render_as_string(hide_password=True)}` "
                "(`cdasi-outcomes dashboard --db URL` or $CDASI_DB choose another)")
     if not stored:
@@ -49,7 +47,7 @@ elif source.startswith("From the library"):
             files = state.library_files(chosen)
             ok, message, report = state.try_files(files)
             if ok:
-                lib.audit(state.user()[0], "open", chosen, f"opened in the dashboard: {files.label}")
+                state.audit("open", f"opened in the dashboard: {files.label}", chosen)
                 st.session_state["data.loaded"] = message
                 st.rerun()
             st.error(message)
@@ -113,6 +111,13 @@ cols[1].metric("Visits", c.get("visits", 0))
 cols[2].metric("Errors", len(rep.errors))
 cols[3].metric("Warnings", len(rep.warnings))
 ui.provenance()
+if not state.can("patient_level"):
+    st.info("The validation report and the attrition name rows and patients: they are for analysts. The Shared "
+            "summary and the Report show this dataset's aggregates, with small cells suppressed.",
+            icon=":material/lock:")
+    st.stop()
+if rep.findings:
+    ui.patient_level("the validation report")
 
 st.subheader("Validation report")
 if rep.findings:

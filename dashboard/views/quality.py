@@ -77,6 +77,7 @@ ui.table(charted.by_period[charted.by_period["key"] == key].drop(columns=["key",
          "quality.periods", scope="export")
 
 st.subheader("Drill-down: what fails this indicator")
+ui.patient_level(f"the drill-down of indicator {key}")
 fail = q.failing.get(key, pd.DataFrame())
 st.caption(f"{len(fail)} de-identified {ind.unit if ind.unit != 'days' else 'visit gaps over 6 months'} "
            "(open a patient on the Patient timeline page).")

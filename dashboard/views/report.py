@@ -20,8 +20,14 @@ if chromium() is None:
 
 choices = state.pack_choices()  # the analysis spec's [pack], e.g. from an opened spec
 levels = [None, 5, 11] + ([choices.min_cell] if choices.min_cell not in (None, 5, 11) else [])
+floor = state.min_cell_floor()  # a viewer: shared packs only, counts below 5 at least suppressed
+if floor:
+    levels = [n for n in levels if n is not None and n >= floor]
+    st.info(f"As a viewer you build shared packs only: counts below {floor} at least are suppressed and no "
+            "patient-level table is included.", icon=":material/lock:")
 with st.form("report.form"):
-    min_cell = st.radio("Audience", levels, index=levels.index(choices.min_cell), key="report.share",
+    min_cell = st.radio("Audience", levels, index=levels.index(choices.min_cell) if choices.min_cell in levels else 0,
+                        key="report.share",
                         format_func=lambda n: "Internal (no suppression; patient-level tables included)" if n is None
                         else f"Shared: counts below {n} suppressed")
     c1, c2 = st.columns(2)
@@ -33,6 +39,8 @@ with st.form("report.form"):
     build = st.form_submit_button("Build the meeting pack", icon=":material/inventory_2:", type="primary")
 
 if build:
+    if floor and (min_cell is None or min_cell < floor):  # never trust the widget alone
+        min_cell = floor
     try:
         options = PackOptions(min_cell=min_cell, pptx=pptx, figures=tuple(figures), tables=tuple(tables))
     except OptionError as exc:
@@ -59,7 +67,8 @@ if "report.result" in st.session_state:
         st.warning(m)
     stamp = manifest["created"][:16].replace(":", "").replace("-", "").replace("T", "-")
     st.download_button("Download the meeting pack (ZIP)", data, f"cdasi-meeting-pack-{stamp}.zip", "application/zip",
-                       key="report.download", icon=":material/download:", type="primary", on_click="ignore")
+                       key="report.download", icon=":material/download:", type="primary",
+                       on_click=state.audit_download, args=(f"cdasi-meeting-pack-{stamp}.zip",))
     mc = manifest["min_cell"]
     spec_doc = manifest["spec"]
     st.caption(f"Pack for response `{spec_doc['response']['rule']}`"

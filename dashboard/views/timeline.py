@@ -8,6 +8,7 @@ from analytics.display.plots import timeline_figure
 from dashboard import state, ui
 
 st.title("Patient timeline")
+ui.patient_level("the patient timeline", record=False)  # recorded per patient, below
 prepared = state.current()
 d = state.derivation()
 patients = sorted(prepared.visits["patient_id"].unique().tolist())
@@ -19,6 +20,7 @@ else:
     pid = st.selectbox("Patient", patients, index=index, key="timeline.select",
                        help="Or select a point in the Trajectories page's charts")
     state.set_timeline_patient(pid)
+    ui.patient_level(f"the timeline of patient {pid}")
     ui.figure(partial(timeline_figure, prepared, d, pid), f"timeline_{pid}", "timeline.fig", scope="export")
     st.subheader("Therapy lines")
     cols = ["line_id", "agent", "arm", "start_day", "end_day", "baseline_cdasi", "included", "exclusion_reason",

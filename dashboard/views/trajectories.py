@@ -19,6 +19,7 @@ def open_patient(event, fig) -> None:
         st.switch_page("views/timeline.py")
 
 
+ui.patient_level("individual trajectories and therapy lines per patient")
 if ui.require_lines():
     c = state.cohort()
     d = c.derivation

@@ -17,13 +17,14 @@ P = {"data": st.Page("views/data.py", title="Data", icon=":material/upload_file:
      "mixed_model": st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
      "timeline": st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
      "quality": st.Page("views/quality.py", title="Quality", icon=":material/verified:"),
+     "compare": st.Page("views/compare.py", title="Compare exports", icon=":material/compare_arrows:"),
      "analyses": st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
      "summary": st.Page("views/summary.py", title="Shared summary", icon=":material/group_work:"),
      "report": st.Page("views/report.py", title="Report", icon=":material/inventory_2:"),
      "audit": st.Page("views/audit.py", title="Audit log", icon=":material/policy:")}
 if state.can("patient_level"):  # analysts and admins: everything for analysis
     PAGES = [P[k] for k in ("data", "cohort", "trajectories", "time_to_response", "mixed_model", "timeline",
-                            "quality", "analyses", "summary", "report")]
+                            "quality", "compare", "analyses", "summary", "report")]
 else:  # a viewer: aggregates only, small cells suppressed
     PAGES = [P["data"], P["summary"], P["report"]]
 if state.can("audit"):

@@ -548,3 +548,21 @@ def contents(min_cell: int):
 
     models = {e.name: result(e.name) for e in entries()}
     return collect(SimpleNamespace(models=models), min_cell)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Analysing both exports...")
+def _comparison(url: str, a: tuple, b: tuple, spec_text: str, _spec):
+    from analytics.outputs.compare import compare_datasets
+
+    return compare_datasets(_library(url), a[0], b[0], _spec)
+
+
+def comparison(id_a: int, id_b: int):
+    """Two stored datasets compared under the current analysis (cached on both datasets' hashes
+    and the spec's text)."""
+    from analytics.library import default_url
+
+    lib = library()
+    a, b = lib.dataset(id_a), lib.dataset(id_b)
+    sp = spec()
+    return _comparison(default_url(), (a.id, a.sha256), (b.id, b.sha256), sp.to_toml(), sp)

@@ -572,3 +572,32 @@ def test_the_audit_log_page_reads_the_library_and_filters_it(tmp_path, monkeypat
     at.multiselect(key="audit.actions").set_value(["import"]).run()
     assert at.dataframe[0].value["Action"].tolist() == ["import"]
     assert any("1 of 3 records" in c.value for c in at.caption)
+
+
+def test_the_compare_page_puts_two_stored_exports_side_by_side(tmp_path, monkeypatch, sample_dir):
+    """Two exports, the later one with a changed score: the page shows the four tables, the
+    changed visit among the retroactive changes, and the comparison in the audit log."""
+    import pandas as pd
+
+    from analytics.library import Library
+
+    url = f"sqlite:///{tmp_path / 'library.sqlite'}"
+    lib = Library(url)
+    visits = pd.read_csv(sample_dir / "visits.csv", dtype=str, keep_default_na=False)
+    first = tmp_path / "q3.csv"
+    visits.to_csv(first, index=False)
+    visits.loc[0, "cdasi_activity"] = str(int(visits.loc[0, "cdasi_activity"]) + 7)
+    second = tmp_path / "q4.csv"
+    visits.to_csv(second, index=False)
+    lib.import_files(first, label="Q3", user="alice")
+    lib.import_files(second, label="Q4", user="alice")
+    monkeypatch.setenv("CDASI_DB", url)
+    at = _app()
+    at.switch_page("views/compare.py").run()
+    _ok(at)
+    assert (at.selectbox(key="compare.a").value, at.selectbox(key="compare.b").value) == (1, 2)
+    assert [s.value for s in at.subheader] == ["Quality indicators", "Patients, visits and lines",
+                                              "Outcomes per arm", "Values changed retroactively"]
+    changes = at.dataframe[3].value
+    assert len(changes) == 1 and visits.loc[0, "patient_id"] in changes.to_csv()
+    assert ("compare", 2) in [(r.action, r.dataset_id) for r in lib.audit_log()]

@@ -27,6 +27,16 @@ def chromium_path() -> str | None:
     return next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 
 
+def need_chromium() -> None:
+    """Skip a test without a Chromium; on CI, where `make test` installs one, fail instead."""
+    import pytest
+
+    if chromium_path() is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must have chromium: make test installs it with apt-get")
+        pytest.skip("no chromium on this machine: apt-get install chromium")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

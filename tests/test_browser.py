@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from .browser import chromium_path, free_port, running_dashboard, visit_all
+from .browser import chromium_path, free_port, need_chromium, running_dashboard, visit_all
 from .conftest import ROOT
 
 pytest.importorskip("playwright")
@@ -17,10 +17,7 @@ pytest.importorskip("playwright")
 
 @pytest.fixture(scope="module")
 def visited(tmp_path_factory):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have chromium: .ci/run installs it with apt-get")
-        pytest.skip("no chromium on this machine: apt-get install chromium")
+    need_chromium()
     log = tmp_path_factory.mktemp("server") / "dashboard.log"
     with running_dashboard(free_port(), log) as url:
         return visit_all(url, ROOT / "out" / "screenshots")

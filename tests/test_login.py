@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from .browser import CHROMIUM_ARGS, chromium_path, free_port, running_dashboard, wait_until_idle
+from .browser import CHROMIUM_ARGS, chromium_path, free_port, need_chromium, running_dashboard, wait_until_idle
 
 pytest.importorskip("playwright")
 oidc_provider_mock = pytest.importorskip("oidc_provider_mock")
@@ -28,10 +28,7 @@ PATIENT_PAGES = ["timeline", "trajectories", "quality", "analyses", "cohort"]  #
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    if chromium_path() is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must have chromium: .ci/run installs it with apt-get")
-        pytest.skip("no chromium on this machine: apt-get install chromium")
+    need_chromium()
     tmp = tmp_path_factory.mktemp("login")
     with oidc_provider_mock.run_server_in_thread() as provider:
         port = free_port()

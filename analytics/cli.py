@@ -427,8 +427,6 @@ def _check_login(args) -> str:
 
 
 def _cmd_dashboard(args) -> int:
-    import subprocess
-
     from .ingest.io import load_mapping
 
     env = dict(os.environ)
@@ -455,7 +453,24 @@ def _cmd_dashboard(args) -> int:
               file=sys.stderr)
     print(f"cdasi-outcomes dashboard on http://{args.host}:{args.port} (Ctrl+C to stop)"
           + (f"; {login}" if login else "; single-user mode (no login)"), flush=True)
-    return subprocess.call(dashboard_command(args), env=env)
+    return _become(dashboard_command(args), env)
+
+
+def _become(cmd: list[str], env: dict) -> int:
+    """Replace this process with ``cmd`` (exec): the server then is the process a service manager,
+    ``docker stop`` or a test's teardown started, so SIGTERM and SIGINT reach it and stop it.
+    Where exec is not available (Windows), run it as a child that gets those signals passed on."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if os.name == "posix":
+        os.execve(cmd[0], cmd, env)  # does not return
+    import signal
+    import subprocess
+
+    child = subprocess.Popen(cmd, env=env)
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda signum, _frame: child.send_signal(signum))
+    return child.wait()
 
 
 def main(argv: list[str] | None = None) -> int:

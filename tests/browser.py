@@ -44,12 +44,15 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_dashboard(port: int, log: Path, args: tuple[str, ...] = ()):
-    """Start `cdasi-outcomes dashboard --port N` and wait until it answers its health check."""
+def running_dashboard(port: int, log: Path, args: tuple[str, ...] = (), pid_out: list | None = None):
+    """Start `cdasi-outcomes dashboard --port N` and wait until it answers its health check
+    (``pid_out``: a list that gets the started process's id)."""
     exe = Path(sys.executable).with_name("cdasi-outcomes")
     with open(log, "w") as fh:
         proc = subprocess.Popen([str(exe), "dashboard", *args, "--port", str(port)], stdout=fh, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        if pid_out is not None:
+            pid_out.append(proc.pid)
         try:
             deadline = time.monotonic() + 90
             while True:

@@ -1,0 +1,82 @@
+"""The command line starts at once and the server stops when told (issue 13, points 4 and 5).
+
+- `--help`, `validate` and `sample` import no modelling or plotting library (statsmodels,
+  lifelines, plotly, kaleido, scipy, patsy, streamlit); the time they take lives in
+  benchmarks/bench_startup.py, never in a test.
+- `cdasi-outcomes dashboard` becomes the Streamlit server (exec): SIGTERM to the process that
+  was started, as a service manager or `docker stop` sends it, stops the server and frees its port.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from .browser import free_port, running_dashboard
+from .conftest import ROOT
+
+HEAVY = ("statsmodels", "lifelines", "plotly", "kaleido", "scipy", "patsy", "streamlit", "matplotlib", "sklearn")
+
+
+def _modules_after(argv: list[str], cwd: Path) -> list[str]:
+    """The heavy top-level packages loaded once `cdasi-outcomes ARGV` has run, in a fresh interpreter."""
+    code = ("import contextlib, io, json, sys\n"
+            "from analytics.cli import main\n"
+            "buf = io.StringIO()\n"
+            "with contextlib.redirect_stdout(buf):\n"
+            "    try:\n"
+            f"        rc = main({argv!r})\n"
+            "    except SystemExit as exc:\n"
+            "        rc = exc.code\n"
+            f"heavy = sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))\n"
+            "print(json.dumps({'rc': rc, 'heavy': heavy}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["rc"] in (0, None), (argv, got, out.stderr)
+    return got["heavy"]
+
+
+def test_help_imports_no_modelling_or_plotting_module():
+    assert _modules_after(["--help"], ROOT) == []
+    for command in ("analyze", "report", "dashboard", "validate"):
+        assert _modules_after([command, "--help"], ROOT) == [], command
+
+
+def test_validate_and_sample_import_no_modelling_or_plotting_module(tmp_path, sample_dir):
+    assert _modules_after(["validate", str(sample_dir / "visits.csv"), "--therapies",
+                           str(sample_dir / "therapies.csv")], tmp_path) == []
+    assert _modules_after(["sample", "--patients", "30", "--seed", "3", "--out", str(tmp_path / "s")], tmp_path) == []
+    assert (tmp_path / "s" / "visits.csv").stat().st_size > 0
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(1)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_dashboard_stops_on_a_signal_and_frees_its_port(tmp_path, sig):
+    """The signal goes to the one process that was started (not to its group, as a test's teardown
+    would send it): that process is the server, so the port closes and nothing is left behind."""
+    port = free_port()
+    with running_dashboard(port, tmp_path / "dashboard.log", pid_out=(started := [])):
+        pid = started[0]
+        assert _port_open(port)
+        os.kill(pid, sig)
+        deadline = time.monotonic() + 30
+        while _port_open(port) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _port_open(port), f"port {port} still answers after {sig.name}"
+        waited = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        assert waited.strip() == "", f"children left behind: {waited}"

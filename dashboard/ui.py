@@ -31,7 +31,9 @@ def _kaleido_session() -> bool:
     """One Chromium session for every image download of this server (started on first use)."""
     import kaleido
 
-    kaleido.start_sync_server(silence_warnings=True)
+    from analytics.display.provenance import KALEIDO_OPTIONS
+
+    kaleido.start_sync_server(silence_warnings=True, **KALEIDO_OPTIONS)
     return True
 
 

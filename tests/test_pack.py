@@ -312,3 +312,83 @@ def test_every_quality_indicator_has_a_control_chart_with_denominators_and_limit
         assert "3-sigma limits" in svg and "centre line" in svg, key  # p-chart or XmR limits, drawn
         # every period's denominator under the axis: "1188/1277" (proportions) or "n = 1277" (visit gaps)
         assert re.search(r">\d+/\d+<", svg) or re.search(r"n = \d", svg), key
+
+
+def test_one_plotly_js_per_pack_and_the_html_figures_draw_with_it(sample_pack):
+    """plotly.js is in the pack twice at most: figures/plotly.min.js, which every HTML figure loads,
+    and embedded once in the self-contained report. A figure opened from the folder draws in Chromium."""
+    from plotly.offline import get_plotlyjs
+
+    marker = get_plotlyjs()[-2000:]  # the end of the library's own text
+    holders = sorted(p.relative_to(sample_pack.out).as_posix() for p in sample_pack.out.rglob("*")
+                     if p.suffix in (".html", ".js") and marker in p.read_text(encoding="utf-8", errors="ignore"))
+    assert holders == ["figures/plotly.min.js", "report.html"]
+    figures = sorted((sample_pack.out / "figures").glob("*.html"))
+    assert len(figures) >= 20
+    for page in figures:
+        assert re.search(r'<script[^>]*\ssrc="plotly\.min\.js"', page.read_text(encoding="utf-8")), page.name
+    assert sum(p.stat().st_size for p in sample_pack.out.rglob("*")) < 30e6
+
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM_ARGS, chromium_path
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto((sample_pack.out / "figures" / "km.html").as_uri())
+            page.wait_for_selector(".js-plotly-plot .main-svg", timeout=60_000)
+            assert page.locator(".js-plotly-plot .scatterlayer .trace").count() > 0
+        finally:
+            browser.close()
+
+
+def test_a_large_table_is_a_gzipped_csv_and_parquet_outside_the_workbook(sample_dir, tmp_path, monkeypatch):
+    """Above LARGE_TABLE_ROWS rows (lowered here, so the sample's line-level tables count as large)
+    a table is tables/NAME.csv.gz and NAME.parquet, both holding the whole neutralised table; the
+    workbook leaves it out and its about sheet, the report and the manifest name the files."""
+    import pandas as pd
+
+    from analytics.outputs import pack as pack_module
+    from analytics.pipeline import analyze, load
+
+    monkeypatch.setattr(pack_module, "LARGE_TABLE_ROWS", 1000)
+    pack = build_pack(sample_dir / "visits.csv", tmp_path / "out", sample_dir / "therapies.csv",
+                      options=PackOptions(formats=()))
+    tables = pack.out / "tables"
+    prepared, timings = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
+    lines = analyze(prepared, timings=timings).derivation.lines
+    assert len(lines) > 1000
+    assert not (tables / "lines.csv").exists() and not (tables / "trajectories.csv").exists()
+    from_csv = pd.read_csv(tables / "lines.csv.gz", keep_default_na=False, na_values=[""])
+    from_parquet = pd.read_parquet(tables / "lines.parquet")
+    assert len(from_csv) == len(from_parquet) == len(lines)
+    assert list(from_csv.columns) == list(from_parquet.columns) == list(lines.columns)
+    assert from_csv["line_id"].tolist() == from_parquet["line_id"].tolist() == lines["line_id"].tolist()
+    assert (tables / "table1.csv").exists()  # small tables stay plain CSV
+    wb = openpyxl.load_workbook(tables / "tables.xlsx")
+    assert "lines" not in wb.sheetnames and "trajectories" not in wb.sheetnames and "table1" in wb.sheetnames
+    about = " ".join(str(c.value) for row in wb["about"].iter_rows() for c in row)
+    assert "tables/lines.csv.gz" in about and "over 1,000 rows" in about
+    listed = {f["path"] for f in pack.manifest["files"]}
+    assert {"tables/lines.csv.gz", "tables/lines.parquet", "tables/trajectories.parquet"} <= listed
+    report = (pack.out / "report.html").read_text(encoding="utf-8")
+    failing = [n for n, df in pack_module.collect(analyze(prepared, timings=timings, models=True)).tables.items()
+               if n.endswith("_failing") and len(df) > 1000]
+    for name in failing:
+        assert f"{name}.csv.gz and {name}.parquet" in report
+
+
+def test_large_tables_are_neutralised(tmp_path):
+    import gzip
+
+    import pandas as pd
+
+    from analytics.outputs.pack import write_table
+
+    df = pd.DataFrame({"patient_id": ["=HYPERLINK(1)", "P2"] * 6_000, "x": range(12_000)})
+    paths = write_table(df, tmp_path, "t")
+    assert [p.name for p in paths] == ["t.csv.gz", "t.parquet"]
+    assert "'=HYPERLINK(1)" in gzip.decompress(paths[0].read_bytes()).decode()
+    assert pd.read_parquet(paths[1])["patient_id"].iloc[0] == "'=HYPERLINK(1)"

@@ -77,3 +77,34 @@ def test_percent_change_axis_is_not_set_by_outliers():
     fig = spaghetti_figure(traj, ["MMF", "IVIG", "JAKi"], "percent")
     lo, hi = fig.layout.yaxis.range
     assert lo >= -100 and hi < 300
+
+
+def test_mixed_model_diagnostics_draw_a_bounded_number_of_marks_at_any_size():
+    """A million residuals: each panel draws DIAGNOSTIC_POINTS marks (a seeded sample of residuals;
+    evenly spaced quantiles that keep both extremes), and the trend line uses every residual."""
+    from types import SimpleNamespace
+
+    from analytics.stats.mixed import DIAGNOSTIC_POINTS, diagnostic_marks, diagnostics_figure
+
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    fitted = rng.uniform(0, 40, n)
+    resid = rng.normal(0, 2, n) + np.where(fitted > 30, 3.0, 0.0)  # a pattern at high fitted values
+    order = np.argsort(resid)
+    theo = np.empty(n)
+    theo[order] = np.sort(rng.normal(0, 2, n))
+    d = pd.DataFrame({"fitted": fitted, "residual": resid, "theoretical": theo, "sample": resid})
+    scatter, trend, qq = diagnostic_marks(d)
+    assert len(scatter) == len(qq) == DIAGNOSTIC_POINTS
+    assert scatter.index.isin(d.index).all() and scatter.index.is_unique
+    assert qq["theoretical"].iloc[0] == d["theoretical"].min() and qq["theoretical"].iloc[-1] == d["theoretical"].max()
+    assert qq["sample"].is_monotonic_increasing
+    assert len(trend) == 20  # means of 50,000 residuals each: the pattern shows in the last bins only
+    assert abs(trend["residual"].iloc[0]) < 0.05 and trend["residual"].iloc[-1] > 2.5
+    fig = diagnostics_figure(SimpleNamespace(diagnostics=d))
+    assert sum(len(t.x) for t in fig.data) <= 2 * DIAGNOSTIC_POINTS + 20 + 2
+    assert len(fig.to_json()) < 300_000
+    assert f"a random sample of {DIAGNOSTIC_POINTS:,} of {n:,} residuals" in fig.layout.title.text
+    small = d.iloc[:500]
+    scatter, _, qq = diagnostic_marks(small)
+    assert len(scatter) == len(qq) == 500  # all of them, below the bound

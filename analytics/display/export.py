@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-__all__ = ["neutralise", "write_csv", "write_json", "json_safe", "csv_bytes", "xlsx_bytes"]
+__all__ = ["neutralise", "write_csv", "write_parquet", "write_json", "json_safe", "csv_bytes", "xlsx_bytes"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -46,10 +46,18 @@ def _no_infinity(df: pd.DataFrame) -> pd.DataFrame:
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """A neutralised CSV: machine-readable names, full precision, empty cells for missing or
-    infinite values."""
+    infinite values (a path ending in .gz is gzipped)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     neutralise(_no_infinity(df)).to_csv(path, index=False, lineterminator="\n")
+    return path
+
+
+def write_parquet(df: pd.DataFrame, path: str | Path) -> Path:
+    """A neutralised Parquet file (zstd): typed columns, empty cells for missing or infinite values."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    neutralise(_no_infinity(df)).to_parquet(path, index=False, compression="zstd")
     return path
 
 

@@ -41,8 +41,8 @@ import plotly.graph_objects as go
 
 from .. import __version__
 from ..lines.cohort import CohortFilter
-from ..display.export import json_safe, write_csv, xlsx_bytes
-from ..display.provenance import Stamp, html_with_metadata, kaleido_render, stamp_figure, with_metadata
+from ..display.export import json_safe, write_csv, write_parquet, xlsx_bytes
+from ..display.provenance import Stamp, html_with_metadata, kaleido_render_many, stamp_figure, with_metadata
 from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
 from ..pipeline import Analysis, analyze, load
@@ -162,37 +162,56 @@ def collect(analysis: Analysis, min_cell: int | None = None, figures: tuple[str,
     return Contents(out_t, out_f, titles, list(sections.values()), scopes, drill)
 
 
+PLOTLY_JS = "plotly.min.js"  # one copy per pack, beside the HTML figures that load it
+
+
 def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, formats: tuple[str, ...],
                     messages: list[str], stamps: dict[str, Stamp] | None = None) -> None:
     """Every figure as HTML and in ``formats``, each file with its stamp's metadata (the figures
-    already carry the stamp's caption)."""
+    already carry the stamp's caption). The HTML figures share one plotly.js (``figures/plotly.min.js``)."""
     stamps = stamps or {}
     fig_dir.mkdir(parents=True, exist_ok=True)
+    if figs:
+        (fig_dir / PLOTLY_JS).write_text(_plotly_js(), encoding="utf-8")
     for name, (fig, _) in figs.items():
-        page = html_with_metadata(fig.to_html(include_plotlyjs=True, full_html=True), stamps.get(name))
+        page = html_with_metadata(fig.to_html(include_plotlyjs=PLOTLY_JS, full_html=True), stamps.get(name))
         (fig_dir / f"{name}.html").write_text(page, encoding="utf-8")
     if not formats:
         return
     if chromium() is None:
         messages.append(NO_CHROMIUM)
         return
-    import kaleido
+    jobs = [(name, fmt, fig, {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
+                              "scale": 3 if fmt == "png" else 1})
+            for name, (fig, _) in figs.items() for fmt in formats]
+    for (name, fmt, _, _), got in zip(jobs, kaleido_render_many([(fig, opts) for _, _, fig, opts in jobs])):
+        if isinstance(got, Exception):  # a browser or rendering failure: report it, keep the rest
+            messages.append(f"{name}.{fmt} could not be rendered: {type(got).__name__}: {got}")
+        else:
+            (fig_dir / f"{name}.{fmt}").write_bytes(with_metadata(got, fmt, stamps.get(name)))
 
-    # One browser session renders every figure in every format (a started sync server; measured
-    # twice as fast here as write_fig_from_object_sync, which took 16 s for the sample's 30 images).
-    kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
-    try:
-        for name, (fig, _) in figs.items():
-            for fmt in formats:
-                opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
-                        "scale": 3 if fmt == "png" else 1}
-                try:
-                    data = kaleido_render(fig, opts)
-                    (fig_dir / f"{name}.{fmt}").write_bytes(with_metadata(data, fmt, stamps.get(name)))
-                except Exception as exc:  # a browser or rendering failure: report it, keep the rest
-                    messages.append(f"{name}.{fmt} could not be rendered: {type(exc).__name__}: {exc}")
-    finally:
-        kaleido.stop_sync_server(silence_warnings=True)
+
+LARGE_TABLE_ROWS = 10_000  # above this a table is written compressed and typed, and left out of the workbook
+
+
+def is_large(df: pd.DataFrame) -> bool:
+    return len(df) > LARGE_TABLE_ROWS
+
+
+def table_files(name: str, large: bool) -> list[str]:
+    """The files a table of the pack is written to, under tables/."""
+    return [f"{name}.csv.gz", f"{name}.parquet"] if large else [f"{name}.csv"]
+
+
+def write_table(df: pd.DataFrame, table_dir: Path, name: str) -> list[Path]:
+    """A table of the pack: a CSV; a large one (a line-level table of a big cohort) as a gzipped
+    CSV and a Parquet file instead, both neutralised, so that its cost and size stay small."""
+    large = is_large(df)
+    paths = [table_dir / f for f in table_files(name, large)]
+    write_csv(df, paths[0])
+    if large:
+        write_parquet(df, paths[1])
+    return paths
 
 
 def _versions() -> dict:
@@ -269,7 +288,8 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
         notes = list(sec.notes)
         if left_out:
             notes.append(f"Drill-down lists (internal pack only), in tables/ and tables.xlsx: "
-                         + ", ".join(f"{n}.csv ({len(contents.tables[n])} rows)" for n in left_out) + ".")
+                         + ", ".join(f"{' and '.join(table_files(n, is_large(contents.tables[n])))} "
+                                     f"({len(contents.tables[n]):,} rows)" for n in left_out) + ".")
         if figs or tabs or notes:
             sections.append({"heading": sec.heading, "figures": figs, "tables": tabs, "notes": notes,
                              "warnings": sec.warnings})
@@ -387,15 +407,23 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                         for name, (fig, caption) in contents.figures.items()}
     table_dir = out / "tables"
     for name, df in contents.tables.items():
-        write_csv(df, table_dir / f"{name}.csv")
+        write_table(df, table_dir, name)
     if contents.tables:  # what every column of every CSV means (the CSVs keep machine names)
         write_csv(dictionary(contents.tables), table_dir / "data_dictionary.csv")
-    whole = [n for n in contents.tables if contents.scopes.get(n) == "export"]
-    book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
+    sheets = {n: df for n, df in contents.tables.items() if not is_large(df)}
+    whole = [n for n in sheets if contents.scopes.get(n) == "export"]
+    extra = {}
     if whole:
-        book = dataclasses.replace(book, extra={"whole export": f"sheets {', '.join(whole)} describe the whole "
-                                                                 "export (cohort filters not applied)"})
-    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(contents.tables, book))
+        extra["whole export"] = f"sheets {', '.join(whole)} describe the whole export (cohort filters not applied)"
+    large = [n for n in contents.tables if n not in sheets]
+    if large:
+        extra["large tables"] = (f"{', '.join(large)} (over {LARGE_TABLE_ROWS:,} rows) are not in this workbook: "
+                                 "see tables/" + ", tables/".join(table_files(n, True)[0] for n in large)
+                                 + " and their .parquet")
+    book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
+    if extra:
+        book = dataclasses.replace(book, extra=extra)
+    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(sheets, book))
     say("rendering the figures (one browser session)")
     fig_dir = out / "figures"
     t2 = time.perf_counter()

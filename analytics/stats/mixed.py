@@ -379,16 +379,51 @@ def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: i
     return legend_below(fig, plot_height=340, entry_px=420)
 
 
+DIAGNOSTIC_POINTS = 2000  # marks per panel of the diagnostics figure, whatever the cohort
+
+
+def diagnostic_marks(d: pd.DataFrame, max_points: int = DIAGNOSTIC_POINTS, seed: int = 20210301
+                     ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """What the diagnostics figure draws, bounded by ``max_points`` marks per panel:
+
+    - residuals against fitted values: every residual up to ``max_points``, above that a seeded
+      random sample of them;
+    - the trend of the residuals: their mean in 20 bins of equal count of fitted values, from
+      every residual (so a pattern the sample hides still shows);
+    - the Q-Q plot: every pair up to ``max_points``, above that the pairs at ``max_points``
+      evenly spaced ranks (the first and the last included), which draw the same curve.
+    Returns (scatter rows, trend with columns fitted and residual, Q-Q rows)."""
+    n = len(d)
+    if n <= max_points:
+        scatter = d
+        qq = d.sort_values("theoretical")
+    else:
+        rng = np.random.default_rng(seed)
+        scatter = d.iloc[np.sort(rng.choice(n, size=max_points, replace=False))]
+        qq = d.sort_values("theoretical").iloc[np.unique(np.linspace(0, n - 1, max_points).round().astype(int))]
+    trend = pd.DataFrame(columns=["fitted", "residual"])
+    if n >= 40:
+        bins = pd.qcut(d["fitted"].rank(method="first"), 20, labels=False)
+        trend = d.groupby(bins)[["fitted", "residual"]].mean().reset_index(drop=True)
+    return scatter, trend, qq
+
+
 def diagnostics_figure(result: MixedResult) -> go.Figure:
     titles = ("Residuals against fitted values", "Normal Q-Q plot") if figure_width() >= 600 else \
         ("Residuals vs fitted", "Normal Q-Q")  # a journal column: the panels' titles must fit their half
     fig = make_subplots(rows=1, cols=2, subplot_titles=titles)
     d = result.diagnostics
-    fig.add_trace(go.Scattergl(x=d["fitted"], y=d["residual"], mode="markers", showlegend=False,
-                               marker=dict(size=4, color="#0072B2", opacity=0.4)), row=1, col=1)
+    scatter, trend, qq = diagnostic_marks(d)
+    fig.add_trace(go.Scattergl(x=scatter["fitted"], y=scatter["residual"], mode="markers", showlegend=False,
+                               name="Residual", marker=dict(size=4, color="#0072B2", opacity=0.4)), row=1, col=1)
+    if len(trend):
+        fig.add_trace(go.Scatter(x=trend["fitted"], y=trend["residual"], mode="lines", showlegend=False,
+                                 name="Mean residual (20 bins of fitted values)",
+                                 line=dict(color="#D55E00", width=2)), row=1, col=1)
     fig.add_hline(y=0, line=dict(color="#888", dash="dash"), row=1, col=1)
-    fig.add_trace(go.Scattergl(x=d["theoretical"], y=d["sample"], mode="markers", showlegend=False,
-                               marker=dict(size=4, color="#0072B2", opacity=0.4)), row=1, col=2)
+    fig.add_trace(go.Scattergl(x=qq["theoretical"], y=qq["sample"], mode="markers", showlegend=False,
+                               name="Residual quantile", marker=dict(size=4, color="#0072B2", opacity=0.4)),
+                  row=1, col=2)
     if len(d):
         lim = [float(d["theoretical"].min()), float(d["theoretical"].max())]
         fig.add_trace(go.Scatter(x=lim, y=lim, mode="lines", line=dict(color="#888", dash="dash"), showlegend=False),
@@ -397,5 +432,12 @@ def diagnostics_figure(result: MixedResult) -> go.Figure:
     fig.update_yaxes(title_text="Residual (points)", row=1, col=1)
     fig.update_xaxes(title_text="Normal quantile x residual SD (points)", row=1, col=2)
     fig.update_yaxes(title_text="Residual (points)", row=1, col=2)
-    base_layout(fig, "Mixed model diagnostics (conditional residuals)", height=460)
+    sub = [f"Points: all {len(d):,} residuals" if len(d) <= DIAGNOSTIC_POINTS else
+           f"Points: a random sample of {DIAGNOSTIC_POINTS:,} of {len(d):,} residuals; Q-Q: "
+           f"{DIAGNOSTIC_POINTS:,} evenly spaced quantiles"]
+    if len(trend):
+        sub.append("Orange line: the mean residual in 20 bins of fitted values, from every residual")
+    base_layout(fig, "Mixed model diagnostics (conditional residuals)"
+                + "".join(f"<br><sup>{line}</sup>" for line in sub), height=500)
+    fig.update_layout(margin=dict(t=104 + 30 * len(sub)))  # the title block, then the panels' titles
     return fig

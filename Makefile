@@ -57,6 +57,7 @@ test-min: $(MIN_STAMP) browser postgres
 	$(MIN_VENV)/bin/python -m pytest -q -p no:cacheprovider --deselect tests/test_browser.py
 
 bench: $(STAMP)
+	$(PY) benchmarks/bench_targets.py
 	$(PY) benchmarks/bench_foundation.py
 	$(PY) benchmarks/bench_analyze.py
 	$(PY) benchmarks/bench_dashboard.py

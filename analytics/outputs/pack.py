@@ -287,7 +287,8 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
                          "more": max(len(df) - 60, 0)})
         notes = list(sec.notes)
         if left_out:
-            notes.append(f"Drill-down lists (internal pack only), in tables/ and tables.xlsx: "
+            notes.append(f"Drill-down lists (internal pack only), in tables/ and, up to {LARGE_TABLE_ROWS:,} rows, "
+                         "tables.xlsx: "
                          + ", ".join(f"{' and '.join(table_files(n, is_large(contents.tables[n])))} "
                                      f"({len(contents.tables[n]):,} rows)" for n in left_out) + ".")
         if figs or tabs or notes:

@@ -175,3 +175,33 @@ def test_a_link_with_a_rule_and_filters_in_a_real_browser(tmp_path):
             page.screenshot(path=str(tmp_path / "link.png"))
         finally:
             browser.close()
+
+
+def test_time_to_response_tabs_draw_when_clicked(tmp_path):
+    """The page fits only the open tab's analyses: in Chromium the Kaplan-Meier tab draws first;
+    a click on "Cox model" reruns the page and both forest plots and their tables appear."""
+    from playwright.sync_api import sync_playwright
+
+    from .browser import CHROMIUM_ARGS, wait_until_idle
+
+    need_chromium()
+    with running_dashboard(free_port(), tmp_path / "dashboard.log") as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"{url}/time_to_response", wait_until="domcontentloaded")
+            wait_until_idle(page)
+            page.wait_for_selector(".js-plotly-plot", timeout=120_000)
+            assert "Log-rank" in page.locator('[data-testid="stMain"]').inner_text()
+            page.get_by_role("tab", name="Cox model").click()
+            page.wait_for_selector("text=Proportional hazards", timeout=120_000)
+            wait_until_idle(page)
+            panel = page.locator('[role="tabpanel"]:visible')
+            page.wait_for_function("() => document.querySelectorAll('[role=tabpanel] .js-plotly-plot').length >= 2",
+                                   timeout=120_000)
+            text = panel.inner_text()
+            assert "Unadjusted model" in text and "Adjusted model" in text
+            assert page.locator('[data-testid="stException"]').count() == 0
+            page.screenshot(path=str(tmp_path / "cox.png"))
+        finally:
+            browser.close()

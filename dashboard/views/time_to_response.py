@@ -44,54 +44,66 @@ st.caption(f"Response: {state.derive_options().response.describe()}"
 ui.provenance()
 
 if ui.require_lines():
-    km, cox, cox_adj, comp, interval, adj = (state.result(k) for k in ("km", "cox", "cox_adjusted", "competing",
-                                                                        "interval", "adjusted"))
-    tabs = st.tabs(["Kaplan-Meier", "Cox model", "Competing risks", "Interval censoring", "Adjusted (weighted)"])
+    # Only the open tab's analyses are fitted (and cached): a first visit fits the Kaplan-Meier
+    # curves alone; Cox, competing risks, interval censoring and the weighted view when opened.
+    tabs = st.tabs(["Kaplan-Meier", "Cox model", "Competing risks", "Interval censoring", "Adjusted (weighted)"],
+                   key="ttr.tab", on_change="rerun")
     with tabs[0]:
-        ui.figure(km.figure, "time_to_response_km", "ttr.km")
-        s = km.summary.reset_index()
-        ui.table(s, "km_medians", "ttr.km.table")
-        lr = km.logrank
-        if lr["statistic"] is not None:
-            st.markdown(f"**Log-rank** across arms: chi-square {lr['statistic']:.2f}, df {lr['df']}, "
-                        f"p {p_text(lr['p']) if p_text(lr['p']).startswith('<') else '= ' + p_text(lr['p'])}. "
-                        "Pairwise, Holm-corrected:")
-            ui.table(km.pairwise, "logrank_pairwise", "ttr.km.pairs")
-        ui.warnings(km.warnings, "the Kaplan-Meier analysis")
-        ui.reproduce(km, "analyze")
+        if tabs[0].open:
+            km = state.result("km")
+            ui.figure(km.figure, "time_to_response_km", "ttr.km")
+            s = km.summary.reset_index()
+            ui.table(s, "km_medians", "ttr.km.table")
+            lr = km.logrank
+            if lr["statistic"] is not None:
+                st.markdown(f"**Log-rank** across arms: chi-square {lr['statistic']:.2f}, df {lr['df']}, "
+                            f"p {p_text(lr['p']) if p_text(lr['p']).startswith('<') else '= ' + p_text(lr['p'])}. "
+                            "Pairwise, Holm-corrected:")
+                ui.table(km.pairwise, "logrank_pairwise", "ttr.km.pairs")
+            ui.warnings(km.warnings, "the Kaplan-Meier analysis")
+            ui.reproduce(km, "analyze")
     with tabs[1]:
-        st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
-                "confounded by indication; the adjusted one accounts only for the covariates listed.",
-                icon=":material/info:")
-        # one above the other, at the figures' full width: side by side, each forest plot was squeezed to half
-        # its design width (tick labels ran together, subtitles were cut, buttons lost their labels)
-        for label, model in zip(("unadjusted", "adjusted"), (cox, cox_adj)):
-            st.subheader(f"{label.capitalize()} model")
-            ui.figure(model.figure, f"cox_{label}", f"ttr.cox.{label}")
-            ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
-            st.markdown(f"Proportional hazards: {model.ph_text}")
-            ui.warnings(model.warnings, f"the {label} Cox model")
-        ui.reproduce(cox_adj, "analyze")
+        if tabs[1].open:
+            cox = state.result("cox")
+            cox_adj = state.result("cox_adjusted")
+            st.info("Observational data: later-line agents go to more refractory patients. The unadjusted model is "
+                    "confounded by indication; the adjusted one accounts only for the covariates listed.",
+                    icon=":material/info:")
+            # one above the other, at the figures' full width: side by side, each forest plot was squeezed to half
+            # its design width (tick labels ran together, subtitles were cut, buttons lost their labels)
+            for label, model in zip(("unadjusted", "adjusted"), (cox, cox_adj)):
+                st.subheader(f"{label.capitalize()} model")
+                ui.figure(model.figure, f"cox_{label}", f"ttr.cox.{label}")
+                ui.table(model.tables()["hazard_ratios"].frame, f"cox_{label}", f"ttr.cox.{label}.table")
+                st.markdown(f"Proportional hazards: {model.ph_text}")
+                ui.warnings(model.warnings, f"the {label} Cox model")
+            ui.reproduce(cox_adj, "analyze")
     with tabs[2]:
-        ui.figure(comp.figure, "competing_risks", "ttr.cif")
-        ui.table(comp.summary.reset_index(), "competing_risks", "ttr.cif.table")
-        ui.warnings(comp.warnings, "the competing-risks analysis")
-        ui.reproduce(comp, "analyze")
+        if tabs[2].open:
+            comp = state.result("competing")
+            ui.figure(comp.figure, "competing_risks", "ttr.cif")
+            ui.table(comp.summary.reset_index(), "competing_risks", "ttr.cif.table")
+            ui.warnings(comp.warnings, "the competing-risks analysis")
+            ui.reproduce(comp, "analyze")
     with tabs[3]:
-        ui.figure(interval.figure, "interval_censoring", "ttr.interval")
-        ui.table(interval.summary.reset_index(), "interval_censoring", "ttr.interval.table")
-        st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
-        ui.warnings(interval.warnings, "the interval-censoring analysis")
-        ui.reproduce(interval, "analyze")
+        if tabs[3].open:
+            interval = state.result("interval")
+            ui.figure(interval.figure, "interval_censoring", "ttr.interval")
+            ui.table(interval.summary.reset_index(), "interval_censoring", "ttr.interval.table")
+            st.caption("Time ratios < 1: faster response than the reference arm (Weibull AFT).")
+            ui.warnings(interval.warnings, "the interval-censoring analysis")
+            ui.reproduce(interval, "analyze")
     with tabs[4]:
-        st.warning(adj.note, icon=":material/balance:")
-        if adj.km is None:
-            ui.warnings(adj.warnings, "the adjusted comparison")
-        else:
-            ui.figure(adj.balance_figure, "balance", "ttr.balance")
-            ui.table(adj.balance, "balance", "ttr.balance.table")
-            st.caption("Effective sample sizes: " + ", ".join(f"{a} {n:.0f}" for a, n in adj.ess.items()))
-            ui.figure(adj.km.figure, "time_to_response_weighted", "ttr.wkm")
-            ui.table(adj.cox.tables()["hazard_ratios"].frame, "cox_weighted", "ttr.wcox.table")
-            ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
-        ui.reproduce(adj, "analyze")
+        if tabs[4].open:
+            adj = state.result("adjusted")
+            st.warning(adj.note, icon=":material/balance:")
+            if adj.km is None:
+                ui.warnings(adj.warnings, "the adjusted comparison")
+            else:
+                ui.figure(adj.balance_figure, "balance", "ttr.balance")
+                ui.table(adj.balance, "balance", "ttr.balance.table")
+                st.caption("Effective sample sizes: " + ", ".join(f"{a} {n:.0f}" for a, n in adj.ess.items()))
+                ui.figure(adj.km.figure, "time_to_response_weighted", "ttr.wkm")
+                ui.table(adj.cox.tables()["hazard_ratios"].frame, "cox_weighted", "ttr.wcox.table")
+                ui.warnings(adj.warnings + adj.cox.warnings, "the adjusted comparison")
+            ui.reproduce(adj, "analyze")

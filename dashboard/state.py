@@ -42,6 +42,7 @@ class DatasetFiles:
     mapping: tuple[bytes, str] | None = None
     label: str = ""
     dataset_id: int | None = None  # a dataset of the library, when opened from it
+    sample: bool = False  # the synthetic sample cohort (told apart without generating it)
 
     @property
     def key(self) -> str:
@@ -67,7 +68,7 @@ def sample_files() -> DatasetFiles:
     visits, therapies = generate(SAMPLE_PATIENTS, SAMPLE_SEED)
     enc = lambda df: neutralise(df).to_csv(index=False, lineterminator="\n").encode()  # noqa: E731
     return DatasetFiles((enc(visits), "visits.csv"), (enc(therapies), "therapies.csv"), None,
-                        f"Sample cohort (synthetic, {SAMPLE_PATIENTS} patients)")
+                        f"Sample cohort (synthetic, {SAMPLE_PATIENTS} patients)", sample=True)
 
 
 def _file(env: str) -> tuple[bytes, str] | None:

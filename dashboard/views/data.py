@@ -19,12 +19,12 @@ SOURCES = ["Sample cohort (synthetic)", "Upload an export", "From the library"]
 if not state.can("upload"):  # a viewer opens what the library holds; an upload's report names patients
     SOURCES.remove("Upload an export")
 current = state.current_files()
-shown_source = ("Sample cohort (synthetic)" if current == state.sample_files() else "From the library"
+shown_source = ("Sample cohort (synthetic)" if current.sample else "From the library"
                 if current.dataset_id is not None else "Upload an export")
 source = st.radio("Dataset", SOURCES, horizontal=True, key="data.source",
                   index=SOURCES.index(shown_source) if shown_source in SOURCES else 0)
 if source.startswith("Sample"):
-    if current != state.sample_files() and st.button("Use the sample cohort", key="data.use_sample"):
+    if not current.sample and st.button("Use the sample cohort", key="data.use_sample"):
         state.set_files(state.sample_files())
         st.rerun()
 elif source.startswith("From the library"):
@@ -77,7 +77,7 @@ else:
                 ui.table(report.to_frame(), "validation_report_rejected", "data.rejected", scope="data")
             st.stop()
     upload = state.current_files()
-    if upload != state.sample_files() and upload.dataset_id is None and state.can("import"):
+    if not upload.sample and upload.dataset_id is None and state.can("import"):
         with st.form("data.keep"):
             st.markdown(f"**Keep {upload.label} in the library** (validated again, stored with its sha256, the "
                         "report, your name and the time, in one transaction)")

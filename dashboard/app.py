@@ -88,5 +88,8 @@ with st.sidebar, ui.guard():
     else:
         st.caption("Local only: no telemetry; served on 127.0.0.1.")
 
-with ui.guard():
-    page.run()
+try:
+    with ui.guard():
+        page.run()
+finally:  # after the first page is drawn (or stopped): the modelling libraries load while the user reads it
+    state.warm_up()

@@ -61,6 +61,33 @@ class DatasetFiles:
                                      ("mapping", self.mapping)) if v is not None}
 
 
+# ------------------------------------------------------------------ the server
+WARM_UP = ("analytics.stats.survival", "analytics.stats.cox", "analytics.stats.competing", "analytics.stats.interval",
+           "analytics.stats.adjusted", "analytics.stats.mixed", "analytics.stats.table1", "analytics.stats.quality",
+           "analytics.display.plots", "analytics.registry")
+
+
+@st.cache_resource(show_spinner=False)
+def warm_up():
+    """Import the modelling and plotting modules once per server, in a background thread started
+    after the first page is drawn: lifelines, scipy and statsmodels take 1.5 s or more to import,
+    which the first page that fits a model would otherwise wait for. A page that needs a module
+    still loading waits for that import (Python's import lock), never imports it twice."""
+    import importlib
+    import threading
+
+    def run():
+        for name in WARM_UP:
+            try:
+                importlib.import_module(name)
+            except Exception:  # noqa: BLE001 the page that needs it imports it again and shows the error
+                return
+
+    thread = threading.Thread(target=run, name="cdasi-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 # ------------------------------------------------------------------ the dataset
 @st.cache_resource(show_spinner="Generating the synthetic sample cohort...")
 def sample_files() -> DatasetFiles:

@@ -80,3 +80,28 @@ def test_the_dashboard_stops_on_a_signal_and_frees_its_port(tmp_path, sig):
         assert not _port_open(port), f"port {port} still answers after {sig.name}"
         waited = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
         assert waited.strip() == "", f"children left behind: {waited}"
+
+
+def test_the_dashboard_loads_the_modelling_libraries_after_its_first_page(tmp_path):
+    """The first run draws the Data page, then starts one background import of the modelling and
+    plotting modules (once per server), so the first page that fits a model does not wait 1.5 s
+    or more for lifelines, scipy and statsmodels to load."""
+    code = ("import logging, sys\n"
+            "logging.getLogger('streamlit').setLevel(logging.ERROR)\n"
+            "from streamlit.testing.v1 import AppTest\n"
+            "from dashboard import state\n"
+            "before = [m for m in state.WARM_UP if m in sys.modules]\n"
+            f"at = AppTest.from_file({str(ROOT / 'dashboard' / 'app.py')!r}, default_timeout=300).run()\n"
+            "assert not at.exception, [e.value for e in at.exception]\n"
+            "thread = state.warm_up()  # the server's thread, started by that run (cached once per process)\n"
+            "thread.join(120)\n"
+            "at.run()\n"
+            "missing = [m for m in state.WARM_UP if m not in sys.modules]\n"
+            "print(thread.name, state.warm_up() is thread, len(before), missing)\n")
+    env = dict(os.environ, CDASI_DB=f"sqlite:///{tmp_path / 'library.sqlite'}")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env,
+                         timeout=600, stdin=subprocess.DEVNULL)
+    assert out.returncode == 0, out.stderr[-3000:]
+    name, same, before, missing = out.stdout.strip().splitlines()[-1].split(" ", 3)
+    assert name == "cdasi-warm-up" and same == "True" and missing == "[]", out.stdout
+    assert before == "0"  # nothing of it was loaded before the app ran

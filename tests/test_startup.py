@@ -2,7 +2,7 @@
 
 - `--help`, `validate` and `sample` import no modelling or plotting library (statsmodels,
   lifelines, plotly, kaleido, scipy, patsy, streamlit); the time they take lives in
-  benchmarks/bench_startup.py, never in a test.
+  benchmarks/bench_targets.py, never in a test.
 - `cdasi-outcomes dashboard` becomes the Streamlit server (exec): SIGTERM to the process that
   was started, as a service manager or `docker stop` sends it, stops the server and frees its port.
 """

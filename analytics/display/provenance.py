@@ -221,7 +221,10 @@ def kaleido_render(fig: "go.Figure", opts: dict) -> bytes:
 
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, f"figure.{opts['format']}")
-        kaleido.write_fig_sync(fig, path=path, opts=opts)
+        problems = kaleido.write_fig_sync(fig, path=path, opts=opts)  # kaleido 1.5 returns errors, 1.1 raises
+        if not os.path.exists(path):
+            said = "; ".join(f"{type(p).__name__}: {p}" for p in problems or ()) or "no image was written"
+            raise RuntimeError(f"kaleido could not render the {opts.get('format')} image ({said})")
         with open(path, "rb") as fh:
             return fh.read()
 

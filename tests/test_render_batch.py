@@ -65,5 +65,5 @@ def test_a_figure_that_cannot_be_rendered_is_reported_and_the_rest_are_drawn(fig
     got = kaleido_render_many([(fig, {"format": "svg"}), (fig, {"format": "bmp"}),
                                (fig, {"format": "png", "scale": 1})], tabs=2)
     assert isinstance(got[0], bytes) and got[0].lstrip().startswith(b"<svg")
-    assert isinstance(got[1], Exception) and "could not render the bmp image" in str(got[1]), got[1]
+    assert isinstance(got[1], Exception) and "bmp" in str(got[1]), got[1]  # kaleido 1.1 raises its own error
     assert isinstance(got[2], bytes) and got[2].startswith(b"\x89PNG")

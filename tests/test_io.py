@@ -145,3 +145,76 @@ def test_reader_does_not_read_types():
     # "1e3" and "0012" stay as written; the validator decides what they mean.
     raw = read_bytes(b"patient_id,visit_day,cdasi_activity\n0012,1e3,20\n")
     assert raw.data.iloc[0].tolist() == ["0012", "1e3", "20"]
+
+
+# The CSV reader: Arrow first (fast, shares identical strings), pandas for what Arrow refuses.
+# Both must give the same table for every file Arrow accepts.
+
+import csv as _csv_mod  # noqa: E402
+import io as _io  # noqa: E402
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from analytics.ingest import io as reader  # noqa: E402
+
+_CELL = st.text(alphabet=st.sampled_from(list("ab07 ,;\t\"'\n\r=+-\xa0\u2003\u3000é\u00a0x")), max_size=8)
+
+
+def _both(data: bytes, sep: str):
+    text = data.decode("utf-8-sig")
+    arrow = reader._read_csv_arrow(data, sep)
+    try:
+        return arrow, reader._read_csv_pandas(text, "t.csv", sep)
+    except InputError:  # pandas' C tokenizer refuses a quoted lone "\r" ("Buffer overflow caught")
+        return arrow, None
+
+
+def _as_read(frame):
+    """_read_csv's shape of an Arrow frame: its first row is the header."""
+    body = frame.iloc[1:].reset_index(drop=True)
+    body.columns = frame.iloc[0].tolist()
+    return body
+
+
+@settings(max_examples=150, deadline=None)
+@given(rows=st.lists(st.lists(_CELL, min_size=3, max_size=3), min_size=2, max_size=6),
+       sep=st.sampled_from([",", ";", "\t"]), crlf=st.booleans(), bom=st.booleans(),
+       quoting=st.sampled_from([_csv_mod.QUOTE_ALL, _csv_mod.QUOTE_MINIMAL]))
+def test_arrow_and_pandas_readers_agree_on_every_quoted_table(rows, sep, crlf, bom, quoting):
+    buf = _io.StringIO()
+    _csv_mod.writer(buf, delimiter=sep, lineterminator="\r\n" if crlf else "\n",
+                    quoting=quoting).writerows([["Patient ID", "Visit day", "CDASI"], *rows])
+    data = (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode()
+    arrow, pandas = _both(data, sep)
+    if arrow is None or pandas is None:  # one reader refused it: nothing to compare
+        # every field quoted: always read (unquoted, csv.writer leaves a lone "\r" bare: a line break)
+        assert arrow is not None or quoting != _csv_mod.QUOTE_ALL
+        return
+    got = _as_read(arrow)
+    assert got.columns.tolist() == pandas.columns.tolist()
+    assert got.to_numpy().tolist() == pandas.to_numpy().tolist()  # Python's strip, exactly
+
+
+@pytest.mark.parametrize("data", [
+    b"patient_id,visit_day\n P1 ,\xc2\xa00\xc2\xa0\n\nP2,  7\t\n",  # spaces, NBSP, blank line, tab
+    b"patient_id,visit_day\r\nP1,0\r\n",
+    b'patient_id,note\nP1,"a, ""quoted"" note\nover two lines"\n',
+    b"\xef\xbb\xbfpatient_id;visit_day\nP1;0\n",
+    b"patient_id,visit_day,,\nP1,0,,\n",  # empty trailing columns stay
+])
+def test_arrow_and_pandas_readers_agree_on_awkward_files(data):
+    sep = reader._sniff_delimiter(data.decode("utf-8-sig"))
+    arrow, pandas = _both(data, sep)
+    assert arrow is not None
+    got = _as_read(arrow)
+    assert got.columns.tolist() == pandas.columns.tolist()
+    assert got.to_numpy().tolist() == pandas.to_numpy().tolist()
+
+
+def test_a_ragged_file_falls_back_to_pandas_and_its_message():
+    data = b"patient_id,visit_day\nP1,0\nP2\nP3,1,2\n"
+    assert reader._read_csv_arrow(data, ",") is None
+    with pytest.raises(InputError, match="well-formed.*line 4"):
+        read_bytes(data, "ragged.csv")
+    short = read_bytes(b"patient_id,visit_day\nP1,0\nP2\n", "short.csv").data  # pandas pads a short row
+    assert short["patient_id"].tolist() == ["P1", "P2"]

@@ -97,6 +97,11 @@ def _per_unique(fn):
     return wrapper
 
 
+def _map_unique(s: pd.Series, fn) -> pd.Series:
+    """``s.map(fn)`` with ``fn`` called once per distinct value, not once per row."""
+    return s.map({v: fn(v) for v in s.unique()}).astype(object)
+
+
 @_per_unique
 def _is_blank(s: pd.Series) -> pd.Series:
     return s.str.strip().str.lower().isin(BLANK_TOKENS)
@@ -376,7 +381,7 @@ def _patient_level(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> pd.
 def _therapy_from_visits(raw: RawTable, rep: ValidationReport, v: pd.DataFrame, norm: DrugNormaliser) -> None:
     cells = v["systemic_therapy"].fillna("")
     parsed = {c: norm.parse_cell(c) for c in cells.unique()}
-    v["agents"] = cells.map(lambda c: parsed[c][0])
+    v["agents"] = cells.map(pd.Series([p[0] for p in parsed.values()], index=list(parsed), dtype=object))
     unknown: dict[str, list[str]] = {}
     for cell, (_, toks) in parsed.items():
         for t in toks:
@@ -466,18 +471,16 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
 
     drugs = d["drug"].str.strip()
     agents = {t: norm.lookup(t) if t and not norm.is_none(t) else None for t in drugs.unique()}
-    out["agent"] = drugs.map(lambda t: agents[t].name if agents[t] is not None and agents[t].kind == "systemic"
-                             else None)
+    out["agent"] = drugs.map({t: a.name if a is not None and a.kind == "systemic" else None for t, a in agents.items()})
     unknown = [t for t, a in agents.items() if a is None and t and not norm.is_none(t)]
     _report_unknown_drugs(raw, rep, {t: drugs.eq(t) for t in unknown}, out)
     _report_not_lines(rep, raw, drugs, norm)
-    blank_drug = drugs.eq("") | drugs.map(norm.is_none)
+    blank_drug = drugs.eq("") | _map_unique(drugs, norm.is_none).astype(bool)
     _row_problem(rep, raw, blank_drug, "unknown_drug", "drug", "{n} row(s) name no drug; they are ignored",
                  "fill in the drug or delete the row", severity="warning")
 
     if "stop_reason" in d.columns:
-        key = d["stop_reason"].map(lambda x: normalise_header(x))
-        reason = key.map(STOP_REASON_ALIASES)
+        reason = _map_unique(d["stop_reason"], lambda x: STOP_REASON_ALIASES.get(normalise_header(x)))
         unknown_reason = reason.isna()
         _row_problem(rep, raw, unknown_reason, "unknown_value", "stop_reason",
                      "{n} stop_reason value(s) are not recognised, e.g. "

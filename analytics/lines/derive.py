@@ -130,7 +130,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     ln = episodes.sort_values(["patient_id", "start_day", "agent"], kind="stable").reset_index(drop=True)
     ln["line_number"] = ln.groupby("patient_id", sort=False).cumcount() + 1
     ln["line_id"] = ln["patient_id"] + ":" + ln["line_number"].astype(str)
-    ln["arm"] = ln["agent"].map(lambda a: arm_of(a, options.arms) or "")
+    ln["arm"] = ln["agent"].map({a: arm_of(a, options.arms) or "" for a in ln["agent"].unique()}).astype(object)
 
     # End day: the earliest of the agent's stop, any other new agent's start, the patient's last visit.
     last_visit = visits.groupby("patient_id")["day"].max()

@@ -325,11 +325,12 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     if dated and "malignancy_screening_date" in v.columns:
         e = events("malignancy_screening_date")
         years_done = e[(e["offset"] >= 0) & (e["offset"] < 3 * 365)].assign(year=lambda x: x["offset"] // 365)
-        done = years_done.groupby("patient_id")["year"].apply(set)
         needed = (pats["follow_up_days"].clip(upper=3 * 365) // 365).astype(int)
-        yearly = pd.Series([all(y in done.get(pid, set()) for y in range(n)) for pid, n in needed.items()],
-                           index=pats.index)
-        once = pats.index.isin(done.index)
+        # yearly: a screening in every one of the patient's first `needed` years (none needed: met)
+        done = years_done[["patient_id", "year"]].drop_duplicates()
+        done = done[done["year"] < done["patient_id"].map(needed)]
+        yearly = done.groupby("patient_id").size().reindex(pats.index, fill_value=0).eq(needed)
+        once = pats.index.isin(years_done["patient_id"])
         add_patient_indicator("cancer_screening_high_risk", has_year & high, yearly)
         add_patient_indicator("cancer_screening_standard_risk", has_year & ~high, pd.Series(once, index=pats.index))
     else:

@@ -319,3 +319,37 @@ def test_vectorised_ph_test_matches_lifelines(sample_models, covs, weighted):
     for term in ours.index:
         assert ours.loc[term, "statistic"] == pytest.approx(theirs.loc[term, "test_statistic"], rel=1e-8, abs=1e-10)
         assert ours.loc[term, "p"] == pytest.approx(theirs.loc[term, "p"], rel=1e-6, abs=1e-12)
+
+
+@pytest.mark.parametrize("interval", [True, False])
+def test_weibull_time_ratios_from_weighted_distinct_rows_match_one_row_per_line(interval):
+    """_aft fits one row per distinct (observation, arm) with a count weight; lifelines on one row
+    per line must give the same time ratios and intervals (the same likelihood)."""
+    from lifelines import WeibullAFTFitter
+
+    from analytics.stats.interval import _aft
+
+    rng = np.random.default_rng(5)
+    n = 600
+    arm = rng.choice(ARMS, n)
+    true = rng.weibull(1.3, n) * np.select([arm == "MMF", arm == "IVIG"], [10.0, 13.0], 11.0)
+    visits = np.arange(0, 49, 4.0)  # responses are seen at the next visit: many tied rows
+    seen = np.array([visits[visits >= t][0] if (visits >= t).any() else np.inf for t in true])
+    event = np.isfinite(seen)
+    df = pd.DataFrame({"arm": arm, "time": np.where(event, seen, 48.0), "event": event.astype(int),
+                       "lower": np.where(event, seen - 4, 48.0), "upper": seen})
+    assert len(df.groupby(["lower", "upper", "arm"])) < n / 5
+    ours = _aft(df, "MMF", ["IVIG", "JAKi"], interval, warns := [])
+    assert warns == []
+    x = pd.DataFrame({f"arm_{a}": (df["arm"] == a).astype(float) for a in ("IVIG", "JAKi")})
+    plain = WeibullAFTFitter()
+    if interval:
+        plain.fit_interval_censoring(pd.concat([df[["lower", "upper"]].clip(lower=1e-3), x], axis=1), "lower", "upper")
+    else:
+        plain.fit(pd.concat([df[["time", "event"]], x], axis=1), "time", "event")
+    s = plain.summary.loc["lambda_"]
+    for a in ("IVIG", "JAKi"):
+        r = s.loc[f"arm_{a}"]
+        expected = [np.exp(r["coef"]), np.exp(r["coef"] - 1.959964 * r["se(coef)"]),
+                    np.exp(r["coef"] + 1.959964 * r["se(coef)"])]
+        np.testing.assert_allclose(ours[a], expected, rtol=1e-4)

@@ -174,16 +174,23 @@ class IntervalResult:
 
 def _aft(df: pd.DataFrame, ref: str, others: list[str], interval: bool, warns: list[str],
          alpha: float = 0.05) -> dict[str, tuple]:
-    x = pd.DataFrame({f"arm_{a}": (df["arm"].astype(str) == a).astype(float) for a in others})
+    # Lines with the same arm and the same observation are one row with a frequency weight: the same
+    # likelihood (and, the weights being counts, the same information matrix) from a table that grows
+    # with the distinct visit weeks, not with the cohort.
+    cols = ["lower", "upper"] if interval else ["time", "event"]
+    rows = df[cols].assign(arm=df["arm"].astype(str))
+    if interval:
+        rows["lower"] = rows["lower"].clip(lower=1e-3)  # Weibull support is t > 0
+    data = rows.groupby([*cols, "arm"], sort=True).size().rename("n_lines").reset_index()
+    for a in others:
+        data[f"arm_{a}"] = (data["arm"] == a).astype(float)
+    data = data.drop(columns="arm")
     aft = WeibullAFTFitter(alpha=alpha)
     with capture_warnings(warns):
         if interval:
-            data = pd.concat([df[["lower", "upper"]].reset_index(drop=True), x.reset_index(drop=True)], axis=1)
-            data["lower"] = data["lower"].clip(lower=1e-3)  # Weibull support is t > 0
-            aft.fit_interval_censoring(data, "lower", "upper")
+            aft.fit_interval_censoring(data, "lower", "upper", weights_col="n_lines")
         else:
-            data = pd.concat([df[["time", "event"]].reset_index(drop=True), x.reset_index(drop=True)], axis=1)
-            aft.fit(data, "time", "event")
+            aft.fit(data, "time", "event", weights_col="n_lines")
     s = aft.summary.loc["lambda_"]
     out = {}
     for a in others:

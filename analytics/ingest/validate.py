@@ -103,6 +103,22 @@ def _map_unique(s: pd.Series, fn) -> pd.Series:
 
 
 @_per_unique
+def _strip(s: pd.Series) -> pd.Series:
+    return s.str.strip()
+
+
+@_per_unique
+def _strip_lower(s: pd.Series) -> pd.Series:
+    return s.str.strip().str.lower()
+
+
+@_per_unique
+def _ninety_plus(s: pd.Series) -> pd.Series:
+    """Ages written "90+", ">89", "≥90" or ">=90" read as 90 (the de-identified top category)."""
+    return s.str.replace(r"^\s*(?:90\s*\+|>\s*89|≥\s*90|>=\s*90)\s*$", "90", regex=True)
+
+
+@_per_unique
 def _is_blank(s: pd.Series) -> pd.Series:
     return s.str.strip().str.lower().isin(BLANK_TOKENS)
 
@@ -218,7 +234,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport,
     bad = pd.Series(False, index=d.index)
     out = pd.DataFrame(index=d.index)
     out["row"] = d.index.to_numpy() + 2
-    pid = d["patient_id"].str.strip()
+    pid = _strip(d["patient_id"])
     blank_pid = pid.eq("") | _is_blank(pid)
     _row_problem(rep, raw, blank_pid, "missing_patient_id", "patient_id", "{n} row(s) have no patient_id",
                  "fill in the patient's de-identified code, or delete the row")
@@ -258,7 +274,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport,
             continue
         text = d[name]
         if name == "age_at_onset":
-            text = text.str.replace(r"^\s*(?:90\s*\+|>\s*89|≥\s*90|>=\s*90)\s*$", "90", regex=True)
+            text = _ninety_plus(text)
         blank = _is_blank(text)
         num = _to_number(text)
         wrong = num.isna() & ~blank
@@ -278,7 +294,7 @@ def _parse_visits(raw: RawTable, rep: ValidationReport,
 def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -> None:
     d = raw.data
     if "sex" in d.columns:
-        key = d["sex"].str.strip().str.lower()
+        key = _strip_lower(d["sex"])
         blank = _is_blank(key)
         mapped = key.map(SEX_VALUES)
         unknown = mapped.isna() & ~blank
@@ -321,7 +337,7 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
     for name in ("ild", "malignancy"):
         if name not in d.columns:
             continue
-        key = d[name].str.strip().str.lower()
+        key = _strip_lower(d[name])
         blank = _is_blank(key)
         mapped = key.map(FLAG_VALUES)
         unknown = mapped.isna() & ~blank
@@ -440,7 +456,7 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
         return None
     out = pd.DataFrame(index=d.index)
     out["row"] = d.index.to_numpy() + 2
-    out["patient_id"] = d["patient_id"].str.strip()
+    out["patient_id"] = _strip(d["patient_id"])
     bad = out["patient_id"].eq("") | _is_blank(out["patient_id"])
     _row_problem(rep, raw, bad, "missing_patient_id", "patient_id", "{n} row(s) have no patient_id",
                  "fill in the patient's code or delete the row")
@@ -469,7 +485,7 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
                  "correct the start or stop of these episodes")
     bad |= wrong
 
-    drugs = d["drug"].str.strip()
+    drugs = _strip(d["drug"])
     agents = {t: norm.lookup(t) if t and not norm.is_none(t) else None for t in drugs.unique()}
     out["agent"] = drugs.map({t: a.name if a is not None and a.kind == "systemic" else None for t, a in agents.items()})
     unknown = [t for t, a in agents.items() if a is None and t and not norm.is_none(t)]

@@ -565,17 +565,33 @@ def quality():
     return result("quality")
 
 
-def contents(min_cell: int):
+def summary_headings() -> list[str]:
+    """The sections of a meeting pack, in registry order (one heading per group of analyses)."""
+    from analytics.registry import entries
+
+    return list(dict.fromkeys(e.heading for e in entries()))
+
+
+def contents(min_cell: int, heading: str | None = None):
     """What a shared meeting pack shows of the current analysis (:func:`analytics.outputs.pack.collect`
-    with ``min_cell``): every registered analysis fitted (cached, as on the other pages), tables
-    suppressed, patient-level tables and figures left out."""
+    with ``min_cell``): the registered analyses fitted (cached, as on the other pages), tables
+    suppressed, patient-level tables and figures left out. ``heading``: only that section's
+    analyses are fitted (with the Kaplan-Meier counts, which decide the arms too small to draw)."""
     from types import SimpleNamespace
 
     from analytics.outputs.pack import collect
-    from analytics.registry import entries
+    from analytics.registry import entries, figures_of, tables_of
 
-    models = {e.name: result(e.name) for e in entries()}
-    return collect(SimpleNamespace(models=models), min_cell)
+    mine = [e for e in entries() if heading is None or e.heading == heading]
+    models = {e.name: result(e.name) for e in mine}
+    if heading is None:
+        return collect(SimpleNamespace(models=models), min_cell)
+    models.setdefault("km", result("km"))
+    shown = collect(SimpleNamespace(models=models), min_cell,
+                    figures=tuple(n for e in mine for n in figures_of(e, models[e.name])),
+                    tables=tuple(n for e in mine for n in tables_of(e, models[e.name])))
+    shown.sections = [sec for sec in shown.sections if sec.heading == heading]
+    return shown
 
 
 @st.cache_resource(max_entries=4, show_spinner="Analysing both exports...")

@@ -652,3 +652,44 @@ def test_time_to_response_fits_only_the_open_tab(monkeypatch):
         _ok(at)
         assert set(fitted) == names, (tab, fitted)
         assert len(at.get("plotly_chart")) >= charts, tab
+
+
+def test_shared_summary_fits_only_the_open_section(monkeypatch):
+    """The shared summary shows a tab per section of the pack. A first visit fits the first
+    section's analyses and the Kaplan-Meier counts (which decide the arms too small to draw), not
+    every analysis (5.4 s at 10,000 patients); each tab fits its own when opened, and every
+    section still shows what the pack shows."""
+    import analytics.registry as registry
+
+    fitted: list[str] = []
+    real = registry.fit_entry
+
+    def spy(e, ctx):
+        fitted.append(e.name)
+        return real(e, ctx)
+
+    monkeypatch.setattr(registry, "fit_entry", spy)
+    files = DatasetFiles((TINY.replace(b"\nT", b"\nS"), "summary-tabs.csv"))  # its own bytes: nothing cached
+    at = _app(files)
+    _ok(at)
+    fitted.clear()
+    at.switch_page("views/summary.py").run()
+    _ok(at)
+    headings = list(dict.fromkeys(e.heading for e in registry.entries()))
+    assert at.session_state["summary.tab"] == headings[0] == "Cohort and attrition"
+    assert sorted(fitted) == ["cohort", "km"], fitted
+    assert at.dataframe  # the attrition table
+    done = {"cohort", "km"}
+    for heading in headings[1:]:
+        fitted.clear()
+        at.session_state["summary.tab"] = heading
+        at.run()
+        _ok(at)
+        expected = {e.name for e in registry.entries() if e.heading == heading} - done
+        assert set(fitted) == expected, (heading, fitted)
+        done |= expected
+        assert at.dataframe or at.get("plotly_chart") or at.info, heading
+    fitted.clear()
+    at.session_state["summary.tab"] = "Mixed model"
+    at.run()
+    assert fitted == []  # cached

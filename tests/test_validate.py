@@ -223,3 +223,25 @@ def test_cli_date_format_flag(tmp_path, capsys):
     assert main(["validate", str(f)]) == 1
     assert "ambiguous_date" in capsys.readouterr().out
     assert main(["validate", str(f), "--date-format", "dmy"]) == 0
+
+
+def test_distinct_values_are_found_once_per_column_and_only_while_validating(monkeypatch):
+    import numpy as np
+
+    import analytics.ingest.distinct as distinct_mod
+    from analytics.ingest.distinct import distinct, shared_factorization
+
+    frame = pd.DataFrame({"a": ["x", "y", "x", "", "y"], "b": ["1", "1", "2", "2", "1"]})
+    calls = []
+    real = pd.factorize
+    monkeypatch.setattr(distinct_mod.pd, "factorize", lambda v, **k: calls.append(1) or real(v, **k))
+    with shared_factorization(frame):
+        codes, uniques = distinct(frame["a"])
+        again = distinct(frame["a"])
+        derived = frame["a"].str.upper()
+        distinct(derived)
+        distinct(derived)
+    assert codes.dtype == np.int8 and list(uniques) == ["x", "y", ""] and list(codes) == [0, 1, 0, 2, 1]
+    assert again[0] is codes and len(calls) == 3  # the column once, the derived series each time
+    distinct(frame["a"])
+    assert len(calls) == 4  # outside the block, nothing is kept

@@ -12,6 +12,7 @@ import re
 
 import pandas as pd
 
+from .distinct import distinct
 from .io import RawTable
 from .validation_report import Finding
 from .schema import normalise_header
@@ -83,7 +84,7 @@ def scan_identifiers(table: RawTable) -> list[Finding]:
         s = data[col]
         if s.empty:
             continue
-        uniques = pd.Series(s.unique())
+        uniques = pd.Series(distinct(s)[1])
         uniques = uniques[uniques.str.len() >= 7]
         # A patient id may start with "+" (spreadsheet formula-like ids are accepted): no phone check there.
         checks = _VALUE_CHECKS if col != "patient_id" else (_VALUE_CHECKS[0], _VALUE_CHECKS[2])

@@ -51,6 +51,7 @@ import numpy as np
 import pandas as pd
 
 from .deid import scan_identifiers
+from .distinct import distinct, shared_factorization
 from .drugs import AGENTS, DrugNormaliser, split_therapy
 from ..errors import InvalidDataError
 from .io import ColumnMapping, RawTable
@@ -90,7 +91,7 @@ class Prepared:
 def _per_unique(fn):
     """Apply a vectorised parser to each distinct value once and map back (exports repeat values a lot)."""
     def wrapper(s: pd.Series, *args) -> pd.Series:
-        codes, uniques = pd.factorize(s, use_na_sentinel=False)
+        codes, uniques = distinct(s)
         parsed = fn(pd.Series(uniques, dtype=object), *args)
         return pd.Series(parsed.to_numpy()[codes], index=s.index, dtype=parsed.dtype)
     wrapper.__doc__ = fn.__doc__
@@ -99,7 +100,7 @@ def _per_unique(fn):
 
 def _map_unique(s: pd.Series, fn) -> pd.Series:
     """``s.map(fn)`` with ``fn`` called once per distinct value, not once per row."""
-    return s.map({v: fn(v) for v in s.unique()}).astype(object)
+    return s.map({v: fn(v) for v in distinct(s)[1]}).astype(object)
 
 
 @_per_unique
@@ -165,7 +166,7 @@ def date_order(tables: list[tuple[RawTable, tuple[str, ...]]], setting: str = "a
         for col in columns:
             if raw is None or col not in raw.data.columns:
                 continue
-            parts = pd.Series(raw.data[col].unique(), dtype=object).astype(str).str.extract(_DAY_MONTH).dropna()
+            parts = pd.Series(distinct(raw.data[col])[1], dtype=object).astype(str).str.extract(_DAY_MONTH).dropna()
             if len(parts):
                 seen = True
                 first |= bool((parts[0].astype(int) > 12).any())
@@ -551,6 +552,12 @@ def _merge_episodes(raw: RawTable, rep: ValidationReport, ep: pd.DataFrame) -> p
 def prepare(visits: RawTable, therapies: RawTable | None = None,
             mapping: ColumnMapping | None = None) -> Prepared:
     """Validate and clean a visits table (and optionally a therapies table)."""
+    frames = [t.data for t in (visits, therapies) if t is not None]
+    with shared_factorization(*frames):  # each column's distinct values found once
+        return _prepare(visits, therapies, mapping)
+
+
+def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMapping | None) -> Prepared:
     mapping = mapping or ColumnMapping()
     rep = ValidationReport()
     sources = {"visits": {"name": visits.name, "sha256": visits.sha256, "format": visits.fmt,

@@ -227,6 +227,7 @@ def test_cli_date_format_flag(tmp_path, capsys):
 
 def test_distinct_values_are_found_once_per_column_and_only_while_validating(monkeypatch):
     import numpy as np
+    import pandas as pd
 
     import analytics.ingest.distinct as distinct_mod
     from analytics.ingest.distinct import distinct, shared_factorization

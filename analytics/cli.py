@@ -388,9 +388,10 @@ def _cmd_sample(args) -> int:
 
 
 def dashboard_command(args) -> list[str]:
-    """The streamlit command line that `cdasi-outcomes dashboard` runs."""
+    """The streamlit command line that `cdasi-outcomes dashboard` runs (through
+    :mod:`dashboard.serve`, which imports what the first page needs while the server starts)."""
     app = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(app), "--server.address", args.host,
+    return [sys.executable, "-m", "dashboard.serve", "run", str(app), "--server.address", args.host,
             "--server.port", str(args.port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
             "--server.maxUploadSize", "200", "--server.fileWatcherType", "none", "--theme.base", "light"] + (
         ["--secrets.files", str(Path(args.secrets).resolve())] if getattr(args, "secrets", None) else [])

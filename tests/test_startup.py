@@ -3,7 +3,8 @@
 - `--help`, `validate` and `sample` import no modelling or plotting library (statsmodels,
   lifelines, plotly, kaleido, scipy, patsy, streamlit); the time they take lives in
   benchmarks/bench_targets.py, never in a test.
-- `cdasi-outcomes dashboard` becomes the Streamlit server (exec): SIGTERM to the process that
+- `cdasi-outcomes dashboard` becomes the Streamlit server (exec, through dashboard.serve, which
+  preloads what the first page imports): SIGTERM to the process that
   was started, as a service manager or `docker stop` sends it, stops the server and frees its port.
 """
 
@@ -105,3 +106,21 @@ def test_the_dashboard_loads_the_modelling_libraries_after_its_first_page(tmp_pa
     name, same, before, missing = out.stdout.strip().splitlines()[-1].split(" ", 3)
     assert name == "cdasi-warm-up" and same == "True" and missing == "[]", out.stdout
     assert before == "0"  # nothing of it was loaded before the app ran
+
+
+def test_the_server_process_preloads_the_first_pages_modules_and_is_streamlits_command_line():
+    """`dashboard` runs `python -m dashboard.serve run app.py ...`: Streamlit's own command line,
+    in a process that imports what the Data page needs while the server starts (so the first
+    visitor does not wait for it). The preload imports every module it names."""
+    from analytics.cli import build_parser, dashboard_command
+
+    cmd = dashboard_command(build_parser().parse_args(["dashboard"]))
+    assert cmd[1:4] == ["-m", "dashboard.serve", "run"]
+    version = subprocess.run([sys.executable, "-m", "dashboard.serve", "version"], capture_output=True, text=True,
+                             cwd=ROOT, timeout=120, stdin=subprocess.DEVNULL)
+    assert version.returncode == 0 and "Streamlit, version" in version.stdout, version.stderr[-2000:]
+    code = ("import sys\nfrom dashboard.serve import PRELOAD, preload\npreload()\n"
+            "print([m for m in PRELOAD if m not in sys.modules])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=300,
+                         stdin=subprocess.DEVNULL)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", (out.stdout, out.stderr[-2000:])

@@ -155,8 +155,11 @@ def _value(r, min_cell):
 def _periods(dates: pd.Series, period: str) -> pd.Series:
     if period == "all" or dates is None:
         return pd.Series("all", index=dates.index if dates is not None else None)
-    p = dates.dt.to_period("Q" if period == "quarter" else "Y")
-    return p.astype(str).where(dates.notna(), "unknown")
+    # each distinct date once: a million visits share a few thousand dates (and their labels)
+    codes, uniques = pd.factorize(dates, use_na_sentinel=False)
+    labels = pd.Series(pd.DatetimeIndex(uniques)).dt.to_period("Q" if period == "quarter" else "Y").astype(str)
+    labels = labels.where(pd.notna(uniques), "unknown").to_numpy(dtype=object)
+    return pd.Series(labels[codes], index=dates.index, dtype=object)
 
 
 def _complete(periods: pd.Series, last_date, period: str) -> pd.Series:

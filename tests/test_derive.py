@@ -125,6 +125,19 @@ def test_blank_last_visit_still_ends_the_window():
     assert ln["censor_reason"] == "last visit"
 
 
+def test_a_window_ending_after_the_last_scored_visit_takes_no_visit_of_another_patient():
+    # P1's window ends on day 40, an unscored visit after every scored visit of the export; its only
+    # scored visit is the baseline (day 0). P2's scored visit on day 0 is not P1's follow-up. (Found by the
+    # property test when follow-up visits became a range join over visits sorted by patient.)
+    d = lines_of(H + "P1,0,4,MMF\nP1,40,,MMF\nP2,0,0,MMF\nP3,0,9,MMF\nP3,30,3,MMF\n")
+    for patient in ("P1", "P2"):
+        ln = line(d, 1, patient)
+        assert ln["included"] == 0 and ln["exclusion_reason"] == "no follow-up" and ln["n_followup_visits"] == 0
+    assert line(d, 1, "P1")["end_day"] == 40
+    assert line(d, 1, "P3")["event"] == 1  # the next patient's own follow-up is still found
+    assert d.trajectories["patient_id"].tolist() == ["P3", "P3"]
+
+
 # ------------------------------------------------------------------ response rules and confirmation
 def _rule_fixture(scores, rule, confirm=False):
     rows = "".join(f"P1,{28 * i},{s},MMF\n" for i, s in enumerate(scores))
@@ -307,3 +320,32 @@ def test_fit_filter_drops_and_narrows_what_the_data_cannot_apply():
     assert fit_filter(CohortFilter(), opts) == (CohortFilter(), [])
     same = CohortFilter(arms=("MMF",), line_numbers=(1, 3))
     assert fit_filter(same, opts) == (same, [])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_followup_range_join_equals_joining_every_line_to_every_visit(seed):
+    """The range join finds exactly the rows of the join it replaced (every line with every scored
+    visit of its patient, kept when after the baseline and the start and up to the end day), in
+    line order and by day within a line, on random designs: negative days, end days after the
+    last scored visit, patients with no scored visit, lines of patients absent from the visits."""
+    import numpy as np
+
+    from analytics.lines.derive import _followup_visits, _patient_codes
+
+    rng = np.random.default_rng(seed)
+    pids = [f"P{i}" for i in range(40)]
+    scored = pd.DataFrame({"patient_id": rng.choice(pids[:35], 300), "day": rng.integers(-50, 400, 300)})
+    scored = scored.drop_duplicates(["patient_id", "day"]).reset_index(drop=True)
+    scored["cdasi_activity"] = rng.integers(0, 60, len(scored)).astype(float)
+    n = 120
+    start = rng.integers(-80, 450, n)
+    cand = pd.DataFrame({"line_id": [f"L{i}" for i in range(n)], "patient_id": rng.choice(pids, n),
+                         "start_day": start, "baseline_day": (start + rng.integers(-60, 8, n)).astype(float),
+                         "baseline_cdasi": 30.0, "end_day": (start + rng.integers(0, 500, n)).astype(float)})
+    line_pc, visit_pc = _patient_codes(cand["patient_id"], scored["patient_id"])
+    got = _followup_visits(cand, scored, line_pc, visit_pc)
+    naive = cand.reset_index().merge(scored, on="patient_id")
+    naive = naive[(naive["day"] > naive["baseline_day"]) & (naive["day"] > naive["start_day"])
+                  & (naive["day"] <= naive["end_day"])].sort_values(["index", "day"]).drop(columns="index")
+    assert len(got) > 50
+    pd.testing.assert_frame_equal(got.reset_index(drop=True), naive.reset_index(drop=True), check_dtype=False)

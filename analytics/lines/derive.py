@@ -144,9 +144,12 @@ def _followup_visits(cand: pd.DataFrame, scored: pd.DataFrame, line_code: np.nda
     after = np.fmax(cand["baseline_day"].to_numpy(dtype=float), cand["start_day"].to_numpy(dtype=float))
     upto = np.nan_to_num(cand["end_day"].to_numpy(dtype=float), nan=-np.inf)  # no end: no follow-up
     base = line_code * width + offset
-    # days are whole numbers: "after" is exclusive, "up to" inclusive
-    lo = np.searchsorted(key, base + np.clip(after, -offset - 1, width).astype(np.int64), side="right")
-    hi = np.searchsorted(key, base + np.clip(upto, -offset - 1, width).astype(np.int64), side="right")
+    # Days are whole numbers: "after" is exclusive, "up to" inclusive. Both are clipped to one day
+    # either side of the scored days, so a query stays inside its own patient's run of keys (an end
+    # day may fall after the last scored visit: an unscored last visit).
+    lowest, highest = -offset - 1, width - offset - 1
+    lo = np.searchsorted(key, base + np.clip(after, lowest, highest).astype(np.int64), side="right")
+    hi = np.searchsorted(key, base + np.clip(upto, lowest, highest).astype(np.int64), side="right")
     n = np.maximum(hi - lo, 0)
     line_rows = np.repeat(np.arange(len(cand)), n)
     visit_rows = order[np.repeat(lo, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)]

@@ -153,7 +153,7 @@ def test_reader_does_not_read_types():
 import csv as _csv_mod  # noqa: E402
 import io as _io  # noqa: E402
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
 from analytics.ingest import io as reader  # noqa: E402
 
@@ -181,14 +181,16 @@ def _as_read(frame):
        sep=st.sampled_from([",", ";", "\t"]), crlf=st.booleans(), bom=st.booleans(),
        quoting=st.sampled_from([_csv_mod.QUOTE_ALL, _csv_mod.QUOTE_MINIMAL]))
 def test_arrow_and_pandas_readers_agree_on_every_quoted_table(rows, sep, crlf, bom, quoting):
+    # Unquoted, csv.writer leaves a lone "\r" bare: a line break inside a row, a malformed file on
+    # which the readers may differ (pandas 2.1 shifts the row's cells; Arrow and later pandas break it)
+    assume(quoting == _csv_mod.QUOTE_ALL or not any("\r" in cell for row in rows for cell in row))
     buf = _io.StringIO()
     _csv_mod.writer(buf, delimiter=sep, lineterminator="\r\n" if crlf else "\n",
                     quoting=quoting).writerows([["Patient ID", "Visit day", "CDASI"], *rows])
     data = (b"\xef\xbb\xbf" if bom else b"") + buf.getvalue().encode()
     arrow, pandas = _both(data, sep)
     if arrow is None or pandas is None:  # one reader refused it: nothing to compare
-        # every field quoted: always read (unquoted, csv.writer leaves a lone "\r" bare: a line break)
-        assert arrow is not None or quoting != _csv_mod.QUOTE_ALL
+        assert arrow is not None  # every table csv.writer writes well-formed is read
         return
     got = _as_read(arrow)
     assert got.columns.tolist() == pandas.columns.tolist()

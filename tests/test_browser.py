@@ -140,6 +140,11 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
                     if line.startswith("#")]
             assert any("rule percent:40" in h for h in head) and any("ILD: no" in h for h in head), head
             assert any("Data: tiny.csv" in h for h in head), head
+            # a download reruns the page, which registers its deferred files again: clicking the next
+            # button before that rerun ends asks for a file Streamlit has dropped ("Deferred file ...
+            # not found"), and no download comes
+            wait_until_idle(page)
+            page.wait_for_timeout(1000)
             with page.expect_download(timeout=120_000) as got:
                 buttons.filter(has_text="SVG").first.click()
             svg = open(got.value.path(), encoding="utf-8").read()

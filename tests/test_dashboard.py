@@ -622,19 +622,25 @@ def test_the_compare_page_puts_two_stored_exports_side_by_side(tmp_path, monkeyp
     assert ("compare", 2) in [(r.action, r.dataset_id) for r in lib.audit_log()]
 
 
-def test_time_to_response_fits_only_the_open_tab(monkeypatch):
-    """A first visit fits the Kaplan-Meier analysis alone (a page's first visit at 10,000 patients
-    fitted all six for 8.9 s); each tab, once opened, fits and draws its own analyses."""
+@pytest.fixture
+def fitted(monkeypatch) -> list[str]:
+    """The names of the analyses fitted from now on, in order (a spy on registry.fit_entry)."""
     import analytics.registry as registry
 
-    fitted: list[str] = []
+    names: list[str] = []
     real = registry.fit_entry
 
     def spy(e, ctx):
-        fitted.append(e.name)
+        names.append(e.name)
         return real(e, ctx)
 
     monkeypatch.setattr(registry, "fit_entry", spy)
+    return names
+
+
+def test_time_to_response_fits_only_the_open_tab(fitted):
+    """A first visit fits the Kaplan-Meier analysis alone (a page's first visit at 10,000 patients
+    fitted all six for 8.9 s); each tab, once opened, fits and draws its own analyses."""
     files = DatasetFiles((TINY.replace(b"\nT", b"\nV"), "ttr-tabs.csv"))  # its own bytes: nothing cached yet
     at = _app(files)
     _ok(at)
@@ -654,21 +660,13 @@ def test_time_to_response_fits_only_the_open_tab(monkeypatch):
         assert len(at.get("plotly_chart")) >= charts, tab
 
 
-def test_shared_summary_fits_only_the_open_section(monkeypatch):
+def test_shared_summary_fits_only_the_open_section(fitted):
     """The shared summary shows a tab per section of the pack. A first visit fits the first
     section's analyses and the Kaplan-Meier counts (which decide the arms too small to draw), not
     every analysis (5.4 s at 10,000 patients); each tab fits its own when opened, and every
     section still shows what the pack shows."""
     import analytics.registry as registry
 
-    fitted: list[str] = []
-    real = registry.fit_entry
-
-    def spy(e, ctx):
-        fitted.append(e.name)
-        return real(e, ctx)
-
-    monkeypatch.setattr(registry, "fit_entry", spy)
     files = DatasetFiles((TINY.replace(b"\nT", b"\nS"), "summary-tabs.csv"))  # its own bytes: nothing cached
     at = _app(files)
     _ok(at)

@@ -50,7 +50,7 @@ def test_server_binds_to_localhost_only():
 def test_figure_downloads_render_png_svg_and_html():
     import plotly.graph_objects as go
 
-    from analytics.display.provenance import figure_html
+    from analytics.display.provenance import PNG_SCALE, figure_html
     from analytics.spec import AnalysisSpec
     from dashboard.ui import _image, chrome_path
 
@@ -66,8 +66,8 @@ def test_figure_downloads_render_png_svg_and_html():
     import struct
 
     width, height = struct.unpack(">II", png[16:24])
-    assert width == 1800 and height > 1200  # scale 3: print resolution; taller by the caption
-    assert struct.unpack(">II", _image(fig, "png", None)[16:24]) == (1800, 1200)
+    assert width == 600 * PNG_SCALE and height > 400 * PNG_SCALE  # taller by the caption
+    assert struct.unpack(">II", _image(fig, "png", None)[16:24]) == (600 * PNG_SCALE, 400 * PNG_SCALE)
     assert b"<svg" in _image(fig, "svg", stamp)[:500]
     html = figure_html(fig, stamp)
     # self-contained: plotly.js is embedded (about 4 MB), no script is fetched from the network

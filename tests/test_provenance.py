@@ -171,8 +171,9 @@ def test_rendered_exports_draw_the_caption_apart_from_the_figure():
         kaleido.stop_sync_server(silence_warnings=True)
     assert caption > last_ink + 3, (last_ink, caption)
     img = Image.open(io.BytesIO(png))
-    assert img.size == (2700, 3 * stamp_figure(fig, stamp).layout.height)
-    assert AnalysisSpec.from_toml(img.text["cdasi-outcomes:spec"]) == SPEC and round(img.info["dpi"][0]) == 300
+    # 2x: 1,800 px for a 900 px figure, recorded as 200 dpi, so that it prints 9 inches wide like the PDF
+    assert img.size == (1800, 2 * stamp_figure(fig, stamp).layout.height)
+    assert AnalysisSpec.from_toml(img.text["cdasi-outcomes:spec"]) == SPEC and round(img.info["dpi"][0]) == 200
     texts = " ".join("".join(t.itertext()) for t in ET.fromstring(svg).iter(f"{SVG_NS}text"))
     assert "rule percent:40" in texts and "antibody: tif1g; ILD: no" in texts
     reader = PdfReader(io.BytesIO(pdf))
@@ -214,7 +215,7 @@ def test_png_metadata_without_a_stamp_still_sets_the_print_resolution():
     buf = io.BytesIO()
     Image.new("RGB", (30, 20), "white").save(buf, "PNG")
     img = Image.open(io.BytesIO(png_with_metadata(buf.getvalue(), None)))
-    assert img.size == (30, 20) and round(img.info["dpi"][0]) == 300 and not img.text
+    assert img.size == (30, 20) and round(img.info["dpi"][0]) == 200 and not img.text
 
 
 @pytest.fixture(scope="module")

@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
-__all__ = ["Stamp", "stamp_figure", "figure_bytes", "figure_html", "png_with_metadata", "svg_with_metadata",
-           "pdf_with_metadata", "html_with_metadata", "with_metadata", "csv_comment", "CAPTION_FONT"]
+__all__ = ["PNG_DPI", "PNG_SCALE", "Stamp", "stamp_figure", "figure_bytes", "render_options", "figure_html",
+           "png_with_metadata", "svg_with_metadata", "pdf_with_metadata", "html_with_metadata", "with_metadata", "csv_comment", "CAPTION_FONT"]
 
 CAPTION_FONT = dict(size=11, color="#444444")
 _CHAR_PX = 6.2  # the mean advance of an 11 px Arial character, for wrapping the caption to the figure's width
@@ -106,9 +106,22 @@ def stamp_figure(fig: go.Figure, stamp: Stamp | None) -> go.Figure:
     return out
 
 
-def png_with_metadata(data: bytes, stamp: Stamp | None, dpi: int = 300) -> bytes:
+# Figures are drawn 900 px wide; PNG downloads and the pack's PNGs render them at PNG_SCALE (1,800 px,
+# enough for a slide or a document) and record PNG_DPI, so they print at the same 9 inches (229 mm) as
+# the vector PDF and SVG. Print at 300 or 600 dpi for a column width comes from the Journal export.
+PNG_SCALE = 2
+PNG_DPI = 100 * PNG_SCALE
+
+
+def render_options(fig: "go.Figure", fmt: str) -> dict:
+    """kaleido's options for a figure export in ``fmt``: the figure's own size, PNG at PNG_SCALE."""
+    return {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
+            "scale": PNG_SCALE if fmt == "png" else 1}
+
+
+def png_with_metadata(data: bytes, stamp: Stamp | None, dpi: int = PNG_DPI) -> bytes:
     """The PNG with text chunks (iTXt, UTF-8) for the title, the description, the software and
-    the spec, and a pHYs chunk for ``dpi`` (exports render at 3x, i.e. 300 dpi at 3 inches per 300 px)."""
+    the spec, and a pHYs chunk for ``dpi`` (a figure export: PNG_DPI, i.e. 100 px of the figure per inch)."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -196,9 +209,7 @@ def with_metadata(data: bytes, fmt: str, stamp: Stamp | None) -> bytes:
 def figure_bytes(fig: go.Figure, fmt: str, stamp: Stamp | None, render) -> bytes:
     """The figure, stamped, rendered by ``render(fig, opts)`` (kaleido) and given its metadata."""
     fig = stamp_figure(fig, stamp)
-    opts = {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
-            "scale": 3 if fmt == "png" else 1}
-    return with_metadata(render(fig, opts), fmt, stamp)
+    return with_metadata(render(fig, render_options(fig, fmt)), fmt, stamp)
 
 
 def csv_comment(stamp: Stamp | None) -> str:

@@ -42,7 +42,8 @@ import plotly.graph_objects as go
 from .. import __version__
 from ..lines.cohort import CohortFilter
 from ..display.export import json_safe, write_csv, write_parquet, xlsx_bytes
-from ..display.provenance import Stamp, html_with_metadata, kaleido_render_many, stamp_figure, with_metadata
+from ..display.provenance import (Stamp, html_with_metadata, kaleido_render_many, render_options, stamp_figure,
+                                  with_metadata)
 from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
 from ..pipeline import Analysis, analyze, load
@@ -181,9 +182,7 @@ def _export_figures(figs: dict[str, tuple[go.Figure, str]], fig_dir: Path, forma
     if chromium() is None:
         messages.append(NO_CHROMIUM)
         return
-    jobs = [(name, fmt, fig, {"format": fmt, "width": fig.layout.width or 900, "height": fig.layout.height or 560,
-                              "scale": 3 if fmt == "png" else 1})
-            for name, (fig, _) in figs.items() for fmt in formats]
+    jobs = [(name, fmt, fig, render_options(fig, fmt)) for name, (fig, _) in figs.items() for fmt in formats]
     for (name, fmt, _, _), got in zip(jobs, kaleido_render_many([(fig, opts) for _, _, fig, opts in jobs])):
         if isinstance(got, Exception):  # a browser or rendering failure: report it, keep the rest
             messages.append(f"{name}.{fmt} could not be rendered: {type(got).__name__}: {got}")

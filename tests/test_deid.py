@@ -90,3 +90,54 @@ def test_neutralise_leaves_numbers_and_plain_text():
     assert out["a"].tolist()[:2] == ["'=1+1", "ok"] and out["b"].tolist() == [-1.0, 2.0, 3.0]
     assert list(out.columns) == ["a", "b", "'=c"]
     assert df["a"].tolist()[0] == "=1+1"  # the input is not modified
+
+
+# The CSV writer formats a large table's repeated numbers once per distinct value; the file must be
+# byte for byte what pandas writes cell by cell, neutralised as every CSV is.
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
+
+_FLOATS = st.lists(st.one_of(st.floats(allow_infinity=False), st.sampled_from([0.0, -0.0, 0.1, 1e-7, 1e20, 12.0, -3.5])),
+                   min_size=1, max_size=12)
+_INTS = st.lists(st.integers(-(2**63), 2**63 - 1), min_size=1, max_size=12)
+_TEXT = st.lists(st.one_of(st.none(), st.text(max_size=6),
+                           st.sampled_from(["=1+1", "+A1", "-2", "@x", "\tx", "a,b", 'say "hi"', "line\nbreak"])),
+                 min_size=1, max_size=8)
+
+
+def _reference_csv(df) -> str:
+    import numpy as np
+
+    out = df.copy()
+    for col in out.columns:
+        if out[col].dtype == object:
+            out[col] = out[col].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(
+                ("=", "+", "-", "@", "\t", "\r")) else v)
+        elif out[col].dtype.kind == "f":
+            out[col] = out[col].replace([np.inf, -np.inf], np.nan)
+    return out.to_csv(index=False, lineterminator="\n")
+
+
+@settings(max_examples=60, deadline=None)
+@given(floats=_FLOATS, ints=_INTS, text=_TEXT, rows=st.integers(0, 2500), seed=st.integers(0, 2**32 - 1))
+@example(floats=[0.0, -0.0, 1.5, float("nan")], ints=[1], text=["=a"], rows=1200, seed=1)  # one distinct 0, two texts
+def test_csv_writer_is_pandas_cell_by_cell(tmp_path_factory, floats, ints, text, rows, seed):
+    import numpy as np
+    import pandas as pd
+
+    from analytics.display.export import csv_bytes, write_csv
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "x": rng.choice(np.array(floats, dtype=float), rows),   # repeated floats: formatted per distinct value
+        "u": rng.random(rows) * 10.0 ** rng.integers(-8, 20),     # mostly distinct: left to pandas
+        "n": rng.choice(np.array(ints, dtype=np.int64), rows),
+        "b": rng.random(rows) < 0.3,
+        "t": pd.Series([text[i] for i in rng.integers(0, len(text), rows)], dtype=object),
+        "=h": rng.integers(0, 3, rows),
+        "e": pd.array(np.where(rng.random(rows) < 0.2, None, rng.choice(np.array(ints, dtype=np.int64), rows)),
+                      dtype="Int64"),  # nullable: an object or float array to numpy, depending on pandas
+    })
+    path = tmp_path_factory.mktemp("csv") / "t.csv"
+    expected = _reference_csv(df)
+    assert write_csv(df, path).read_text(encoding="utf-8") == expected.replace("=h", "'=h", 1)
+    assert csv_bytes(df).decode("utf-8-sig") == expected.replace("=h", "'=h", 1)

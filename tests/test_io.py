@@ -156,6 +156,7 @@ import io as _io  # noqa: E402
 from hypothesis import assume, given, settings, strategies as st  # noqa: E402
 
 from analytics.ingest import io as reader  # noqa: E402
+from analytics.ingest.distinct import distinct  # noqa: E402
 
 _CELL = st.text(alphabet=st.sampled_from(list("ab07 ,;\t\"'\n\r=+-\xa0\u2003\u3000é\u00a0x")), max_size=8)
 
@@ -167,13 +168,6 @@ def _both(data: bytes, sep: str):
         return arrow, reader._read_csv_pandas(text, "t.csv", sep)
     except InputError:  # pandas' C tokenizer refuses a quoted lone "\r" ("Buffer overflow caught")
         return arrow, None
-
-
-def _as_read(frame):
-    """_read_csv's shape of an Arrow frame: its first row is the header."""
-    body = frame.iloc[1:].reset_index(drop=True)
-    body.columns = frame.iloc[0].tolist()
-    return body
 
 
 @settings(max_examples=150, deadline=None)
@@ -192,9 +186,32 @@ def test_arrow_and_pandas_readers_agree_on_every_quoted_table(rows, sep, crlf, b
     if arrow is None or pandas is None:  # one reader refused it: nothing to compare
         assert arrow is not None  # every table csv.writer writes well-formed is read
         return
-    got = _as_read(arrow)
+    got = arrow
     assert got.columns.tolist() == pandas.columns.tolist()
     assert got.to_numpy().tolist() == pandas.to_numpy().tolist()  # Python's strip, exactly
+    for i in range(got.shape[1]):  # the distinct values Arrow found are pandas'
+        codes, uniques = distinct(got.iloc[:, i])
+        want_codes, want_uniques = pd.factorize(pandas.iloc[:, i].to_numpy(), use_na_sentinel=False)
+        assert codes.tolist() == want_codes.tolist() and uniques.tolist() == want_uniques.tolist()
+
+
+def test_the_reader_hands_its_distinct_values_to_validation_and_they_cannot_go_stale():
+    import gc
+
+    from analytics.ingest import distinct as d
+
+    raw = read_bytes(b"patient_id,visit_day,cdasi_activity\nP1,0,20\nP2,0,20\nP1,7,15\n", "v.csv")
+    column = raw.data["patient_id"]
+    codes, uniques = d.distinct(column)
+    assert codes.tolist() == [0, 1, 0] and uniques.tolist() == ["P1", "P2"]
+    assert d._remembered(column.values) is not None  # found by the reader, not factorised again
+    with pytest.raises(ValueError, match="read-only"):
+        column.values[0] = "P9"  # the cells cannot change under their codes
+    assert d._remembered(column.copy().values) is None  # a copy is a new column
+    before = len(d._KNOWN)
+    del raw, column
+    gc.collect()
+    assert len(d._KNOWN) <= before - 3  # the frame's columns are freed, and their codes with them
 
 
 @pytest.mark.parametrize("data", [
@@ -208,7 +225,7 @@ def test_arrow_and_pandas_readers_agree_on_awkward_files(data):
     sep = reader._sniff_delimiter(data.decode("utf-8-sig"))
     arrow, pandas = _both(data, sep)
     assert arrow is not None
-    got = _as_read(arrow)
+    got = arrow
     assert got.columns.tolist() == pandas.columns.tolist()
     assert got.to_numpy().tolist() == pandas.to_numpy().tolist()
 

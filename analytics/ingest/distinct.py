@@ -5,19 +5,45 @@ many times: blank checks, numbers, dates and the de-identification scan of the s
 :func:`shared_factorization` a column's codes are computed once and reused; outside it, nothing is
 kept. Only the columns of the frames given are cached (not the many derived series), each
 recognised by the identity of its values array, which the cache holds while it lives (so an id
-cannot be reused by another array)."""
+cannot be reused by another array).
+
+The CSV reader finds a column's distinct values anyway (Arrow's dictionary encoding, in C) and
+hands them over with :func:`remember`: the column is made read-only, so they cannot go stale, and
+they are forgotten when the column is freed."""
 
 from __future__ import annotations
 
+import weakref
 from contextlib import contextmanager
 from contextvars import ContextVar
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["distinct", "shared_factorization"]
+__all__ = ["distinct", "remember", "shared_factorization"]
 
 _CACHE: ContextVar[dict | None] = ContextVar("cdasi_factorize_cache", default=None)
+_KNOWN: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # a read-only column's memory -> (codes, uniques)
+
+
+def _key(values: np.ndarray) -> tuple:
+    """The memory a 1-d array reads: equal for the array and a DataFrame's view of it."""
+    return (values.__array_interface__["data"][0], values.shape, values.strides, values.dtype.str)
+
+
+def remember(values: np.ndarray, codes: np.ndarray, uniques: np.ndarray) -> None:
+    """Record the distinct values of ``values`` (codes, uniques in order of appearance, as
+    :func:`distinct` returns them), found while reading. ``values`` becomes read-only."""
+    values.flags.writeable = False
+    key = _key(values)
+    _KNOWN[key] = (_small(codes, len(uniques)), uniques)
+    weakref.finalize(values, _KNOWN.pop, key, None)
+
+
+def _remembered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    if values.ndim != 1 or values.flags.writeable:
+        return None
+    return _KNOWN.get(_key(values))
 
 
 @contextmanager
@@ -43,6 +69,8 @@ def _small(codes: np.ndarray, n: int) -> np.ndarray:
 def distinct(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(codes, distinct values in order of appearance) of ``s``; a missing value is a value."""
     values = s.values
+    if isinstance(values, np.ndarray) and (known := _remembered(values)) is not None:
+        return known
     cache = _CACHE.get()
     if cache is None or cache["columns"].get(id(values)) is not values:
         return pd.factorize(values, use_na_sentinel=False)

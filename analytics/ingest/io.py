@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, MappingError
+from .distinct import remember
 from .schema import THERAPY_COLUMNS, VISIT_COLUMNS, Column, normalise_header
 
 DATE_FORMATS = ("auto", "ymd", "dmy", "mdy")  # the mapping's date_format and --date-format
@@ -160,7 +161,8 @@ _WHITESPACE = "".join(chr(c) for c in range(0x3000 + 1) if chr(c).isspace())
 
 
 def _read_csv_arrow(data: bytes, sep: str) -> pd.DataFrame | None:
-    """The export through Arrow's CSV reader: parsing and trimming in C (one thread: buffers that
+    """The export through Arrow's CSV reader, as :func:`_read_csv` returns it (the first line is the
+    header). Parsing and trimming run in C (one thread: buffers that
     Arrow's worker threads allocate are hard to give back), and cells
     handed to pandas with identical strings shared (``deduplicate_objects``), which matters for
     memory at a million visits. None when Arrow refuses the file (ragged rows, for instance) or
@@ -189,14 +191,28 @@ def _read_csv_arrow(data: bytes, sep: str) -> pd.DataFrame | None:
         return None
     if table.num_columns != len(names) or any(not pa.types.is_string(t) for t in table.schema.types):
         return None
-    columns = {}
-    for n in names:  # a column at a time, each Arrow column let go once converted: a bounded peak
-        columns[n] = pc.utf8_trim(table.column(n), characters=_WHITESPACE, memory_pool=pool).to_pandas(
-            deduplicate_objects=True, memory_pool=pool)
+    if table.num_rows == 0:
+        return pd.DataFrame()
+    header, columns = [], {}
+    for i, n in enumerate(names):  # a column at a time, each Arrow column let go once converted: a bounded peak
+        cells = pc.utf8_trim(table.column(n), characters=_WHITESPACE, memory_pool=pool)
+        header.append(cells[0].as_py())
+        # The rows below the header through their distinct values (in order of appearance, as
+        # pandas.factorize finds them): each distinct string is one Python object, shared by its
+        # cells, and validation reuses the codes. Each column is its own block (nothing copied).
+        encoded = cells.slice(1).combine_chunks(memory_pool=pool).dictionary_encode()
+        del cells
+        codes = encoded.indices.to_numpy(zero_copy_only=False)
+        uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
+        del encoded
+        columns[i] = values = uniques.take(codes)
+        remember(values, codes, uniques)
         table = table.drop_columns([n]) if hasattr(table, "drop_columns") else table.drop([n])
     del table
     pool.release_unused()  # give the Arrow buffers back to the system: a million visits is a gigabyte
-    return pd.DataFrame(columns, copy=False)
+    body = pd.DataFrame(columns, copy=False)
+    body.columns = header  # names may repeat: validation reports that
+    return body
 
 
 def _cell_text(v) -> str:
@@ -249,11 +265,7 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
     frame = _read_csv_arrow(data, sep)
     if frame is None:
         return _read_csv_pandas(data.decode("utf-8-sig"), name, sep)
-    if frame.empty:
-        return pd.DataFrame()
-    body = frame.iloc[1:].reset_index(drop=True)
-    body.columns = frame.iloc[0].tolist()
-    return body
+    return frame
 
 
 def _read_csv_pandas(text: str, name: str, sep: str) -> pd.DataFrame:

@@ -246,3 +246,13 @@ def test_distinct_values_are_found_once_per_column_and_only_while_validating(mon
     assert again[0] is codes and len(calls) == 3  # the column once, the derived series each time
     distinct(frame["a"])
     assert len(calls) == 4  # outside the block, nothing is kept
+
+
+def test_a_patient_level_value_that_varies_names_the_patients_in_order_and_every_row():
+    # patients in the file out of order; two of them vary; the first value is kept for everyone
+    p = prep(V.strip() + ",sex,age_at_onset\nP9,0,20,MMF,F,40\nP3,0,20,MMF,M,50\nP9,30,10,MMF,M,40\n"
+             "P1,0,5,,F,61\nP3,30,9,MMF,F,50\nP1,30,4,,F,\n")
+    f = next(f for f in p.report.findings if f.rule == "varies_within_patient")
+    assert f.column == "sex" and f.patient_ids == ("P3", "P9") and f.rows == (2, 3, 4, 6)
+    assert "within 2 patient(s)" in f.message
+    assert not [f for f in p.report.findings if f.rule == "varies_within_patient" and f.column == "age_at_onset"]

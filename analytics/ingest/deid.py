@@ -100,9 +100,10 @@ def scan_identifiers(table: RawTable) -> list[Finding]:
                 column=col, file=table.kind, rows=table.rows(mask), patient_ids=_ids(table, mask)))
 
     if "age_at_onset" in data.columns:
-        text = data["age_at_onset"].str.strip()
-        num = pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce")
-        mask = num > 89
+        codes, uniques = distinct(data["age_at_onset"])  # each distinct age once
+        text = pd.Series(uniques, dtype=object).str.strip()
+        over = (pd.to_numeric(text.str.replace(",", ".", regex=False), errors="coerce") > 89).to_numpy()
+        mask = pd.Series(over[codes], index=data.index)
         if mask.any():
             findings.append(Finding(
                 "age_over_89", "error",

@@ -379,19 +379,23 @@ def _merge_duplicates(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> 
 
 
 def _patient_level(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> pd.DataFrame:
-    for name in PATIENT_LEVEL:
-        if name not in v.columns:
-            continue
-        nun = v.groupby("patient_id")[name].nunique(dropna=True)
-        varying = nun.index[nun > 1]
-        if len(varying):
-            mask = v["patient_id"].isin(varying)
+    names = [name for name in PATIENT_LEVEL if name in v.columns]
+    if not names:
+        return v
+    patient, ids = pd.factorize(v["patient_id"].to_numpy())  # grouped by integer codes, found once
+    for name in names:
+        by_patient = v[name].groupby(patient, sort=False)
+        nun = by_patient.nunique(dropna=True)
+        varying_codes = nun.index[nun.to_numpy() > 1]
+        if len(varying_codes):
+            varying = pd.Index(np.sort(ids[varying_codes]))
+            mask = np.isin(patient, varying_codes)
             rep.add("varies_within_patient", "error",
                     f"{name} takes more than one value within {len(varying)} patient(s)",
                     fix=f"{name} describes the patient, not the visit: give it one value per patient",
                     column=name, file=raw.kind, rows=sorted(v.loc[mask, "row"].tolist()),
                     patient_ids=list(varying[:5]))
-        v[name] = v.groupby("patient_id")[name].transform("first")
+        v[name] = by_patient.transform("first")
     return v
 
 
@@ -586,7 +590,7 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
     _parse_categories(visits, rep, v)
     if "systemic_therapy" in visits.data.columns:
         v["systemic_therapy"] = visits.data["systemic_therapy"].where(~_is_blank(visits.data["systemic_therapy"]), "")
-    v = v[~bad].copy()
+    v = v[~bad].copy() if bad.any() else v  # a new frame either way: _parse_visits built it
     anchors = None
     if basis == "date":
         anchors = v.groupby("patient_id")["visit_date"].min()
@@ -594,7 +598,7 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
     v["day"] = v["day"].astype("int64")
     v, n_dupes = _merge_duplicates(visits, rep, v)
     v = _patient_level(visits, rep, v)
-    v = v.sort_values(["patient_id", "day"], kind="stable").reset_index(drop=True)
+    v = v.sort_values(["patient_id", "day"], kind="stable", ignore_index=True)
 
     episodes = None
     if therapies is not None:

@@ -330,7 +330,7 @@ def test_followup_range_join_equals_joining_every_line_to_every_visit(seed):
     last scored visit, patients with no scored visit, lines of patients absent from the visits."""
     import numpy as np
 
-    from analytics.lines.derive import _followup_visits, _patient_codes
+    from analytics.lines.derive import followup_visits, patient_codes
 
     rng = np.random.default_rng(seed)
     pids = [f"P{i}" for i in range(40)]
@@ -342,8 +342,8 @@ def test_followup_range_join_equals_joining_every_line_to_every_visit(seed):
     cand = pd.DataFrame({"line_id": [f"L{i}" for i in range(n)], "patient_id": rng.choice(pids, n),
                          "start_day": start, "baseline_day": (start + rng.integers(-60, 8, n)).astype(float),
                          "baseline_cdasi": 30.0, "end_day": (start + rng.integers(0, 500, n)).astype(float)})
-    line_pc, visit_pc = _patient_codes(cand["patient_id"], scored["patient_id"])
-    got = _followup_visits(cand, scored, line_pc, visit_pc)
+    line_pc, visit_pc = patient_codes(cand["patient_id"], scored["patient_id"])
+    got = followup_visits(cand, scored, line_pc, visit_pc)
     naive = cand.reset_index().merge(scored, on="patient_id")
     naive = naive[(naive["day"] > naive["baseline_day"]) & (naive["day"] > naive["start_day"])
                   & (naive["day"] <= naive["end_day"])].sort_values(["index", "day"]).drop(columns="index")

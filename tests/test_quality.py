@@ -177,3 +177,29 @@ def test_a_target_and_a_direction_reach_the_table_the_results_and_the_run_chart(
     assert "lower is better" in q.figure("escalated_after_no_mcid").layout.title.text
     with pytest.raises(OptionError, match="unknown quality indicators"):
         compute_quality(p, derive(p, DeriveOptions()), targets={"nope": 1})
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_12_week_indicators_agree_with_a_join_of_every_line_to_every_visit(tmp_path, seed):
+    """The range join behind 'assessed by 12 weeks' and 'no MCID by 12 weeks' against the plain
+    join it replaced (every line to every scored visit of its patient, then filtered), on sample
+    cohorts whose end days, baselines and 12-week limits fall on visit days."""
+    from analytics import analyze, load
+    from analytics.sample import write_sample
+    from analytics.stats.quality import MCID, WEEK12
+
+    files = write_sample(tmp_path, 150, seed)
+    prepared, _ = load(files["visits"], therapies=files["therapies"])
+    analysis = analyze(prepared)
+    q = compute_quality(prepared, analysis.full, "year")
+    v, ln = prepared.visits, analysis.full.lines
+    base = ln[ln["baseline_day"].notna()].assign(end_day=lambda d: d["end_day"].astype(float))
+    reach = base[base["end_day"] >= base["start_day"] + WEEK12]
+    m = reach.merge(v.loc[v["cdasi_activity"].notna(), ["patient_id", "day", "cdasi_activity"]], on="patient_id")
+    m = m[(m["day"] > m["start_day"]) & (m["day"] > m["baseline_day"]) & (m["day"] <= m["start_day"] + WEEK12)
+          & (m["day"] <= m["end_day"])]
+    not_assessed = set(reach["line_id"]) - set(m["line_id"])
+    no_mcid = set(reach["line_id"]) - set(m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"])
+    assert set(q.failing["assessed_by_12w"]["line_id"]) == not_assessed
+    assert set(q.failing["no_mcid_by_12w"]["line_id"]) == no_mcid
+    assert _ind(q, "assessed_by_12w")[1] == len(reach) > 20 and 0 < len(no_mcid) < len(reach)

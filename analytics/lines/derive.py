@@ -16,7 +16,7 @@ from .options import DeriveOptions, ResponseRule
 from ..ingest.schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
 from ..ingest.validate import Prepared
 
-__all__ = ["Derivation", "derive", "episodes_from_visits", "meets_rule"]
+__all__ = ["Derivation", "derive", "episodes_from_visits", "followup_visits", "meets_rule", "patient_codes"]
 
 EXCLUSION_REASONS = ("no baseline", "no follow-up")
 CENSOR_REASONS = ("stopped", "switched", "added", "last visit")
@@ -105,7 +105,7 @@ def episodes_from_visits(visits: pd.DataFrame) -> pd.DataFrame:
 
 def _next_visit_after(visit_pc: np.ndarray, visit_day: np.ndarray, pc: np.ndarray, day: np.ndarray) -> np.ndarray:
     """The first visit day strictly after ``day`` for each (patient code, day); NaN when there is
-    none. Patients are integer codes (:func:`_patient_codes`): merge_asof's ``by`` on strings
+    none. Patients are integer codes (:func:`patient_codes`): merge_asof's ``by`` on strings
     cost 1.7 s at 100,000 patients."""
     left = pd.DataFrame({"pc": pc, "d": np.asarray(day, dtype=float), "pos": np.arange(len(pc))}).sort_values("d")
     right = pd.DataFrame({"pc": visit_pc, "day": np.asarray(visit_day, dtype=float)}).sort_values("day")
@@ -116,7 +116,7 @@ def _next_visit_after(visit_pc: np.ndarray, visit_day: np.ndarray, pc: np.ndarra
     return out
 
 
-def _patient_codes(*ids: pd.Series) -> list[np.ndarray]:
+def patient_codes(*ids: pd.Series) -> list[np.ndarray]:
     """The same integer code for the same patient id across ``ids`` (joins on integers, not strings)."""
     codes, _ = pd.factorize(pd.concat(ids, ignore_index=True))
     out, start = [], 0
@@ -126,7 +126,7 @@ def _patient_codes(*ids: pd.Series) -> list[np.ndarray]:
     return out
 
 
-def _followup_visits(cand: pd.DataFrame, scored: pd.DataFrame, line_code: np.ndarray,
+def followup_visits(cand: pd.DataFrame, scored: pd.DataFrame, line_code: np.ndarray,
                      visit_code: np.ndarray) -> pd.DataFrame:
     """Each candidate line's scored visits after its baseline visit and its start day, up to and
     including its end day, line by line and by day within a line (``cand``'s columns, then
@@ -180,7 +180,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     # End day: the earliest of the agent's stop, any other new agent's start, the patient's last visit.
     last_visit = visits.groupby("patient_id")["day"].max()
     ln["last_visit_day"] = ln["patient_id"].map(last_visit).astype(float)
-    visit_pc, line_pc = _patient_codes(visits["patient_id"], ln["patient_id"])
+    visit_pc, line_pc = patient_codes(visits["patient_id"], ln["patient_id"])
     # The next start: the start day of the patient's next group of lines (ln is sorted by patient and
     # start day, so lines that start together are contiguous)
     start = ln["start_day"].to_numpy(dtype=np.int64)
@@ -223,7 +223,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     has_base = ln["baseline_day"].notna().to_numpy()
     cand = ln.loc[has_base, ["line_id", "patient_id", "start_day", "baseline_day", "baseline_cdasi", "end_day",
                              "arm", "line_number"]]
-    fu = _followup_visits(cand, scored, line_pc[has_base], scored_pc)
+    fu = followup_visits(cand, scored, line_pc[has_base], scored_pc)
     meets = pd.Series(meets_rule(fu["baseline_cdasi"], fu["cdasi_activity"], options.response), index=fu.index)
     if options.confirm:
         nxt_meets = meets.groupby(fu["line_id"], sort=False).shift(-1, fill_value=False).astype(bool)

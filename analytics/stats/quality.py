@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from ..lines.derive import Derivation
+from ..lines.derive import Derivation, followup_visits, patient_codes
 from ..errors import OptionError
 from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
 from ..display.style import base_layout, count_text, figure_width
@@ -257,10 +257,11 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
         reach["period"] = _periods(start_date, eff_period).to_numpy()
     else:
         reach["period"] = "all"
-    m = reach[["line_id", "patient_id", "start_day", "baseline_day", "baseline_cdasi", "end_day"]].merge(
-        scored, on="patient_id")
-    m = m[(m["day"] > m["start_day"]) & (m["day"] > m["baseline_day"]) & (m["day"] <= m["start_day"] + WEEK12)
-          & (m["day"] <= m["end_day"])]
+    # the scored visits after the baseline and the start, up to 12 weeks and the end of the line (a range join)
+    window = reach[["line_id", "patient_id", "start_day", "baseline_day", "baseline_cdasi"]].assign(
+        end_day=np.fmin(reach["end_day"].to_numpy(float), reach["start_day"].to_numpy(float) + WEEK12))
+    line_pc, visit_pc = patient_codes(window["patient_id"], scored["patient_id"])
+    m = followup_visits(window, scored, line_pc, visit_pc)
     assessed_ids = set(m["line_id"])
     mcid_ids = set(m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"])
     reach["assessed"] = reach["line_id"].isin(assessed_ids).astype(int)

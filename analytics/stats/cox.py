@@ -186,6 +186,14 @@ def robust_variance(model_variance: np.ndarray, resid: np.ndarray, clusters: np.
     return dfbeta.T @ dfbeta
 
 
+def _batch_mode(time: pd.Series) -> bool | None:
+    """lifelines' batch mode (one step per distinct time) when times are heavily tied, as they are
+    here (weeks from whole days, at visits); else lifelines decides. Its own rule picks the per-row
+    mode for some tied data: 4.0 s against 0.3 s for 184,000 lines on 623 distinct times, the same
+    fit (the tests hold both to R)."""
+    return True if time.nunique() * 10 <= len(time) else None
+
+
 @recorded(table="table")
 def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: list[str] | tuple[str, ...] = (),
             weights: str | None = None, alpha: float = 0.05) -> CoxResult:
@@ -236,7 +244,8 @@ def fit_cox(table: pd.DataFrame, arms: list[str] | tuple[str, ...], covariates: 
     try:
         with capture_warnings(fit_warns):
             # Model-based fit: variance_matrix_ is then the inverse information; the robust variance follows.
-            cph.fit(fit_df, duration_col="time", event_col="event", weights_col="_w" if weights else None)
+            cph.fit(fit_df, duration_col="time", event_col="event", weights_col="_w" if weights else None,
+                    batch_mode=_batch_mode(fit_df["time"]))
     except Exception as exc:  # lifelines raises ConvergenceError and numpy errors on degenerate data
         warns.append(f"the Cox model could not be fitted: {type(exc).__name__}: {exc}")
         return empty

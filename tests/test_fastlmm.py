@@ -79,3 +79,33 @@ def test_single_group_design_errors_become_warnings():
                       "cdasi_activity": [20.0, 18, 15, 14]})
     res = fit_mixed(d, ARMS)
     assert res.warnings  # too few lines: a result with a warning, never an exception
+
+
+@pytest.mark.parametrize("slope,reml", [(True, True), (True, False), (False, True), (False, False)])
+def test_the_deviance_gradient_is_exact(monkeypatch, slope, reml):
+    """The optimiser gets the deviance's gradient in closed form; it must equal central differences
+    of the deviance, away from the optimum and near a zero slope variance."""
+    from patsy import dmatrix
+
+    from analytics.stats import fastlmm
+
+    seen = []
+    real = fastlmm.optimize.minimize
+
+    def spy(fun, x0, **kw):
+        if kw.get("jac") is True:
+            seen.append(fun)
+        return real(fun, x0, **kw)
+
+    monkeypatch.setattr(fastlmm.optimize, "minimize", spy)
+    d = _design(5)
+    X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
+    fit_fast(X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0],
+             d["weeks"].to_numpy() if slope else None, reml)
+    f = seen[0]  # (deviance, gradient) per observation
+    thetas = [[1.0, 0.2, 0.5], [0.3, -0.1, 0.02], [2.0, 0.5, -0.3]] if slope else [[1.0], [0.2], [-2.5]]
+    for theta in map(np.array, thetas):
+        _, grad = f(theta)
+        eps = 1e-6
+        numeric = [(f(theta + eps * e)[0] - f(theta - eps * e)[0]) / (2 * eps) for e in np.eye(len(theta))]
+        np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)

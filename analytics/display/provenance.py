@@ -29,7 +29,8 @@ if TYPE_CHECKING:  # pragma: no cover
     import plotly.graph_objects as go
 
 __all__ = ["PNG_DPI", "PNG_SCALE", "Stamp", "stamp_figure", "figure_bytes", "render_options", "figure_html",
-           "png_with_metadata", "svg_with_metadata", "pdf_with_metadata", "html_with_metadata", "with_metadata", "csv_comment", "CAPTION_FONT"]
+           "png_with_metadata", "svg_with_metadata", "pdf_with_metadata", "html_with_metadata", "with_metadata",
+           "csv_comment", "CAPTION_FONT"]
 
 CAPTION_FONT = dict(size=11, color="#444444")
 _CHAR_PX = 6.2  # the mean advance of an 11 px Arial character, for wrapping the caption to the figure's width

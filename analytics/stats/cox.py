@@ -189,8 +189,8 @@ def robust_variance(model_variance: np.ndarray, resid: np.ndarray, clusters: np.
 def _batch_mode(time: pd.Series) -> bool | None:
     """lifelines' batch mode (one step per distinct time) when times are heavily tied, as they are
     here (weeks from whole days, at visits); else lifelines decides. Its own rule picks the per-row
-    mode for some tied data: 4.0 s against 0.3 s for 184,000 lines on 623 distinct times, the same
-    fit (the tests hold both to R)."""
+    mode for some tied data: 4.0 s against 0.3 s for 184,000 lines on 623 distinct times, with
+    coefficients and variances equal to 1e-14 (the tests hold the fit to R's coxph)."""
     return True if time.nunique() * 10 <= len(time) else None
 
 

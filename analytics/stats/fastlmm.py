@@ -119,8 +119,8 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
         c_ = yty - float(Zty0 @ WZy0 + Zty1 @ WZy1)
         return logdet, (i00, i01, i11), A, b, c_
 
-    def deviance_and_gradient(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        """The deviance and its exact gradient in theta. With u = (I - L M^-1 L' Z'Z) column r and
+    def deviance_and_gradient(theta: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray | None]:
+        """The deviance and (``gradient``) its exact gradient in theta. With u = (I - L M^-1 L' Z'Z) column r and
         v = (M^-1 L') row c for the entry (r, c) of L that theta_k is, dW = Q + Q' with
         Q = u v', so: d log|M| = 2 (M^-1 L' Z'Z)[c, r]; d rss = -2 (r'u)(v'r) summed over groups
         with r = Z'y - Z'X beta; d log|A| = -2 v' K u with K = Z'X A^-1 X'Z."""
@@ -133,6 +133,8 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
         if not rss > 0:
             return 1e300, np.zeros_like(theta)
         dev = float(np.sum(logdet)) + dof * (1 + np.log(2 * np.pi * rss / dof)) + (logdet_a if reml else 0.0)
+        if not gradient:
+            return dev, None
         A_inv = np.linalg.inv(A)
         r0 = Zty0 - ZtX0 @ beta
         XA0 = ZtX0 @ A_inv
@@ -171,7 +173,7 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
         return dev, grad
 
     def deviance(theta: np.ndarray) -> float:
-        return deviance_and_gradient(theta)[0]
+        return deviance_and_gradient(theta, gradient=False)[0]
 
     def canonical(theta: np.ndarray) -> np.ndarray:
         """The same Lambda Lambda' with a non-negative diagonal (the deviance is unchanged by the sign

@@ -258,8 +258,11 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     traj = pd.concat([base_rows, fu_rows], ignore_index=True)
     traj["visit_day"] = traj["visit_day"].astype("int64")
     traj["weeks"] = (traj["visit_day"] - traj["start_day"]) / 7.0
-    traj = traj.sort_values(["patient_id", "line_number", "visit_day"], kind="stable")
-    trajectories = traj[list(TRAJECTORY_COLUMNS)].reset_index(drop=True)
+    del fu, fu_rows, base_rows  # a million rows each at 100,000 patients: not kept while sorting
+    trajectories = traj[list(TRAJECTORY_COLUMNS)]  # one copy, sorted in place of two more
+    del traj
+    trajectories = trajectories.sort_values(["patient_id", "line_number", "visit_day"], kind="stable",
+                                            ignore_index=True)
     trajectories["line_number"] = trajectories["line_number"].astype("int64")
 
     attrition = _attrition(prepared, lines, options)

@@ -194,7 +194,7 @@ def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
     latest visit by then was more than 365 days earlier. At the export's end this is the overall
     indicator."""
     dates = v[["patient_id", "visit_date"]].dropna()
-    labels = sorted(set(_periods(dates["visit_date"], period)) - {"unknown"})
+    labels = sorted(set(_periods(pd.Series(dates["visit_date"].unique()), period)) - {"unknown"})
     if not labels:
         return pd.DataFrame(columns=["key", "period", "numerator", "denominator", "value"])
     freq = "Q" if period == "quarter" else "Y"
@@ -283,7 +283,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     failing["escalated_after_no_mcid"] = nomcid.loc[nomcid["escalated"] == 0, cols]
 
     # 5. Median interval between visits (days), by the period of the later visit
-    vs = v.sort_values(["patient_id", "day"])
+    vs = v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]].sort_values(["patient_id", "day"])
     gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id")["day"].diff(),
                          "period": _periods(vs["visit_date"], eff_period) if dated else "all"}).dropna(subset=["gap"])
     rows.append({"key": "median_visit_interval", "numerator": np.nan, "denominator": len(gaps),

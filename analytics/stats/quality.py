@@ -202,16 +202,25 @@ def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
                              for label in labels])
     # each visit falls in the first period that ends on or after it; a patient's latest visit by the
     # end of period k is the latest of periods 0..k (patients x periods, carried forward)
-    k = np.searchsorted(ends.values, dates["visit_date"].values.astype("datetime64[ns]"), side="left")
-    grid = dates.assign(k=k).groupby(["patient_id", "k"])["visit_date"].max().unstack("k")
-    grid = grid.reindex(columns=range(len(ends))).ffill(axis=1)
-    seen = grid.notna()
-    lost = grid.lt(pd.Series(ends - pd.Timedelta(days=365), index=range(len(ends))), axis=1) & seen
+    day = dates["visit_date"].values.astype("datetime64[ns]").view("int64")
+    k = np.searchsorted(ends.values.astype("datetime64[ns]").view("int64"), day, side="left")
+    keep = k < len(ends)
+    patient = pd.factorize(dates["patient_id"].to_numpy())[0]
+    # patients x periods (integers, not a grouped table of a million visits): the latest visit in
+    # each period, then carried forward, which is the latest by each period's end (visits of a
+    # later period are later than any of an earlier one)
+    none = np.iinfo(np.int64).min
+    grid = np.full((int(patient.max(initial=-1)) + 1, len(ends)), none, dtype=np.int64)
+    np.maximum.at(grid, (patient[keep], k[keep]), day[keep])
+    grid = np.maximum.accumulate(grid, axis=1)
+    seen = grid != none
+    cutoff = (ends - pd.Timedelta(days=365)).values.astype("datetime64[ns]").view("int64")
+    lost = seen & (grid < cutoff[None, :])
     out = []
     for i, label in enumerate(labels):
-        n = int(seen[i].sum())
-        out.append({"key": "lost_to_follow_up", "period": label, "numerator": int(lost[i].sum()), "denominator": n,
-                    "value": 100.0 * int(lost[i].sum()) / n if n else np.nan})
+        n, m = int(seen[:, i].sum()), int(lost[:, i].sum())
+        out.append({"key": "lost_to_follow_up", "period": label, "numerator": m, "denominator": n,
+                    "value": 100.0 * m / n if n else np.nan})
     return pd.DataFrame(out, columns=["key", "period", "numerator", "denominator", "value"])
 
 
@@ -245,6 +254,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     rows.append(o)
     per.append(p)
     failing["cdasi_documented"] = vv.loc[vv["ok"] == 0, ["patient_id", "row", "day", "period"]]
+    del vv  # a row per visit: let go (a million visits at 100,000 patients) before the next indicator
 
     # 2-4. Lines: assessed by 12 weeks, no MCID by 12 weeks, escalation afterwards
     ln = derivation.lines
@@ -264,6 +274,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     m = followup_visits(window, scored, line_pc, visit_pc)
     assessed_ids = set(m["line_id"])
     mcid_ids = set(m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"])
+    del m, window, scored
     reach["assessed"] = reach["line_id"].isin(assessed_ids).astype(int)
     reach["no_mcid"] = (~reach["line_id"].isin(mcid_ids)).astype(int)
     cols = ["patient_id", "line_id", "agent", "arm", "start_day", "baseline_cdasi", "period"]
@@ -292,6 +303,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     per.append(pd.DataFrame({"key": "median_visit_interval", "period": g["period"].astype(str), "numerator": np.nan,
                              "denominator": g["size"], "value": g["median"]}))
     failing["median_visit_interval"] = gaps[gaps["gap"] > 182].rename(columns={"gap": "days_since_previous_visit"})
+    del vs, gaps
 
     pats = pd.DataFrame(index=pd.Index(sorted(v["patient_id"].unique()), name="patient_id"))
     if dated:

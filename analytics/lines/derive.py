@@ -259,7 +259,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     traj["visit_day"] = traj["visit_day"].astype("int64")
     traj["weeks"] = (traj["visit_day"] - traj["start_day"]) / 7.0
     del fu, fu_rows, base_rows  # a million rows each at 100,000 patients: not kept while sorting
-    trajectories = traj[list(TRAJECTORY_COLUMNS)]  # one copy, sorted in place of two more
+    trajectories = traj[list(TRAJECTORY_COLUMNS)]  # the columns kept, then one sort (no further copy)
     del traj
     trajectories = trajectories.sort_values(["patient_id", "line_number", "visit_day"], kind="stable",
                                             ignore_index=True)

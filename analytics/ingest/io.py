@@ -164,8 +164,9 @@ def _read_csv_arrow(data: bytes, sep: str) -> pd.DataFrame | None:
     """The export through Arrow's CSV reader, as :func:`_read_csv` returns it (the first line is the
     header). Parsing, trimming and finding each column's distinct values run in C (one thread:
     buffers that Arrow's worker threads allocate are hard to give back); each distinct string is
-    one Python object shared by its cells, which matters for memory at a million visits. None when Arrow refuses the file (ragged rows, for instance) or
-    when a column would not stay text: the pandas reader then decides, with its messages."""
+    one Python object shared by its cells, which matters for memory at a million visits. None when
+    Arrow refuses the file (ragged rows, for instance) or when a column would not stay text: the
+    pandas reader then decides, with its messages."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.csv as pcsv

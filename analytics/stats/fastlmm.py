@@ -84,12 +84,12 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
     z01 = ZtZ[:, 0, 1] if q == 2 else None
     z11 = ZtZ[:, 1, 1] if q == 2 else None
 
-    ZtX0, ZtX1 = (ZtX[:, 0, :], ZtX[:, 1, :]) if q == 2 else (ZtX[:, 0, :], None)
-    Zty0, Zty1 = (Zty[:, 0], Zty[:, 1]) if q == 2 else (Zty[:, 0], None)
+    ZtX0, Zty0 = ZtX[:, 0, :], Zty[:, 0]
+    ZtX1, Zty1 = (ZtX[:, 1, :], Zty[:, 1]) if q == 2 else (None, None)
 
     def pieces(theta: np.ndarray):
-        """Per group, W = L M^-1 L' (its entries) and log|M|; then A, b and c of the profiled
-        deviance. The sums over groups are matrix products on (groups x p) arrays."""
+        """Per group, log|M|, the entries of M^-1 and of W = L M^-1 L'; then A, b and c of the
+        profiled deviance. The sums over groups are matrix products on (groups x p) arrays."""
         if q == 1:
             m = 1.0 + theta[0] ** 2 * z00
             logdet = np.log(m)
@@ -98,7 +98,7 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
             A = XtX - ZtX0.T @ WZX0
             b = Xty - ZtX0.T @ WZy0
             c_ = yty - float(Zty0 @ WZy0)
-            return logdet, (m,), A, b, c_
+            return logdet, (m,), (w00,), A, b, c_
         a, c, d = theta  # L = [[a, 0], [c, d]]
         # M = I + L' Z'Z L, entries in closed form
         m00 = 1 + a * a * z00 + 2 * a * c * z01 + c * c * z11
@@ -117,14 +117,14 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
         A = XtX - (ZtX0.T @ WZX0 + ZtX1.T @ WZX1)
         b = Xty - (ZtX0.T @ WZy0 + ZtX1.T @ WZy1)
         c_ = yty - float(Zty0 @ WZy0 + Zty1 @ WZy1)
-        return logdet, (i00, i01, i11), A, b, c_
+        return logdet, (i00, i01, i11), (w00, w01, w11), A, b, c_
 
     def deviance_and_gradient(theta: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray | None]:
-        """The deviance and (``gradient``) its exact gradient in theta. With u = (I - L M^-1 L' Z'Z) column r and
-        v = (M^-1 L') row c for the entry (r, c) of L that theta_k is, dW = Q + Q' with
-        Q = u v', so: d log|M| = 2 (M^-1 L' Z'Z)[c, r]; d rss = -2 (r'u)(v'r) summed over groups
-        with r = Z'y - Z'X beta; d log|A| = -2 v' K u with K = Z'X A^-1 X'Z."""
-        logdet, inv, A, b, c_ = pieces(theta)
+        """The deviance and (``gradient``) its exact gradient in theta. With u = (I - L M^-1 L' Z'Z)
+        column r and v = (M^-1 L') row c for the entry (r, c) of L that theta_k is, dW = Q + Q'
+        with Q = u v', so: d log|M| = 2 (M^-1 L' Z'Z)[c, r]; d rss = -2 (r'u)(v'r) summed over
+        groups with r = Z'y - Z'X beta; d log|A| = -2 v' K u with K = Z'X A^-1 X'Z."""
+        logdet, inv, _, A, b, c_ = pieces(theta)
         sign_a, logdet_a = np.linalg.slogdet(A)
         if sign_a <= 0 or not np.all(np.isfinite(logdet)):
             return 1e300, np.zeros_like(theta)
@@ -208,7 +208,7 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
             break  # a second start only when the first one struggled or stopped on a bound
     theta = best.x
     L = _lambda(theta, q)
-    _, inv, A, b, c = pieces(theta)
+    _, _, w, A, b, c = pieces(theta)
     beta = np.linalg.solve(A, b)
     rss = c - b @ beta
     sigma2 = float(rss / dof)
@@ -216,10 +216,10 @@ def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarr
     # BLUPs: b_g = L M_g^-1 L' Z_g'(y_g - X_g beta)
     r_g = Zty - np.einsum("gki,i->gk", ZtX, beta)
     if q == 1:
-        blups = (theta[0] ** 2 / inv[0])[:, None] * r_g
+        blups = w[0][:, None] * r_g
     else:
-        W = L[None] @ np.stack([np.stack([inv[0], inv[1]], -1), np.stack([inv[1], inv[2]], -1)], -2) @ L.T[None]
-        blups = np.einsum("gij,gj->gi", W, r_g)
+        w00, w01, w11 = w
+        blups = np.column_stack([w00 * r_g[:, 0] + w01 * r_g[:, 1], w01 * r_g[:, 0] + w11 * r_g[:, 1]])
     fitted = X @ beta + np.sum(Z * blups[g], axis=1)
     return FastFit(beta, cov_beta, sigma2, sigma2 * (L @ L.T), theta, float(best.fun), bool(best.success),
                    fitted, y - fitted, blups, str(best.message))

@@ -16,7 +16,7 @@ from analytics.stats.interval import interval_bounds, npmle_median
 from analytics.models import ModelOptions, fit_models
 from analytics.lines.analysis_table import analysis_table
 from analytics.display.style import ARM_COLORS
-from analytics.stats.survival import fit_km, risk_table
+from analytics.stats.survival import fit_km, holm, risk_table
 from analytics.stats.table1 import smd
 
 from .conftest import prep
@@ -38,6 +38,20 @@ def test_km_by_hand():
     assert km.risk.loc["MMF", "at_risk"].tolist() == [4, 3, 1]
     assert km.risk.loc["MMF", "events"].tolist() == [0, 1, 3]
     assert km.risk.loc["MMF", "censored"].tolist() == [0, 1, 1]
+
+
+def test_holm_by_hand_and_against_statsmodels():
+    from statsmodels.stats.multitest import multipletests
+
+    # sorted 0.01, 0.02, 0.04 times 3, 2, 1 = 0.03, 0.04, 0.04; returned in the order given
+    assert holm([0.04, 0.01, 0.02]).tolist() == pytest.approx([0.04, 0.03, 0.04])
+    assert holm([0.5, 0.9]).tolist() == [1.0, 1.0]  # capped at 1
+    assert holm([]).tolist() == []
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 3, 6, 15):
+        p = rng.uniform(0, 0.2, n) ** 2
+        p[rng.integers(0, n)] = p[0]  # a tie
+        assert holm(p) == pytest.approx(multipletests(p, method="holm")[1], abs=1e-15)
 
 
 def test_risk_table_counts():
@@ -353,3 +367,18 @@ def test_weibull_time_ratios_from_weighted_distinct_rows_match_one_row_per_line(
         expected = [np.exp(r["coef"]), np.exp(r["coef"] - 1.959964 * r["se(coef)"]),
                     np.exp(r["coef"] + 1.959964 * r["se(coef)"])]
         np.testing.assert_allclose(ours[a], expected, rtol=1e-4)
+
+
+def test_analysis_table_antibody_flags_by_hand():
+    from analytics import DeriveOptions, ResponseRule
+
+    rows = {"P1": "TIF1-gamma; NXP2", "P2": "negative", "P3": "unknown", "P4": "anti-MDA5", "P5": ""}
+    text = "patient_id,visit_day,cdasi_activity,systemic_therapy,antibody\n" + "".join(
+        f"{p},0,20,MMF,{ab}\n{p},30,10,MMF,{ab}\n" for p, ab in rows.items())
+    p = prep(text)
+    t = analysis_table(derive(p, DeriveOptions(ResponseRule.parse("points:4"))), p).set_index("patient_id")
+    assert t.loc["P1", ["tif1g", "nxp2", "mda5"]].tolist() == [1.0, 1.0, 0.0]
+    assert t.loc["P2", ["mda5", "negative"]].tolist() == [0.0, 1.0]
+    assert t.loc["P4", ["mda5", "tif1g", "negative"]].tolist() == [1.0, 0.0, 0.0]
+    for unknown in ("P3", "P5"):  # "unknown" and blank: not known, so every flag is missing
+        assert t.loc[unknown, ["mda5", "tif1g", "nxp2", "sae", "mi2", "negative"]].isna().all()

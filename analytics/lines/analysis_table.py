@@ -68,10 +68,12 @@ def analysis_table(derivation: Derivation, prepared: Prepared | None = None) -> 
                 p["age_at_onset"] = pat["age_at_onset"].astype(float)
             if "antibody" in pat:
                 ab = pat["antibody"]
-                known = ab.notna() & (ab != "unknown")
+                known = (ab.notna() & (ab != "unknown")).to_numpy()
+                codes, values = pd.factorize(ab.fillna(""))  # a handful of distinct codes, split once each
+                codes_of = [set(str(x).split(";")) for x in values]
                 for name in ANTIBODIES[:-1]:  # every code but "unknown"
-                    p[name] = np.where(known, ab.fillna("").str.split(";").map(lambda s, n=name: n in s), np.nan)
-                    p[name] = p[name].astype(float)
+                    has = np.array([name in c for c in codes_of], dtype=float)
+                    p[name] = np.where(known, has[codes] if len(has) else np.nan, np.nan)
             for flag in ("ild", "malignancy"):
                 if flag in pat:
                     p[flag] = pat[flag].astype("Float64").astype(float)

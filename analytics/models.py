@@ -113,15 +113,17 @@ class Models:
 
 
 def fit_models(derivation, prepared=None, options: ModelOptions | None = None, full=None,
-               names: Iterable[str] | None = None, progress: Callable[[str], None] | None = None) -> Models:
+               names: Iterable[str] | None = None, progress: Callable[[str], None] | None = None,
+               workers: int | None = 1) -> Models:
     """Fit the registered analyses (all, or ``names``) on ``derivation``. ``full``: the
     whole-export derivation for analyses that ignore the cohort filters (quality); defaults
-    to ``derivation``."""
+    to ``derivation``. ``workers`` > 1: fit on that many processes (forked; the same results;
+    see :mod:`analytics.parallel`); None: as many as suit the machine and the export."""
     from .registry import FitContext, fit_all
 
     if prepared is None:
         raise OptionError("fit_models needs the prepared export (covariates and the quality indicators use it)")
     options = options or ModelOptions()
     ctx = FitContext(prepared, derivation, full if full is not None else derivation, options)
-    results, timings = fit_all(ctx, names, progress)
+    results, timings = fit_all(ctx, names, progress, workers)
     return Models(list(derivation.options.arms), results, timings, options)

@@ -140,11 +140,12 @@ class Analysis:
 
 def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None,
             models: ModelOptions | bool | None = None, cohort: CohortFilter | None = None,
-            progress: Callable[[str], None] | None = None, spec=None) -> Analysis:
+            progress: Callable[[str], None] | None = None, spec=None, workers: int | None = 1) -> Analysis:
     """Derive lines from validated data, restrict them to ``cohort`` (the dashboard's cohort
     filters), and fit the registered analyses when ``models`` is True or a
     :class:`ModelOptions`. ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of
-    ``options``, ``models`` and ``cohort`` (the models are then fitted). Raises
+    ``options``, ``models`` and ``cohort`` (the models are then fitted). ``workers`` > 1: the
+    models are fitted on that many processes (:mod:`analytics.parallel`; None: chosen). Raises
     InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     notes = []
@@ -164,7 +165,7 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     model_options = models if isinstance(models, ModelOptions) else ModelOptions()
     fitted = None
     if models:
-        fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress)
+        fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers)
         timings |= fitted.timings_s
     return Analysis(prepared, derivation, timings, fitted, full, cohort, model_options, notes,
                     spec.pack if spec is not None else None)

@@ -19,6 +19,8 @@ Each entry says:
   prints; ``stage``: its timing bucket in ``timings_s``;
 - ``whole_export``: it describes care in the whole export, so the cohort filters do not apply
   (quality indicators).
+- ``local``: fitted in the calling process even when the others are fitted on several cores
+  (:mod:`analytics.parallel`), because its result holds the inputs (the cohort overview).
 
 Suppression rules live with the tables (:class:`~analytics.protocol.TableSpec`) and are applied
 once by :mod:`analytics.display.suppression`.
@@ -94,6 +96,7 @@ class Entry:
     cli: Callable[[Any], list[str]] | None = None
     stage: str = "survival"
     whole_export: bool = False
+    local: bool = False  # fitted in the calling process even with workers > 1 (its result holds the inputs)
 
     @property
     def heading(self) -> str:
@@ -139,18 +142,40 @@ def fit_entry(e: Entry, ctx: FitContext):
 
 
 def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
-            progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
-    """Fit the analyses (all, or ``names``) in registry order; returns results and timings by stage."""
+            progress: Callable[[str], None] | None = None,
+            workers: int | None = 1) -> tuple[dict[str, Any], dict[str, float]]:
+    """Fit the analyses (all, or ``names``); returns results in registry order and timings by
+    stage (each analysis's own seconds, summed). ``workers`` > 1: on that many processes at once
+    (:mod:`analytics.parallel`; same results), except entries marked ``local``; None: chosen
+    from the cores and the size of the export (:func:`~analytics.parallel.usable_workers`)."""
+    if workers != 1:
+        from .parallel import usable_workers
+
+        workers = usable_workers(workers, len(ctx.prepared.visits))
     wanted = None if names is None else set(names)
+    todo = [e for e in entries() if wanted is None or e.name in wanted]
     results, timings = {}, {}
-    for e in entries():
-        if wanted is not None and e.name not in wanted:
-            continue
+
+    def fit(e: Entry):
         if progress:
             progress(e.title)
+        return fit_entry(e, ctx)
+
+    def timed(e: Entry):
         t0 = time.perf_counter()
-        results[e.name] = fit_entry(e, ctx)
-        timings[e.stage] = timings.get(e.stage, 0.0) + time.perf_counter() - t0
+        return fit(e), time.perf_counter() - t0
+
+    shared = [e for e in todo if not e.local]
+    fitted = {e.name: timed(e) for e in todo if e.local or workers <= 1}
+    if workers > 1 and shared:
+        from .parallel import fit_parallel, import_package
+
+        import_package(f"{__package__}.stats")  # once, before the fork, rather than once in each process
+        ctx.table  # computed once, before the fork, and shared
+        fitted |= {e.name: r for e, r in zip(shared, fit_parallel(shared, fit, workers))}
+    for e in todo:
+        results[e.name], seconds = fitted[e.name]
+        timings[e.stage] = timings.get(e.stage, 0.0) + seconds
     return results, timings
 
 
@@ -272,7 +297,7 @@ def _builtins() -> None:
               tables={"attrition": "attrition", "validation_report": "validation_report", "lines": "lines",
                       "trajectories": "trajectories"},
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
-              stage="overview"),
+              stage="overview", local=True),
         Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("table1",), tables={"table": "table1"}, stage="adjusted",
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),

@@ -71,7 +71,7 @@ def test_import_analytics_loads_no_modelling_or_plotting_library():
     assert lazy.stdout.strip() == "analytics.stats.cox"
 
 
-LAYERS = ["errors", "protocol", "ingest", "lines", "display", "stats", "registry", "models", "spec", "pipeline", "library",
+LAYERS = ["errors", "protocol", "ingest", "lines", "display", "stats", "parallel", "registry", "models", "spec", "pipeline", "library",
           "outputs", "sample", "cli"]
 
 

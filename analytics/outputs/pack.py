@@ -369,13 +369,15 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                mapping: str | Path | None = None, derive_options: DeriveOptions | None = None,
                model_options: ModelOptions | None = None, cohort: CohortFilter | None = None,
                options: PackOptions | None = None, progress: Callable[[str], None] | None = None,
-               spec=None, date_format: str | None = None) -> PackResult:
+               spec=None, date_format: str | None = None, workers: int | None = 1) -> PackResult:
     """Write the meeting pack into ``out``. Raises InvalidDataError when the data is invalid.
 
     ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of ``derive_options``,
     ``model_options``, ``cohort`` and the pack's choices (``options`` then adds only the
     formats, the deck and the title). The cohort filters restrict every analysis except the
-    quality indicators, which describe care in the whole export (as on the Quality page)."""
+    quality indicators, which describe care in the whole export (as on the Quality page).
+    ``workers`` > 1: the models are fitted on that many processes (:mod:`analytics.parallel`;
+    the command line's ``--jobs``); None: chosen from the cores and the size of the export."""
     options = options or PackOptions()
     if spec is not None:
         derive_options, model_options, cohort = spec.derive, spec.models, spec.cohort
@@ -391,7 +393,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     prepared, timings = load(visits, therapies, mapping, date_format)
     say("deriving therapy lines")
     analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
-                       progress=lambda title: say(f"fitting: {title}"), spec=spec)
+                       progress=lambda title: say(f"fitting: {title}"), spec=spec, workers=workers)
     t1 = time.perf_counter()
     mc = options.min_cell
     messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data

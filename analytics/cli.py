@@ -59,6 +59,20 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
                    help="every interval of every model and figure is 1 - A (default: 0.05, 95%% intervals)")
 
 
+def _add_jobs(p: argparse.ArgumentParser) -> None:
+    from .parallel import AUTO_MAX_VISITS
+
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help=f"fit the models on N processes at once (default: 2 on a machine with 2 cores or more, "
+                        f"1 above {AUTO_MAX_VISITS:,} visits; 1: in this process only). The results do not depend on it")
+
+
+def _jobs(args) -> int | None:
+    if args.jobs is not None and args.jobs < 1:
+        raise OptionError(f"--jobs {args.jobs}: give 1 or more processes")
+    return args.jobs  # None: chosen when the size of the export is known
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cdasi-outcomes",
@@ -80,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "DIR/trajectories.csv (and DIR/attrition.csv).")
     _add_inputs(p, stored=True)
     _add_definitions(p)
+    _add_jobs(p)
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
 
     p = sub.add_parser("report", help="write the meeting pack: figures, tables, report, manifest",
@@ -92,6 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="small-cell suppression for sharing: counts below N show as <N, no patient-level data "
                         "(off by default; 5 or 11 are usual)")
     p.add_argument("--pptx", action="store_true", help="also write meeting.pptx, one figure per slide")
+    _add_jobs(p)
     p.add_argument("--out", metavar="DIR", required=True, help="output folder (created if needed)")
 
     p = sub.add_parser("dashboard", help="start the Streamlit dashboard on 127.0.0.1 (sample cohort by default)",
@@ -292,11 +308,12 @@ def _cmd_analyze(args) -> int:
 
     spec = _spec(args)  # checked before the data is read
     options = spec.derive
+    workers = _jobs(args)
     t0 = time.perf_counter()
     prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
     try:
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
-        analysis = analyze(prepared, timings=timings, spec=spec,
+        analysis = analyze(prepared, timings=timings, spec=spec, workers=workers,
                            progress=lambda title: print(f"  {title}...", file=sys.stderr, flush=True))
         for note in analysis.notes:
             print(f"warning: {note}", file=sys.stderr)
@@ -357,9 +374,10 @@ def _cmd_report(args) -> int:
     from .outputs.pack import PackOptions, build_pack
 
     spec = _spec(args)
+    workers = _jobs(args)
     try:
         result = build_pack(args.visits, args.out, args.therapies, args.mapping, options=PackOptions(pptx=args.pptx),
-                            date_format=args.date_format,
+                            date_format=args.date_format, workers=workers,
                             spec=spec, progress=lambda m: print(f"  {m}...", file=sys.stderr, flush=True))
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
@@ -498,5 +516,19 @@ def main(argv: list[str] | None = None) -> int:
         return 3
 
 
+def run() -> None:
+    """The ``cdasi-outcomes`` command: :func:`main`, then exit. After ``analyze`` everything is
+    written and closed, so the process ends at once (``os._exit``) instead of freeing the cohort's
+    objects one by one, which at 100,000 patients takes seconds. Every other command exits
+    normally: ``report`` and ``dashboard`` have child processes and exit handlers to run."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if argv[:1] == ["analyze"]:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -1,0 +1,124 @@
+"""Fitting on several processes (analytics.parallel): the same results as one process, errors
+raised as they would be, nothing lost when a worker dies, and the command line's --jobs."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analytics.cli import main
+from analytics.parallel import AUTO_MAX_VISITS, fit_parallel, usable_workers
+
+ROOT = Path(__file__).resolve().parents[1]
+fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
+PARENT = os.getpid()
+
+
+def _square(x):
+    return x * x
+
+
+@fork
+def test_results_come_back_in_order_whoever_fitted_them():
+    got = fit_parallel(list(range(12)), _square, workers=2)
+    assert [r for r, _ in got] == [x * x for x in range(12)]
+    assert all(s >= 0 for _, s in got)
+
+
+def _fails_on_seven(x):
+    if x == 7:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+@fork
+def test_an_error_is_raised_as_in_one_process():
+    with pytest.raises(ValueError, match="bad item 7"):
+        fit_parallel(list(range(10)), _fails_on_seven, workers=2)
+
+
+def _child_dies(x):
+    if os.getpid() != PARENT:
+        os._exit(9)  # a worker killed (out of memory, a signal) in the middle of its first item
+    return -x
+
+
+@fork
+def test_a_worker_that_dies_loses_nothing():
+    assert [r for r, _ in fit_parallel(list(range(6)), _child_dies, workers=2)] == [0, -1, -2, -3, -4, -5]
+
+
+def _unpicklable_in_child(x):
+    return (lambda: x) if os.getpid() != PARENT else x
+
+
+@fork
+def test_a_result_that_cannot_be_sent_is_fitted_by_the_caller():
+    assert [r for r, _ in fit_parallel(list(range(6)), _unpicklable_in_child, workers=2)] == list(range(6))
+
+
+@fork
+def test_the_automatic_choice(monkeypatch):
+    import threading
+
+    cores = len(os.sched_getaffinity(0))
+    monkeypatch.setattr(threading, "active_count", lambda: 1)
+    assert usable_workers(None, 1000) == min(2, cores)
+    assert usable_workers(None, AUTO_MAX_VISITS + 1) == 1  # a large export: one process (memory)
+    assert usable_workers(3, 10 ** 9) == 3 and usable_workers(0) == 1
+    monkeypatch.setattr(threading, "active_count", lambda: 2)  # a server's or a notebook's threads
+    assert usable_workers(None, 1000) == 1 and usable_workers(2, 1000) == 2
+
+
+def _results(folder: Path) -> dict:
+    d = json.loads((folder / "results.json").read_text())
+    d.pop("timings_s")
+    return d
+
+
+@fork
+def test_analyze_gives_the_same_outputs_on_one_and_two_processes(tmp_path, sample_dir, capsys):
+    visits, therapies = sample_dir / "visits.csv", sample_dir / "therapies.csv"
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"jobs{jobs}"
+        assert main(["analyze", str(visits), "--therapies", str(therapies), "--jobs", jobs, "--out", str(out)]) == 0
+        outs[jobs] = out
+    assert _results(outs["1"]) == _results(outs["2"])
+    for name in ("lines.csv", "trajectories.csv", "attrition.csv"):
+        assert (outs["1"] / name).read_bytes() == (outs["2"] / name).read_bytes()
+
+
+def test_jobs_below_one_is_refused(tmp_path, sample_dir, capsys):
+    code = main(["analyze", str(sample_dir / "visits.csv"), "--jobs", "0", "--out", str(tmp_path / "o")])
+    assert code == 2 and "--jobs 0" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+def test_the_command_exits_with_its_code_after_a_fast_exit(tmp_path, sample_dir):
+    """``cdasi-outcomes analyze`` ends with os._exit: every file is complete and the exit code and
+    the printed summary survive it; on two processes every analysis reports its progress once."""
+    exe = Path(sys.executable).with_name("cdasi-outcomes")
+    if not exe.exists():
+        pytest.skip("the console script is not installed")
+    out = tmp_path / "o"
+    proc = subprocess.run([str(exe), "analyze", str(sample_dir / "visits.csv"), "--therapies",
+                           str(sample_dir / "therapies.csv"), "--jobs", "2", "--out", str(out)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    from analytics.registry import entries
+
+    for e in entries():  # the progress of each analysis, printed once by whichever process fitted it
+        assert proc.stderr.count(f"  {e.title}...\n") == 1, (e.title, proc.stderr)
+    assert "lines derived" in proc.stdout and str(out / "results.json") in proc.stdout
+    assert json.loads((out / "results.json").read_text())["lines"]["derived"] > 0
+    bad = tmp_path / "bad.csv"
+    bad.write_text("patient_id,visit_day,cdasi_activity\nP1,0,banana\n")
+    proc = subprocess.run([str(exe), "analyze", str(bad), "--out", str(tmp_path / "b")], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=600)
+    assert proc.returncode == 1 and "INVALID" in proc.stderr and not (tmp_path / "b").exists()

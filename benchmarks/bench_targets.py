@@ -1,8 +1,8 @@
 """Benchmark of issue 13's figures at 400, 10,000 and 100,000 patients, each against its baseline
 (the measurements in the issue, made before the work) and its target. Prints a table; asserts
 nothing. Every command runs in a fresh process, timed by the wall clock, with its own peak memory
-(os.wait4, or summed over its worker processes if larger); the synthetic cohorts are made once and
-kept in the system's temporary folder.
+(os.wait4, or the proportional sum over its child processes if larger); the synthetic cohorts
+are made once and kept in the system's temporary folder.
 
     .venv/bin/python benchmarks/bench_targets.py [--patients 400 10000 100000] [--repeats 3]
                                                  [--skip dashboard report]
@@ -63,9 +63,10 @@ def cohort(n: int) -> dict[str, Path]:
     return {"visits": folder / "visits.csv", "therapies": folder / "therapies.csv"}
 
 
-def _tree_rss_kb(pid: int) -> int:
-    """Resident memory (kB) of ``pid`` and all its descendants, summed (Linux /proc). Pages that
-    a forked worker shares with its parent count twice: an upper bound."""
+def _tree_pss_kb(pid: int) -> int:
+    """Proportional resident memory (kB) of ``pid`` and all its descendants, summed (Linux /proc
+    smaps_rollup): a page that a forked worker shares with its parent counts once, split
+    between them, so the sum is what the process tree takes from the machine."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -79,8 +80,8 @@ def _tree_rss_kb(pid: int) -> int:
         p = todo.pop()
         todo += children.get(p, [])
         try:
-            with open(f"/proc/{p}/status") as fh:
-                total += next((int(line.split()[1]) for line in fh if line.startswith("VmRSS:")), 0)
+            with open(f"/proc/{p}/smaps_rollup") as fh:
+                total += next((int(line.split()[1]) for line in fh if line.startswith("Pss:")), 0)
         except OSError:
             pass
     return total
@@ -88,8 +89,8 @@ def _tree_rss_kb(pid: int) -> int:
 
 def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """(wall seconds, peak resident MB) of one command in a fresh process. The peak is the larger
-    of the process's own (os.wait4) and the sum over it and its child processes (``--jobs``
-    workers), sampled every 50 ms."""
+    of the process's own (os.wait4) and the proportional sum over it and its child processes
+    (``--jobs`` workers; the pack's Chromium), sampled every 50 ms."""
     peak = [0]
     with tempfile.TemporaryFile() as err:  # a file, not a pipe: a chatty child never blocks on it
         t0 = time.perf_counter()
@@ -98,7 +99,7 @@ def timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
 
         def sample():
             while not done.wait(0.05):
-                peak[0] = max(peak[0], _tree_rss_kb(proc.pid))
+                peak[0] = max(peak[0], _tree_pss_kb(proc.pid))
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()

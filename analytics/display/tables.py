@@ -167,6 +167,24 @@ COLUMNS: dict[str, Column] = {
     "column": C("Column", description="the column concerned"),
     "rows": C("Rows", description="rows concerned (1 = first data row)"),
     "patient_ids": C("Patients", description="patients concerned"),
+    # stepwise scheme (spec [scheme]; the scheme tables' own "step" and "name" are in _BY_TABLE)
+    "agents": C("Agents", description="the step's agents (canonical names, comma-separated)"),
+    "step_name": C("Step name", description="the step's name in the scheme"),
+    "response_pct": C("Response", "%", "percent", 1, "included lines of the step with a response during follow-up (%)"),
+    "response_lower": C("Response, lower limit", "%", "percent", 1, "lower Wilson confidence limit of the response percentage"),
+    "response_upper": C("Response, upper limit", "%", "percent", 1, "upper Wilson confidence limit of the response percentage"),
+    "excluded_lines": C("Excluded lines", kind="count", description="derived lines of the step that are not analysed (no baseline or follow-up)"),
+    "patients": C("Patients", kind="count", description="number of patients"),
+    "median_weeks": C("Median time to response", "weeks", "weeks", 1, "Kaplan-Meier median time to response; empty: not reached"),
+    "time_on_step_weeks": C("Median time on step", "weeks", "weeks", 1, "Kaplan-Meier median time from the line start to its end (stopped or changed); lines still on the agent at the last visit are censored"),
+    "time_on_step_lower": C("Time on step, lower limit", "weeks", "weeks", 1, "lower confidence limit of the median time on step; empty: not reached"),
+    "time_on_step_upper": C("Time on step, upper limit", "weeks", "weeks", 1, "upper confidence limit of the median time on step; empty: not reached"),
+    "derived_lines": C("Derived lines", kind="count", description="lines derived from the export, analysed or not"),
+    "measure": C("Measure", description="adherence measure (analytics.stats.scheme.ADHERENCE)"),
+    "pct": C("Percent", "%", "percent", 1, "numerator / denominator (%); empty when the denominator is 0"),
+    "skipped": C("Steps skipped", description="earlier steps the patient had not tried when the line started"),
+    "assessment_weeks": C("Assessed at", "weeks", "weeks", 1, "weeks since the line start of the visit that judged the line"),
+    "started_in_window": C("Next line started in time", kind="boolean", description="a line of a later step started within the escalation time after the failed assessment"),
     # manifest
     "path": C("File", description="path inside the pack"),
     "sha256": C("SHA-256", description="checksum of the file"),
@@ -182,9 +200,21 @@ _TIMED = [  # columns named after a time point: cum_12w, response_24w_lower, ...
 ]
 
 
+_BY_TABLE: dict[str, dict[str, Column]] = {  # a column whose meaning depends on the table (by name prefix)
+    "scheme": {
+        "step": C("Step", description="step of the stepwise scheme (1 = first; spec [scheme]); 'all' for the total over steps"),
+        "name": C("Step name", description="the step's name in the scheme"),
+    },
+}
+
+
 def column(name: str, table: str = "") -> Column:
-    """What the column ``name`` holds (of the table ``table``): from :data:`COLUMNS`, from its
-    name's pattern (``cum_12w``, ``..._lower``), or, for Table 1's arm columns, text."""
+    """What the column ``name`` holds (of the table ``table``): from the table's own meanings
+    (:data:`_BY_TABLE`), from :data:`COLUMNS`, from its name's pattern (``cum_12w``,
+    ``..._lower``), or, for Table 1's arm columns, text."""
+    for prefix, cols in _BY_TABLE.items():
+        if table.startswith(prefix) and name in cols:
+            return cols[name]
     if name in COLUMNS:
         return COLUMNS[name]
     base, limit = name, ""

@@ -57,6 +57,9 @@ def _add_definitions(p: argparse.ArgumentParser) -> None:
                    help="calendar period of the quality indicators (default: year)")
     p.add_argument("--alpha", type=float, default=None, metavar="A",
                    help="every interval of every model and figure is 1 - A (default: 0.05, 95%% intervals)")
+    p.add_argument("--scheme", metavar="FILE", default=None,
+                   help="the department's stepwise scheme (TOML, contract section 6: ordered steps, their agents, "
+                        "the assessment time); default: the scheme that ships with the package")
 
 
 def _add_jobs(p: argparse.ArgumentParser) -> None:
@@ -353,6 +356,10 @@ def _spec(args):
                            parse_arms(args.arms) if args.arms else d.arms,
                            d.baseline_window_days)
     models = dataclasses.replace(m, period=args.period or m.period, alpha=m.alpha if args.alpha is None else args.alpha)
+    if getattr(args, "scheme", None):
+        from .lines.scheme import Scheme
+
+        models = dataclasses.replace(models, scheme=Scheme.load(args.scheme))
     pack = spec.pack
     if getattr(args, "min_cell", None) is not None:
         pack = dataclasses.replace(pack, min_cell=args.min_cell)

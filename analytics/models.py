@@ -15,6 +15,7 @@ from typing import Any, Callable, Iterable
 from .errors import OptionError
 from .lines.analysis_table import ADJUSTMENT_SET
 from .lines.options import MixedSpec
+from .lines.scheme import Scheme
 
 __all__ = ["ModelOptions", "Models", "fit_models"]
 
@@ -27,7 +28,8 @@ class ModelOptions:
     interval of every model and figure is ``1 - alpha``; ``period``: of the quality indicators;
     ``targets``: the department's target per quality indicator ((key, value) pairs, in the
     indicator's unit: % or days); ``better``: (key, "higher" | "lower") pairs that override an
-    indicator's direction of improvement."""
+    indicator's direction of improvement; ``scheme``: the department's stepwise scheme
+    (``--scheme FILE``, the spec's ``[scheme]``; contract section 6)."""
 
     adjust_for: tuple[str, ...] = ADJUSTMENT_SET
     mixed: MixedSpec = field(default_factory=MixedSpec)
@@ -37,6 +39,7 @@ class ModelOptions:
     period: str = "year"
     targets: tuple[tuple[str, float], ...] = ()
     better: tuple[tuple[str, str], ...] = ()
+    scheme: Scheme = field(default_factory=Scheme.default)
 
     def __post_init__(self):
         if not (0 < self.alpha < 0.5):

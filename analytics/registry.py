@@ -287,6 +287,34 @@ def _mixed_methods(m, ctx) -> str:
             + (f"; fallback: {m.fallback}" if m.fallback else "") + ".")
 
 
+def _scheme_cli(r) -> list[str]:
+    out = [f"Stepwise scheme ({r.scheme.name}), included lines per step:"]
+    for row in r.steps.itertuples():
+        pct = "" if row.response_pct is None or row.response_pct != row.response_pct else f" ({row.response_pct:.0f}%)"
+        out.append(f"  {row.step}. {row.name:<34} {row.lines:6d} lines {row.responses:6d} responses{pct}")
+    if len(r.outside):
+        out.append("  outside the scheme: " + ", ".join(f"{a} {n}" for a, n in zip(r.outside["agent"], r.outside["lines"])))
+    return out
+
+
+def _scheme_notes(r) -> list[str]:
+    from .stats.scheme import PUBLISHED_NOTE, REFRACTORY_CAVEAT, published_series
+
+    published = "; ".join(f"{a}: {text} ({source})" for a, _, _, _, text, source in published_series(r.alpha))
+    return [r.scheme.describe() + ".", REFRACTORY_CAVEAT,
+            f"Published series drawn beside the refractory lines, not this cohort: {published}. {PUBLISHED_NOTE}"]
+
+
+def _scheme_methods(r, ctx) -> str:
+    s = r.scheme
+    return (f"Each line took the step of its agent in the department's scheme ({len(s.steps)} steps); per step, "
+            f"responses with Wilson {ci_label(r.alpha)}s and Kaplan-Meier median time to response. Refractory lines "
+            "(an earlier included line ended without a response) compared by agent and in a Cox model adjusted as "
+            f"above. Adherence: lines judged at {s.assess_weeks:g} weeks (a scored visit within "
+            f"{s.assess_window_weeks:g} weeks), escalation within {s.escalate_weeks:g} weeks of a failed assessment, "
+            "steps skipped.")
+
+
 def _builtins() -> None:
     if _builtins.done:
         return
@@ -345,6 +373,17 @@ def _builtins() -> None:
               methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
                                       "a multinomial propensity model on the common support, truncated at the "
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
+        Entry("scheme", "Stepwise scheme",
+              lambda ctx: _fit("stats.scheme", "fit_scheme", ctx.derivation, ctx.full, ctx.prepared,
+                               scheme=ctx.options.scheme, adjust_for=tuple(ctx.options.adjust_for), alpha=ctx.alpha),
+              results_key=("scheme",),
+              tables={"steps": "scheme_steps", "outside": "scheme_outside", "refractory": "scheme_refractory",
+                      "refractory_cox": "scheme_refractory_cox", "adherence": "scheme_adherence",
+                      "skipped": "scheme_skipped", "not_escalated": "scheme_not_escalated"},
+              figures={"ladder": "scheme_ladder", "paths": "scheme_paths", "refractory": "scheme_refractory",
+                       "refractory_cox": "scheme_refractory_cox"},
+              section="Stepwise scheme", cli=_scheme_cli, notes=_scheme_notes, methods=_scheme_methods,
+              stage="scheme"),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
                                alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),

@@ -15,15 +15,17 @@ True
 
 from __future__ import annotations
 
-import tomllib
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from .errors import InputError, OptionError
+from . import tomlfile
+from .errors import OptionError
 from .ingest.schema import ANTIBODIES
 from .lines.cohort import SEVERITY, CohortFilter
 from .lines.options import DeriveOptions, MixedSpec, ResponseRule, parse_arms
+from .lines.scheme import Scheme
 from .models import ModelOptions
 
 __all__ = ["AnalysisSpec", "PackChoices", "SPEC_KEYS"]
@@ -85,6 +87,13 @@ SPEC_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
                 "targets": ("a table of indicator keys and numbers, e.g. {cdasi_documented = 90}",
                             lambda v: isinstance(v, dict)),
                 "better": ('a table of indicator keys and "higher" or "lower"', lambda v: isinstance(v, dict))},
+    "scheme": {"name": ("text", lambda v: isinstance(v, str)),
+               "assess_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
+               "assess_window_weeks": ("a number of weeks",
+                                       lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
+               "escalate_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
+               "step": ("a list of [[scheme.step]] tables, each with name and agents",
+                        lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v))},
     "pack": {"min_cell": ("a whole number from 2 to 1000", lambda v: isinstance(v, int) and not isinstance(v, bool)),
              "figures": ("a list of figure names", _strings),
              "tables": ("a list of table names", _strings)},
@@ -156,10 +165,11 @@ class AnalysisSpec:
                                                        mixed.get("random", MixedSpec().random)))
         _built("quality", lambda: ModelOptions(targets=g["quality"].get("targets", {}),
                                                better=g["quality"].get("better", {})))
+        scheme = Scheme.from_dict(g["scheme"], "spec: [scheme]") if g["scheme"] else Scheme.default()
         model_options = _built("models", lambda: ModelOptions(
             adjust_for=tuple(models.get("adjust_for", m0.adjust_for)), mixed=mixed_spec,
             alpha=float(models.get("alpha", m0.alpha)), period=g["quality"].get("period", m0.period),
-            targets=g["quality"].get("targets", {}), better=g["quality"].get("better", {})))
+            targets=g["quality"].get("targets", {}), better=g["quality"].get("better", {}), scheme=scheme))
         _check_covariates(model_options)
         pack = _built("pack", lambda: PackChoices(g["pack"].get("min_cell"), _tuple(g["pack"].get("figures")),
                                                   _tuple(g["pack"].get("tables"))))
@@ -167,20 +177,11 @@ class AnalysisSpec:
 
     @classmethod
     def from_toml(cls, text: str, source: str = "spec") -> "AnalysisSpec":
-        try:
-            doc = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise OptionError(f"{source} is not valid TOML: {exc}") from None
-        return cls.from_dict(doc)
+        return cls.from_dict(tomlfile.parse(text, source))
 
     @classmethod
     def load(cls, path: str | Path) -> "AnalysisSpec":
-        p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8-sig")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"cannot read the spec {p}: {exc}") from None
-        return cls.from_toml(text, str(p))
+        return cls.from_toml(tomlfile.read(path, "spec"), str(path))
 
     # -------------------------------------------------------------- writing
     def to_dict(self) -> dict:
@@ -198,6 +199,7 @@ class AnalysisSpec:
             "mixed": {"horizon_weeks": m.mixed.horizon_weeks, "random": m.mixed.random,
                       "covariates": list(m.mixed.covariates)},
             "quality": {"period": m.period, "targets": dict(m.targets) or None, "better": dict(m.better) or None},
+            "scheme": m.scheme.to_dict(),
             "pack": {"min_cell": self.pack.min_cell, "figures": _list(self.pack.figures),
                      "tables": _list(self.pack.tables)},
         }
@@ -220,7 +222,9 @@ class AnalysisSpec:
             for key, value in body.items():
                 if default.get(table, {}).get(key) == value:
                     continue
-                if isinstance(value, dict):  # quality.targets=cdasi_documented:90,ild_screening:80
+                if table == "scheme" and key == "step":  # a list of tables: JSON
+                    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+                elif isinstance(value, dict):  # quality.targets=cdasi_documented:90,ild_screening:80
                     text = ",".join(f"{k}:{v:g}" if isinstance(v, float) else f"{k}:{v}" for k, v in value.items())
                 elif isinstance(value, list):
                     text = ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
@@ -264,7 +268,8 @@ class AnalysisSpec:
                + (f", covariates {', '.join(m.mixed.covariates)}" if m.mixed.covariates else ""),
                f"quality indicators by {m.period}"
                + (f"; targets {', '.join(f'{k} {v:g}' for k, v in m.targets)}" if m.targets else "")
-               + (f"; better {', '.join(f'{k} {v}' for k, v in m.better)}" if m.better else "")]
+               + (f"; better {', '.join(f'{k} {v}' for k, v in m.better)}" if m.better else ""),
+               f"scheme: {m.scheme.describe()}"]
         if self.pack.min_cell:
             out.append(f"pack: counts below {self.pack.min_cell} suppressed")
         return out
@@ -331,6 +336,11 @@ def _scalar(text: str):
 
 def _from_text(table: str, key: str, text: str):
     """A query parameter's text as the value the spec's key takes."""
+    if (table, key) == ("scheme", "step"):
+        try:
+            return json.loads(text)
+        except ValueError:
+            raise OptionError("link: scheme.step must be a JSON list of {name, agents} tables") from None
     if (table, key) in _LIST_KEYS:
         return [_scalar(v.strip()) for v in text.split(",") if v.strip()]
     if (table, key) in (("quality", "targets"), ("quality", "better")):
@@ -339,7 +349,8 @@ def _from_text(table: str, key: str, text: str):
         if bad:
             raise OptionError(f"link: quality.{key}: {bad[0]!r} must be indicator:value")
         return {k.strip(): (_scalar(v.strip()) if key == "targets" else v.strip()) for k, _, v in pairs}
-    if table in ("models", "mixed", "pack") and key in ("alpha", "horizon_weeks", "min_cell"):
+    if table in ("models", "mixed", "pack", "scheme") and key in ("alpha", "horizon_weeks", "min_cell", "assess_weeks",
+                                                                  "assess_window_weeks", "escalate_weeks"):
         return _scalar(text)
     if key == "confirm":
         return _scalar(text)

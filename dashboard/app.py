@@ -16,6 +16,7 @@ P = {"data": st.Page("views/data.py", title="Data", icon=":material/upload_file:
      "time_to_response": st.Page("views/time_to_response.py", title="Time to response", icon=":material/avg_pace:"),
      "mixed_model": st.Page("views/mixed_model.py", title="Mixed model", icon=":material/stacked_line_chart:"),
      "timeline": st.Page("views/timeline.py", title="Patient timeline", icon=":material/person:"),
+     "scheme": st.Page("views/scheme.py", title="Stepwise scheme", icon=":material/stairs:"),
      "quality": st.Page("views/quality.py", title="Quality", icon=":material/verified:"),
      "compare": st.Page("views/compare.py", title="Compare exports", icon=":material/compare_arrows:"),
      "analyses": st.Page("views/analyses.py", title="All analyses", icon=":material/list_alt:"),
@@ -24,7 +25,7 @@ P = {"data": st.Page("views/data.py", title="Data", icon=":material/upload_file:
      "audit": st.Page("views/audit.py", title="Audit log", icon=":material/policy:")}
 if state.can("patient_level"):  # analysts and admins: everything for analysis
     PAGES = [P[k] for k in ("data", "cohort", "trajectories", "time_to_response", "mixed_model", "timeline",
-                            "quality", "compare", "analyses", "summary", "report")]
+                            "scheme", "quality", "compare", "analyses", "summary", "report")]
 else:  # a viewer: aggregates only, small cells suppressed
     PAGES = [P["data"], P["summary"], P["report"]]
 if state.can("audit"):

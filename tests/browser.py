@@ -16,7 +16,8 @@ from pathlib import Path
 
 PAGES = [("", "data", None), ("cohort", "cohort", None), ("trajectories", "trajectories", ".js-plotly-plot"),
          ("time_to_response", "time_to_response", ".js-plotly-plot"), ("mixed_model", "mixed_model", ".js-plotly-plot"),
-         ("timeline", "timeline", ".js-plotly-plot"), ("quality", "quality", ".js-plotly-plot"),
+         ("timeline", "timeline", ".js-plotly-plot"), ("scheme", "scheme", ".js-plotly-plot"),
+         ("quality", "quality", ".js-plotly-plot"),
          ("report", "report", None)]
 # Flags for a root, offline machine: no sandbox, and no background connections to the closed network.
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",

@@ -38,6 +38,17 @@ summary = q.summary.assign(definition=lambda d: d["key"].map(lambda k: f"{defs[k
 st.subheader("All indicators")
 ui.table(summary, "quality_indicators", "quality.summary", scope="export")
 
+with st.expander("Adherence to the stepwise scheme: where each measure is defined", icon=":material/stairs:"):
+    from analytics.stats.scheme import ADHERENCE
+
+    scheme = state.model_options().scheme
+    st.markdown(f"The scheme's own indicators (judged at {scheme.assess_weeks:g} weeks, escalation within "
+                f"{scheme.escalate_weeks:g} weeks, as the scheme defines them; the cohort filters apply) are on the "
+                "Stepwise scheme page; the 12-week MCID indicators above do not depend on the scheme.")
+    for key_, text in ADHERENCE.items():
+        st.markdown(f"- **{key_}**: {text}.")
+    st.page_link("views/scheme.py", label="Open the Stepwise scheme page", icon=":material/stairs:")
+
 available = list(q.summary["key"])
 key = st.selectbox("Indicator", available, format_func=lambda k: defs[k].name, key="quality.indicator")
 ind = defs[key]

@@ -7,6 +7,7 @@ plotly objects behind it."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 _JS = r"""() => {
@@ -75,8 +76,9 @@ def invisible_shapes(found: dict) -> list[dict]:
     bad = []
     for s in found["shapes"]:
         stroked = s["width"] > 0 and s["strokeOpacity"] > 0 and s["stroke"] not in ("none", "rgba(0, 0, 0, 0)")
+        segments = len(re.findall(r"[LHVlhv]", s["d"]))  # a rect is drawn with H and V: M x,y H x2 V y2 H x Z
         filled = (s["fill"] not in ("none", "rgba(0, 0, 0, 0)") and s["fillOpacity"] > 0
-                  and "L" in s["d"] and s["area"] > 1.0 and s["d"].count("L") >= 2)
+                  and s["area"] > 1.0 and segments >= 2)
         if s["opacity"] > 0 and not stroked and not filled:
             bad.append(s)
     return bad

@@ -99,7 +99,7 @@ def test_every_page_figure_draws_every_shape_and_no_text_on_another(page, page_s
 
 def test_the_checker_finds_what_it_is_for(page):
     """The checks are not vacuous: simple_white's invisible reference line, two texts on one
-    spot and a legend on the curves are each found."""
+    spot and a legend on the curves are each found; a stroke-less filled rect is not."""
     import kaleido
     import plotly.graph_objects as go
 
@@ -109,6 +109,8 @@ def test_the_checker_finds_what_it_is_for(page):
     fig.add_hline(y=1, line=dict(color="#888", dash="dash"))
     fig.add_annotation(x=1, y=1.5, text="one label", showarrow=False)
     fig.add_annotation(x=1, y=1.5, text="another label", showarrow=False)
+    fig.add_shape(type="rect", x0=1.6, x1=1.9, y0=0, y1=0.3, line=dict(width=0), fillcolor="#56B4E9",
+                  opacity=0.55, layer="below")  # no stroke, but a filled rect (drawn M H V H Z): visible
     kaleido.start_sync_server(n=1, timeout=120, silence_warnings=True)
     try:
         svg = kaleido_render(fig, {"format": "svg", "width": 600, "height": 400}).decode("utf-8")

@@ -26,7 +26,7 @@ def visited(tmp_path_factory):
 @pytest.mark.parametrize("name,title,min_charts", [
     ("data", "Data", 0), ("cohort", "Cohort", 0), ("trajectories", "Trajectories", 2),
     ("time_to_response", "Time to response", 1), ("mixed_model", "Mixed model", 2), ("timeline", "Patient timeline", 1),
-    ("quality", "Quality", 1), ("report", "Report", 0)])
+    ("scheme", "Stepwise scheme", 3), ("quality", "Quality", 1), ("report", "Report", 0)])
 def test_every_page_in_a_real_browser(visited, name, title, min_charts):
     got = visited[name]
     assert got["title"] == title

@@ -16,7 +16,8 @@ from .conftest import ROOT  # noqa: E402
 
 APP = str(ROOT / "dashboard" / "app.py")
 PAGES = ["views/data.py", "views/cohort.py", "views/trajectories.py", "views/time_to_response.py",
-         "views/mixed_model.py", "views/timeline.py", "views/quality.py", "views/analyses.py", "views/report.py"]
+         "views/mixed_model.py", "views/timeline.py", "views/scheme.py", "views/quality.py", "views/analyses.py",
+         "views/report.py"]
 
 TINY = ("patient_id,visit_day,cdasi_activity,systemic_therapy,antibody,ild,sex,age_at_onset\n" + "".join(
     f"T{i},{w},{max(0, 20 - (i % 3) * k * 3 + (i % 2))},{'MMF' if i % 2 else 'IVIG'},{'mda5' if i % 4 == 0 else 'tif1g'},"
@@ -61,7 +62,7 @@ def sample_app():
 
 @pytest.mark.parametrize("page,charts", [("views/data.py", 0), ("views/cohort.py", 0), ("views/trajectories.py", 3),
                                          ("views/time_to_response.py", 1), ("views/mixed_model.py", 2),
-                                         ("views/timeline.py", 1), ("views/quality.py", 1),
+                                         ("views/timeline.py", 1), ("views/scheme.py", 4), ("views/quality.py", 1),
                                          ("views/analyses.py", 2), ("views/report.py", 0)])
 def test_every_page_on_the_sample(sample_app, page, charts):
     at = sample_app.switch_page(page).run()
@@ -131,6 +132,74 @@ def test_response_rule_changes_everything(sample_app):
     assert "percent:40" in " ".join(m.value for m in at.sidebar.markdown)
     at.switch_page("views/mixed_model.py").run()
     _ok(at)
+
+
+def test_scheme_rule_and_dataset_changes_reach_the_scheme_page():
+    """Transitions: edit the scheme on its page, then change the response rule, then the dataset;
+    each time the Scheme page's tables, its Reproduce code and the analysis spec follow."""
+    import re
+
+    at = _app()
+    at.switch_page("views/scheme.py").run()
+    _ok(at)
+
+    def late(at):  # "Failed assessment, not escalated within W weeks (N)"
+        text = next(m.value for m in at.markdown if "not escalated within" in m.value).replace("*", "")
+        w, n = re.search(r"within ([\d.]+) weeks \((\d+)\)", text).groups()
+        return float(w), int(n)
+
+    def steps(at):  # the steps table as shown, its counts as numbers
+        shown = at.dataframe[0].value.copy()
+        for c in ("Lines", "Responses"):
+            shown[c] = shown[c].astype(str).str.replace(",", "").astype(int)
+        return shown
+
+    w0, n0 = late(at)
+    steps0 = steps(at)
+    assert w0 == 4 and n0 > 0 and list(steps0["Lines"]) and steps0["Lines"].sum() > 0
+    assert "escalate_weeks=4.0" in " ".join(c.value for c in at.code)
+
+    escalate = next(n for n in at.main.number_input if n.label.startswith("Escalation due within"))
+    escalate.set_value(26.0)
+    next(b for b in at.button if b.label == "Apply").click().run()
+    _ok(at)
+    w1, n1 = late(at)
+    assert w1 == 26 and n1 < n0  # more time to escalate: fewer late escalations
+    assert steps(at).equals(steps0)  # the steps do not depend on the escalation time
+    assert at.session_state["analysis.model_options"].scheme.escalate_weeks == 26
+    assert "escalate_weeks=26.0" in " ".join(c.value for c in at.code)
+    assert "edited on the Scheme page" in " ".join(str(x.label) for x in at.expander)
+
+    at.switch_page("views/time_to_response.py").run()  # a stricter response rule
+    at.selectbox[0].set_value("percent")
+    at.number_input[0].set_value(40.0)
+    at.button[0].click().run()
+    _ok(at)
+    at.switch_page("views/scheme.py").run()
+    _ok(at)
+    steps2 = steps(at)
+    assert (steps2["Lines"] == steps0["Lines"]).all() and not (steps2["Responses"] == steps0["Responses"]).all()
+    assert late(at)[0] == 26  # the scheme survives a rule change
+    # the page agrees with the API (and so the CLI) under the same rule and scheme
+    import dataclasses
+
+    from analytics import DeriveOptions, ResponseRule, analyze, load
+    from analytics.lines.scheme import Scheme
+    from analytics.models import ModelOptions
+
+    prepared, _ = load(ROOT / "sample_data" / "visits.csv", ROOT / "sample_data" / "therapies.csv")
+    api = analyze(prepared, DeriveOptions(response=ResponseRule("percent", 40.0)),
+                  models=ModelOptions(scheme=dataclasses.replace(Scheme.default(), escalate_weeks=26.0))).models["scheme"]
+    assert list(steps2["Lines"]) == list(api.steps["lines"]) and list(steps2["Responses"]) == list(api.steps["responses"])
+    assert late(at)[1] == len(api.not_escalated)
+    assert "kind='percent', value=40.0" in " ".join(c.value for c in at.code)
+
+    at.session_state["data.files"] = DatasetFiles((TINY, "tiny.csv"), label="tiny")  # another dataset
+    at.run()
+    _ok(at)
+    steps3 = steps(at)
+    assert steps3["Lines"].sum() == 24  # the tiny export: 24 patients, one MMF or IVIG line each
+    assert late(at)[0] == 26 and "tiny.csv" in " ".join(c.value for c in at.code)
 
 
 def test_mixed_model_spec_changes():

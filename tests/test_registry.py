@@ -69,7 +69,7 @@ def dummy():
 
 def test_registry_lists_the_builtins_in_order():
     assert [e.name for e in entries()] == ["cohort", "table1", "km", "cox", "cox_adjusted", "competing", "interval",
-                                           "mixed", "adjusted", "quality"]
+                                           "mixed", "adjusted", "scheme", "quality"]
     with pytest.raises(KeyError, match="no analysis named 'nope'"):
         entry("nope")
     with pytest.raises(ValueError, match="identifier"):

@@ -33,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXE = str(Path(sys.executable).with_name("cdasi-outcomes"))
 COHORTS = Path(tempfile.gettempdir()) / "cdasi-bench-cohorts"
-PAGES = ["cohort", "trajectories", "time_to_response", "mixed_model", "timeline", "quality", "analyses", "summary",
+PAGES = ["cohort", "trajectories", "time_to_response", "mixed_model", "timeline", "scheme", "quality", "analyses", "summary",
          "report"]
 
 # (what, patients) -> (baseline, target, unit); the baselines are issue 13's table, measured before

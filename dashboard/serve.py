@@ -7,6 +7,11 @@ visitor waits for pandas, Arrow, SQLAlchemy and the analytics package to import 
 2-core machine) on top of reading the export. The imports run in a daemon thread; a script that
 needs a module still importing waits for it (Python's import lock) and never imports it twice.
 No data is read here: the export is read by the first session, as before.
+
+numpy and pandas are imported *before* the thread starts, in the main thread: plotly (which
+Streamlit imports at once) asks ``sys.modules`` whether pandas is there without importing it, and
+a pandas half-imported by the thread made it fail ("partially initialized module 'pandas' has no
+attribute 'Series'") and the server not start, once in a few starts on a 2-core machine.
 """
 
 from __future__ import annotations
@@ -15,8 +20,11 @@ import importlib
 import sys
 import threading
 
-# What the first page (Data) imports, in the order it needs them.
-PRELOAD = ("numpy", "pandas", "pyarrow.csv", "pyarrow.compute", "analytics.pipeline", "analytics.spec",
+# Imported before the server starts: modules that the server's own imports look up in sys.modules
+# without importing them (plotly's optional pandas and numpy), which must never be seen half-imported.
+FIRST = ("numpy", "pandas")
+# What the first page (Data) imports next, in the order it needs them, while the server starts.
+PRELOAD = ("pyarrow.csv", "pyarrow.compute", "analytics.pipeline", "analytics.spec",
            "analytics.lines.cohort", "sqlalchemy", "alembic.command", "analytics.library")
 
 
@@ -31,6 +39,11 @@ def preload() -> None:
 
 
 def main() -> None:
+    for name in FIRST:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the page that needs it shows the error
+            break
     threading.Thread(target=preload, name="cdasi-preload", daemon=True).start()
     from streamlit.web.cli import main as streamlit_main
 

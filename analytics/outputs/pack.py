@@ -408,6 +408,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     contents.figures = {name: (stamp_figure(fig, stamps[name]), caption)
                         for name, (fig, caption) in contents.figures.items()}
     table_dir = out / "tables"
+    table_dir.mkdir(parents=True, exist_ok=True)  # the workbook's "about" sheet is written with no table chosen
     for name, df in contents.tables.items():
         write_table(df, table_dir, name)
     if contents.tables:  # what every column of every CSV means (the CSVs keep machine names)

@@ -79,6 +79,7 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
     - a valid upload: the sidebar names the new dataset at once (it used to lag one click);
     - a rejected upload: only its own report, with message and fix as the first columns, and the
       previous dataset stays in use;
+    - an upload with identifiers (Spanish headers): the guard's refusals, values masked everywhere;
     - an analysis spec opened in the sidebar: the rule and filters apply on Time to response and
       in the sidebar."""
     from playwright.sync_api import sync_playwright
@@ -92,6 +93,7 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
         pytest.skip("no chromium on this machine: apt-get install chromium")
     (tmp_path / "tiny.csv").write_bytes(TINY)
     (tmp_path / "bad.csv").write_text("patient_id,visit_day,cdasi_activity\nP1,0,250\n")
+    (tmp_path / "nhc.csv").write_text("NHC,fecha_visita,cdasi_activity,apellidos\n4512873,2021-03-04,20,García López\n")
     (tmp_path / "analysis.toml").write_text('[response]\nrule = "percent:40"\n[cohort]\nild = "no"\n')
     with running_dashboard(free_port(), tmp_path / "dashboard.log") as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium_path(), headless=True, args=CHROMIUM_ARGS)
@@ -119,6 +121,17 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             assert "Validation report of bad.csv" in text and "De-identification guard" not in text
             headers = main.locator('[data-testid="stDataFrame"]').first.locator('[role="columnheader"]')
             assert headers.all_inner_texts()[:2] == ["Finding", "How to fix it"]
+            assert "Dataset: tiny.csv" in sidebar.inner_text()
+
+            # a Spanish export with identifiers: the guard's refusals, each with column, masked example and fix
+            main.locator('input[type="file"]').first.set_input_files(str(tmp_path / "nhc.csv"))
+            page.wait_for_timeout(1000)
+            main.get_by_role("button", name="Load and validate").click()
+            wait_until_idle(page)
+            text = main.inner_text()
+            assert "Refused by the de-identification guard" in text, text[-3000:]
+            assert "column NHC" in text and "column apellidos" in text and "G***** L****" in text
+            assert "García" not in text and "4512873" not in text  # never repeated, even in the report table
             assert "Dataset: tiny.csv" in sidebar.inner_text()
 
             sidebar.get_by_text("Analysis spec").click()

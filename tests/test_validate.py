@@ -22,6 +22,18 @@ CASES = {
                           "Patient Name", ()),
     "identifier_value": (V.strip() + ",notes\nP1,0,20,MMF,call 555-123-4567\nP1,30,10,MMF,ok\n", None, None,
                          "error", "notes", (2,)),
+    "identifier_birth_date": ("patient_id,visit_date,cdasi_activity,f1\n" + "".join(
+        f"P{i},2020-0{k}-01,20,19{50 + i}-0{1 + i}-1{i}\n" for i in range(5) for k in (1, 4)), None, None, "error",
+        "f1", tuple(range(2, 12))),
+    "identifier_person_name": ("patient_id,visit_day,cdasi_activity,f2\n" + "".join(
+        f"P{i},{d},20,{n}\n" for i, n in enumerate(["Ana Ruiz", "Jan de Vries", "Marie Dupont", "Luca Bianchi",
+                                                    "Hans Weber"]) for d in (0, 30)), None, None, "error", "f2",
+        tuple(range(2, 12))),
+    "identifier_patient_id": ("patient_id,visit_day,cdasi_activity\nMRN1000123,0,20\nMRN1000123,30,10\n", None, None,
+                              "error", "patient_id", (2, 3)),
+    "patient_id_override": ("patient_id,visit_day,cdasi_activity\nMRN1000123,0,20\n", None,
+                            {"patient_id_override": "registry numbers issued by the study office"}, "info",
+                            "patient_id", ()),
     "age_over_89": (V.strip() + ",age_at_onset\nP1,0,20,MMF,91\nP2,0,20,MMF,90+\n", None, None, "error",
                     "age_at_onset", (2,)),
     "missing_patient_id": (V + ",0,20,MMF\nP1,30,10,MMF\n", None, None, "error", "patient_id", (2,)),

@@ -40,6 +40,9 @@ class ColumnMapping:
     drugs: dict[str, str] = field(default_factory=dict)
     source: str | None = None
     date_format: str = "auto"  # auto | ymd | dmy | mdy: the order of day and month in non-ISO dates
+    # why patient ids that look like record numbers are pseudonyms: waives the guard's patient-id rule,
+    # and the reason goes into results.json and manifest.json
+    patient_id_override: str | None = None
 
 
 def load_mapping(path: str | Path | None) -> ColumnMapping:
@@ -70,10 +73,16 @@ def mapping_from_bytes(data: bytes, name: str = "mapping.toml") -> ColumnMapping
 
 def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:
     where = source or "mapping"
-    unknown_tables = set(raw) - {"columns", "drugs", "date_format"}
+    unknown_tables = set(raw) - {"columns", "drugs", "date_format", "patient_id_override"}
     if unknown_tables:
-        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; use [columns], [drugs] and "
-                           "date_format")
+        raise MappingError(f"{where}: unknown table(s) {sorted(unknown_tables)}; use [columns], [drugs], "
+                           "date_format and patient_id_override")
+    override = raw.get("patient_id_override")
+    if override is not None:
+        if not isinstance(override, str) or len(override.strip()) < 12:
+            raise MappingError(f"{where}: patient_id_override = {override!r}; give the reason in words, e.g. "
+                               'patient_id_override = "study numbers issued by the trial office, not record numbers"')
+        override = override.strip()
     date_format = raw.get("date_format", "auto")
     if date_format not in DATE_FORMATS:
         raise MappingError(f"{where}: date_format = {date_format!r}; use one of {', '.join(DATE_FORMATS)} "
@@ -91,7 +100,7 @@ def mapping_from_dict(raw: dict, source: str | None = None) -> ColumnMapping:
         k, v = next(iter(bad.items()))
         raise MappingError(f"{where}: [columns] maps {k!r} to {v!r}, which is not a known column; "
                            f"known columns: {', '.join(sorted(valid))}")
-    return ColumnMapping(dict(columns), dict(drugs), source, date_format)
+    return ColumnMapping(dict(columns), dict(drugs), source, date_format, override)
 
 
 @dataclass

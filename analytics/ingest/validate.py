@@ -13,8 +13,12 @@ rule                       severity  when
 empty_file                 error     the file has no header or no data rows
 duplicate_column           error     two headers match the same column
 missing_column             error     a required column is absent
-identifier_column          error     a header looks like names, MRNs, dates of birth, addresses...
-identifier_value           error     free text holds an email address, phone number or SSN
+identifier_column          error     a header looks like names, MRNs, dates of birth, addresses... (8 languages)
+identifier_value           error     national numbers with a valid check; emails, phones, SSNs, record numbers in text
+identifier_birth_date      error     dates one per patient, decades before the first visit
+identifier_person_name     error     capitalised names, one per patient, many distinct
+identifier_patient_id      error     patient ids look like record numbers or national ids
+patient_id_override        info      the mapping file waived the patient-id rule, with its reason
 age_over_89                error     an age over 89 not written as "90+"
 missing_patient_id         error     patient_id is blank
 missing_visit_time         error     visit_date / visit_day is blank
@@ -50,7 +54,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .deid import scan_identifiers
+from .deid import mask_patient_ids, scan_identifiers
 from .distinct import distinct, shared_factorization
 from .drugs import AGENTS, DrugNormaliser, split_therapy
 from ..errors import InvalidDataError
@@ -443,7 +447,7 @@ def _report_unknown_drugs(raw, rep, masks: dict[str, pd.Series], frame: pd.DataF
 
 # ---------------------------------------------------------------- the therapies file
 def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: str, anchors: pd.Series | None,
-                     patients: set, norm: DrugNormaliser) -> pd.DataFrame | None:
+                     patients: set, norm: DrugNormaliser, override: str | None = None) -> pd.DataFrame | None:
     d = raw.data
     if d.shape[1] == 0 or len(d) == 0:
         rep.add("empty_file", "error", "the therapies file has no rows", file="therapies",
@@ -451,7 +455,7 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
         return None
     if not _check_columns(raw, rep, [("patient_id",), ("drug",), ("start_date", "start_day")]):
         return None
-    rep.extend(scan_identifiers(raw))
+    rep.extend(scan_identifiers(raw, override, norm))
     need = "start_date" if basis == "date" else "start_day"
     if need not in d.columns:
         rep.add("time_basis_mismatch", "error",
@@ -580,9 +584,10 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
                 fix="export one row per visit with a header row (patient_id, visit_date, cdasi_activity, ...)")
         return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
     if not _check_columns(visits, rep, [("patient_id",), ("visit_date", "visit_day"), ("cdasi_activity",)]):
-        rep.extend(scan_identifiers(visits))
+        rep.extend(scan_identifiers(visits, mapping.patient_id_override, norm))
+        _guarded(rep, sources, mapping.patient_id_override)
         return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
-    rep.extend(scan_identifiers(visits))
+    rep.extend(scan_identifiers(visits, mapping.patient_id_override, norm))
 
     order = date_order([(visits, ("visit_date", *_EVENT_DATES)), (therapies, ("start_date", "stop_date"))],
                        mapping.date_format)
@@ -605,7 +610,8 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
         if "systemic_therapy" in v.columns:
             rep.add("systemic_therapy_ignored", "info", "a therapies file was given, so the visits' "
                     "systemic_therapy column is not used for therapy lines", column="systemic_therapy")
-        episodes = _parse_therapies(therapies, rep, order, basis, anchors, set(v["patient_id"]), norm)
+        episodes = _parse_therapies(therapies, rep, order, basis, anchors, set(v["patient_id"]), norm,
+                                    mapping.patient_id_override)
         v["agents"] = [()] * len(v)
     elif "systemic_therapy" in v.columns:
         _therapy_from_visits(visits, rep, v, norm)
@@ -622,7 +628,20 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
     counts = {"rows_read": visits.n_rows, "rows_with_errors": int(bad.sum()), "duplicate_rows_merged": n_dupes,
               "visits": len(v), "patients": int(v["patient_id"].nunique()),
               "visits_with_activity": int((~no_act).sum())}
+    _guarded(rep, sources, mapping.patient_id_override)
     return Prepared(v, episodes, rep, basis, anchors, counts, sources)
+
+
+def _guarded(rep: ValidationReport, sources: dict, override: str | None) -> None:
+    """After the guard: no finding repeats a patient id refused as an identifier, and an override of
+    the patient-id rule is recorded with the sources (results.json, manifest.json)."""
+    if "identifier_patient_id" in rep.rules():
+        mask_patient_ids(rep)
+    waived = [f for f in rep.findings if f.rule == "patient_id_override"]
+    if waived:
+        sources["deidentification"] = {"patient_id_override": {
+            "reason": override, "files": [f.file for f in waived], "patient_ids_flagged": max(f.count for f in waived),
+            "rule_waived": "identifier_patient_id"}}
 
 
 def _empty_visits() -> pd.DataFrame:

@@ -4,8 +4,24 @@ import streamlit as st
 
 from dashboard import state, ui
 from dashboard.state import DatasetFiles
+from analytics.ingest.deid import GUARD_RULES
 
-GUARD_RULES = ("identifier_column", "identifier_value", "age_over_89")
+
+
+def _guard(report) -> bool:
+    """The de-identification guard's refusals (each with its column, rule, masked example and fix) and
+    any waiver of the patient-id rule. True when something was shown."""
+    refused = [f for f in report.findings if f.rule in GUARD_RULES and f.severity == "error"]
+    waived = [f for f in report.findings if f.rule == "patient_id_override"]
+    if refused:
+        st.error("Refused by the de-identification guard: the file holds identifiers.\n\n" + "\n".join(
+            f"- **{f.rule}** ({f.file}, column `{f.column}`): {f.message}. *Fix:* {f.fix}" for f in refused),
+            icon=":material/shield:")
+    for f in waived:
+        st.info(f"Patient-id rule waived by the mapping file ({f.file}): {f.message}. The reason is recorded in "
+                "results.json and manifest.json.", icon=":material/shield:")
+    return bool(refused or waived)
+
 
 st.title("Data")
 st.markdown("Load a de-identified visit export, or explore the synthetic sample cohort. Uploads are held in "
@@ -73,6 +89,7 @@ else:
                 st.rerun()
             st.error(message)
             if report is not None:  # only the rejected file's report: the previous dataset's would contradict it
+                _guard(report)
                 st.subheader(f"Validation report of {files.label}")
                 ui.table(report.to_frame(), "validation_report_rejected", "data.rejected", scope="data")
             st.stop()
@@ -126,11 +143,10 @@ else:
     st.success("No problems found.")
 
 st.subheader("De-identification guard")
-guard = [f for f in rep.findings if f.rule in GUARD_RULES]
-if guard:
-    st.error("The file holds identifiers and was refused: " + "; ".join(f"{f.message} ({f.fix})" for f in guard))
-else:
-    st.success("No identifier-like columns, free-text identifiers or ages over 89 found.")
+if not _guard(rep):
+    st.success("No identifier-like headers (in English, Spanish, Catalan, Portuguese, French, Italian, German or "
+               "Dutch), national identity numbers, record numbers, dates of birth, person names, emails or phone "
+               "numbers, and no ages over 89 found. The README says what the guard cannot catch.")
 
 st.subheader("Attrition: from rows to analysable lines")
 if rep.ok:

@@ -52,9 +52,10 @@ def test_dates_and_numbers_in_free_text_are_not_phone_numbers():
     assert p.report.ok, p.report.to_text()
 
 
-def test_email_as_patient_id_is_refused():
-    p = prep(f"{V}\njane@example.org,0,20\n")
-    assert "identifier_value" in p.report.rules()
+def test_email_as_patient_id_is_refused_and_never_repeated():
+    p = prep(f"{V}\njane@example.org,0,20\njane@example.org,30,200\n")  # 200: out of range too
+    assert "identifier_value" in p.report.rules() and "out_of_range" in p.report.rules()
+    assert "jane@example.org" not in p.report.to_text()
 
 
 def test_age_over_89_refused_and_90_plus_accepted():

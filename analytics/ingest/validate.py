@@ -635,7 +635,8 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
 def _guarded(rep: ValidationReport, sources: dict, override: str | None) -> None:
     """After the guard: no finding repeats a patient id refused as an identifier, and an override of
     the patient-id rule is recorded with the sources (results.json, manifest.json)."""
-    if "identifier_patient_id" in rep.rules():
+    if any(f.rule == "identifier_patient_id" or (f.rule == "identifier_value" and f.column == "patient_id")
+           for f in rep.findings):  # the ids are identifiers (record numbers, emails): no finding repeats one
         mask_patient_ids(rep)
     waived = [f for f in rep.findings if f.rule == "patient_id_override"]
     if waived:

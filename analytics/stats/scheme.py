@@ -228,7 +228,7 @@ def fit_scheme(derivation: Derivation, full: Derivation, prepared: Prepared | No
                              "event": inc["event"].astype(int)})
     ordered = [names[i] for i in names]
     km = fit_km(km_table, ordered, alpha=alpha) if len(inc) else None
-    stay = pd.DataFrame({"arm": inc["step_name"], "time": (inc["end_day"] - inc["start_day"]) / 7.0,
+    stay = pd.DataFrame({"arm": inc["step_name"], "time": ((inc["end_day"] - inc["start_day"]) / 7.0).astype(float),
                          "event": (inc["end_reason"] != "last visit").astype(int)})
     km_stay = fit_km(stay, ordered, alpha=alpha) if len(inc) else None
     rows = []

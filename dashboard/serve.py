@@ -28,22 +28,23 @@ PRELOAD = ("pyarrow.csv", "pyarrow.compute", "analytics.pipeline", "analytics.sp
            "analytics.lines.cohort", "sqlalchemy", "alembic.command", "analytics.library")
 
 
-def preload() -> None:
-    """Import :data:`PRELOAD`; stop quietly at the first failure (the page that needs the module
+def _import(names: tuple[str, ...]) -> None:
+    """Import ``names`` in order; stop quietly at the first failure (the page that needs the module
     imports it again and shows the error there)."""
-    for name in PRELOAD:
+    for name in names:
         try:
             importlib.import_module(name)
         except Exception:  # noqa: BLE001
             return
 
 
+def preload() -> None:
+    """Import :data:`PRELOAD` (in the preload thread)."""
+    _import(PRELOAD)
+
+
 def main() -> None:
-    for name in FIRST:
-        try:
-            importlib.import_module(name)
-        except Exception:  # noqa: BLE001 - the page that needs it shows the error
-            break
+    _import(FIRST)
     threading.Thread(target=preload, name="cdasi-preload", daemon=True).start()
     from streamlit.web.cli import main as streamlit_main
 

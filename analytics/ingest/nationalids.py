@@ -91,36 +91,31 @@ def identify(value: str) -> IdFormat | None:
     c = compact(value)
     if not 9 <= len(c) <= 16 or not any(ch.isdigit() for ch in c) or _DECIMAL.fullmatch(value):
         return None
-    for fmt in FORMATS:
-        if fmt.shape.fullmatch(c) and _safe(fmt, c):
-            return fmt
-    return None
+    return _first(c)
 
 
 def identify_many(values: "pd.Series") -> dict:
     """{index: format} for the values of a Series of text that are valid numbers of a format: the
     shapes are matched on the whole Series at once, the checks run only on values of some shape."""
-    import pandas as pd
-
     c = values.astype(str).str.replace(_SEPARATORS.pattern, "", regex=True).str.upper()
     any_shape = "|".join(f"(?:{f.shape.pattern})" for f in FORMATS)
     cand = c[c.str.len().between(9, 16) & c.str.fullmatch(any_shape) & ~values.astype(str).str.fullmatch(_DECIMAL.pattern)]
-    out = {}
-    for i, v in pd.Series(cand).items():
-        for fmt in FORMATS:
-            if fmt.shape.fullmatch(v) and _safe(fmt, v):
-                out[i] = fmt
-                break
-    return out
+    return {i: fmt for i, v in cand.items() if (fmt := _first(v)) is not None}
 
 
-def _safe(fmt: IdFormat, value: str) -> bool:
-    try:
-        return bool(fmt.valid(value))
-    except Exception:  # a malformed value is not an identifier; stdnum raises on some edge forms
-        return False
+def _first(value: str, formats: tuple[IdFormat, ...] = FORMATS) -> IdFormat | None:
+    """The first of ``formats`` whose shape the compact ``value`` has and whose check it passes."""
+    for fmt in formats:
+        if fmt.shape.fullmatch(value):
+            try:
+                if fmt.valid(value):
+                    return fmt
+            except Exception:  # noqa: BLE001 - a malformed value is not an identifier; stdnum raises on some forms
+                continue
+    return None
 
 
+_LETTERED = tuple(f for f in FORMATS if f.letters)
 _WORD = re.compile(r"(?<![A-Za-z0-9])[A-Za-z0-9]{9,16}(?![A-Za-z0-9])")
 
 
@@ -131,7 +126,6 @@ def in_text(text: str) -> IdFormat | None:
         word = m.group(0).upper()
         if not (any(ch.isdigit() for ch in word) and any(ch.isalpha() for ch in word)):
             continue
-        for fmt in FORMATS:
-            if fmt.letters and fmt.shape.fullmatch(word) and _safe(fmt, word):
-                return fmt
+        if (fmt := _first(word, _LETTERED)) is not None:
+            return fmt
     return None

@@ -310,11 +310,10 @@ def _birth_date_rule(table: RawTable, col: str, u: pd.Series) -> Finding | None:
     if per is None or per[1] < 0.95:
         return None
     first_value, _ = per
-    visits = data[["patient_id", "visit_date"]]
-    vd = visits["visit_date"].astype(str).str.strip()
-    parsed = pd.Series(_parse_dates(pd.Series(pd.unique(vd[vd != ""]), dtype=object)).to_numpy(),
-                       index=pd.unique(vd[vd != ""]))
-    first_visit = pd.Series(parsed.reindex(vd).to_numpy(), index=visits.index).groupby(visits["patient_id"]).min()
+    codes, dates = distinct(data["visit_date"])  # each distinct visit date parsed once
+    parsed = np.append(_parse_dates(pd.Series(dates, dtype=object).astype(str).str.strip()).to_numpy(),
+                       np.datetime64("NaT", "ns"))  # code -1 (no value): NaT
+    first_visit = pd.Series(parsed[codes], index=data.index).groupby(data["patient_id"]).min()
     born = pd.Series(_parse_dates(pd.Series(first_value.to_numpy(), dtype=object)).to_numpy(), index=first_value.index)
     gap = (first_visit.reindex(born.index) - born).dt.days / 365.25
     gap = gap.dropna()

@@ -204,6 +204,10 @@ def test_dates_of_onset_or_of_visits_are_not_dates_of_birth():
     onset = lambda i: f"2019-0{1 + i % 9}-1{i % 10}"  # months before the first visit
     p = prep("patient_id,visit_date,cdasi_activity,fecha_inicio_sintomas\n" + _patients(8, onset))
     assert _guard(p) == [], p.report.to_text()
+    # one patient whose disease began 16 years before the first visit: a long history (found by hypothesis)
+    p = prep("patient_id,visit_date,cdasi_activity,notes\nCADM-0001,2021-01-10,20,2005-03-04\n"
+             "CADM-0001,2021-04-10,17,2005-03-04\n")
+    assert _guard(p) == [], p.report.to_text()
     # a date that changes at each visit (a lab date) is not constant within a patient
     lines = [f"CADM-{i:04d},2020-0{k}-10,20,19{50 + i}-0{k}-01" for i in range(8) for k in (1, 4)]
     p = prep("patient_id,visit_date,cdasi_activity,lab_date\n" + "\n".join(lines) + "\n")

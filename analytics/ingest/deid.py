@@ -317,7 +317,9 @@ def _birth_date_rule(table: RawTable, col: str, u: pd.Series) -> Finding | None:
     born = pd.Series(_parse_dates(pd.Series(first_value.to_numpy(), dtype=object)).to_numpy(), index=first_value.index)
     gap = (first_visit.reindex(born.index) - born).dt.days / 365.25
     gap = gap.dropna()
-    if gap.empty or (gap > 0).mean() < 0.9 or gap.median() < 15:
+    # three patients at least and a median of 18 years (an adult's age): one date of onset 16 years back is
+    # a long history, not a birth date (hypothesis found that false positive)
+    if len(gap) < 3 or (gap > 0).mean() < 0.9 or gap.median() < 18:
         return None
     return _column_finding(
         table, col, "identifier_birth_date",

@@ -265,7 +265,8 @@ def _mixed_cli(m) -> list[str]:
     d = m.to_dict()
     slopes = ", ".join(f"{arm} {s['per_12_weeks']:+.1f}" for arm, s in d["slopes_per_week"].items()
                        if s["estimate"] is not None)
-    return [f"Mixed model ({d['n_obs']} visits, {d['n_groups']} lines): CDASI change per 12 weeks: {slopes}"
+    who = f"{d['n_groups']} lines of {d['n_patients']} patients" if m.nested else f"{d['n_groups']} lines"
+    return [f"Mixed model ({d['n_obs']} visits, {who}; {m.random_text()}): CDASI change per 12 weeks: {slopes}"
             + (f" [{d['fallback']}]" if d["fallback"] else "")]
 
 
@@ -282,8 +283,10 @@ def _cox_methods(cox, ctx) -> str:
 
 
 def _mixed_methods(m, ctx) -> str:
-    return (f"Linear mixed model {m.formula} with random effects {m.re_formula} by line, REML, on the first "
-            f"{m.spec.horizon_weeks:g} weeks of each line, Wald {ci_label(m.alpha)}s"
+    inference = (f"t-based {ci_label(m.alpha)}s with Satterthwaite degrees of freedom (as lmerTest)"
+                 if m.df_method.startswith("Satterthwaite") else f"Wald {ci_label(m.alpha)}s")
+    return (f"Linear mixed model {m.model_formula if m.converged else m.formula} ({m.random_text()}), REML, on the "
+            f"first {m.spec.horizon_weeks:g} weeks of each line, {inference}"
             + (f"; fallback: {m.fallback}" if m.fallback else "") + ".")
 
 
@@ -361,7 +364,8 @@ def _builtins() -> None:
         Entry("mixed", "Mixed model",
               lambda ctx: _fit("stats.mixed", "fit_mixed", ctx.derivation.trajectories, ctx.arms, ctx.options.mixed,
                                ctx.table, alpha=ctx.alpha),
-              results_key=("mixed_model",), tables={"fixed_effects": "mixed_fixed_effects", "slopes": "mixed_slopes"},
+              results_key=("mixed_model",), tables={"fixed_effects": "mixed_fixed_effects", "slopes": "mixed_slopes",
+                                                    "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=lambda m: [f"Fallback: {m.fallback}"] if m.fallback else [], cli=_mixed_cli,
               methods=_mixed_methods, stage="mixed_model"),

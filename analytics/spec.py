@@ -82,6 +82,7 @@ SPEC_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
                "alpha": ("a number between 0 and 0.5", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool))},
     "mixed": {"horizon_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
               "random": ('"slope" or "intercept"', lambda v: v in ("slope", "intercept")),
+              "levels": ('"patient/line" or "line"', lambda v: v in ("patient/line", "line")),
               "covariates": ("a list of covariates", _strings)},
     "quality": {"period": ('"year" or "quarter"', lambda v: v in ("year", "quarter")),
                 "targets": ("a table of indicator keys and numbers, e.g. {cdasi_documented = 90}",
@@ -162,7 +163,8 @@ class AnalysisSpec:
             period=_tuple(cohort.get("start_years"))))
         mixed_spec = _built("mixed", lambda: MixedSpec(float(mixed.get("horizon_weeks", MixedSpec().horizon_weeks)),
                                                        tuple(mixed.get("covariates", ())),
-                                                       mixed.get("random", MixedSpec().random)))
+                                                       mixed.get("random", MixedSpec().random),
+                                                       levels=mixed.get("levels", MixedSpec().levels)))
         _built("quality", lambda: ModelOptions(targets=g["quality"].get("targets", {}),
                                                better=g["quality"].get("better", {})))
         scheme = Scheme.from_dict(g["scheme"], "spec: [scheme]") if g["scheme"] else Scheme.default()
@@ -197,7 +199,7 @@ class AnalysisSpec:
                        "severity": c.severity, "start_years": _list(c.period)},
             "models": {"adjust_for": list(m.adjust_for), "alpha": m.alpha},
             "mixed": {"horizon_weeks": m.mixed.horizon_weeks, "random": m.mixed.random,
-                      "covariates": list(m.mixed.covariates)},
+                      "levels": m.mixed.levels, "covariates": list(m.mixed.covariates)},
             "quality": {"period": m.period, "targets": dict(m.targets) or None, "better": dict(m.better) or None},
             "scheme": m.scheme.to_dict(),
             "pack": {"min_cell": self.pack.min_cell, "figures": _list(self.pack.figures),
@@ -264,7 +266,8 @@ class AnalysisSpec:
                f"+{d.baseline_window_days[1]} days",
                "cohort: " + ("; ".join(self.cohort.describe()) or "all lines"),
                f"{100 * (1 - m.alpha):.10g}% intervals; Cox and weights adjusted for {', '.join(m.adjust_for) or 'nothing'}",
-               f"mixed model: {m.mixed.horizon_weeks:g} weeks, random {m.mixed.random}"
+               f"mixed model: {m.mixed.horizon_weeks:g} weeks, random {m.mixed.random}, "
+               + ("lines nested in patients" if m.mixed.levels == "patient/line" else "by line only")
                + (f", covariates {', '.join(m.mixed.covariates)}" if m.mixed.covariates else ""),
                f"quality indicators by {m.period}"
                + (f"; targets {', '.join(f'{k} {v:g}' for k, v in m.targets)}" if m.targets else "")

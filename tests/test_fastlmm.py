@@ -1,6 +1,6 @@
 """The fast exact mixed-model path against lme4 and statsmodels, on the reference data and on
 random designs: unbalanced groups, single-visit groups, near-zero slope variance, collinear
-covariates (which fall back to statsmodels cleanly)."""
+covariates (which fall back to statsmodels cleanly); its exact gradient at one and two levels."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import statsmodels.formula.api as smf
 
-from analytics.stats.fastlmm import fit_fast
+from analytics.stats.fastlmm import fit_lmm
 from analytics.stats.mixed import MixedSpec, fit_mixed
 
 from .conftest import ROOT
@@ -24,7 +24,7 @@ def test_fast_path_matches_lme4_within_issue7_tolerances():
     from .test_reference import assert_matches_lme4
 
     tr = pd.read_csv(REF / "trajectories_input.csv")
-    res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24))
+    res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24, levels="line"))
     assert res.engine.startswith("fast exact") and res.fallback is None
     assert_matches_lme4(res, {"rel": 1e-4}, vc_rel=1e-3)  # issue 7: fixed effects 1e-4, variances 1e-3
 
@@ -51,7 +51,8 @@ def test_fast_path_matches_statsmodels_on_random_unbalanced_designs(seed):
 
     d = _design(seed)
     X = dmatrix("weeks * arm", d, return_type="dataframe")
-    fast = fit_fast(X.to_numpy(), d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0], d["weeks"].to_numpy())
+    fast = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0], None,
+                   d["weeks"].to_numpy())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         sm = smf.mixedlm("cdasi_activity ~ weeks * arm", d, groups="line_id", re_formula="~weeks").fit(
@@ -60,7 +61,7 @@ def test_fast_path_matches_statsmodels_on_random_unbalanced_designs(seed):
     # both at the same optimum: fixed effects within 1e-4 relative (1e-4 absolute near 0)
     np.testing.assert_allclose(fast.beta, sm.fe_params.to_numpy(), rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(fast.sigma2, sm.scale, rtol=1e-3)
-    np.testing.assert_allclose(fast.cov_re, np.asarray(sm.cov_re), rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(fast.cov_re["line"], np.asarray(sm.cov_re), rtol=1e-3, atol=1e-5)
     assert (d.groupby("line_id").size() == 1).any()  # single-visit groups were in the design
 
 
@@ -81,13 +82,21 @@ def test_single_group_design_errors_become_warnings():
     assert res.warnings  # too few lines: a result with a warning, never an exception
 
 
-@pytest.mark.parametrize("slope,reml", [(True, True), (True, False), (False, True), (False, False)])
-def test_the_deviance_gradient_is_exact(monkeypatch, slope, reml):
+STRUCTURES = [{"line": 2}, {"line": 1}, {"patient": 2, "line": 2}, {"patient": 1, "line": 2},
+              {"patient": 1, "line": 1}, {"patient": 2, "line": 1}]
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("qs", STRUCTURES, ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
+def test_the_deviance_gradient_is_exact(monkeypatch, qs, reml):
     """The optimiser gets the deviance's gradient in closed form; it must equal central differences
-    of the deviance, away from the optimum and near a zero slope variance."""
+    of the deviance, away from the optimum and near a zero slope variance, at one level and with
+    lines nested in patients."""
     from patsy import dmatrix
 
     from analytics.stats import fastlmm
+
+    from .nested_sim import simulate_nested
 
     seen = []
     real = fastlmm.optimize.minimize
@@ -98,14 +107,45 @@ def test_the_deviance_gradient_is_exact(monkeypatch, slope, reml):
         return real(fun, x0, **kw)
 
     monkeypatch.setattr(fastlmm.optimize, "minimize", spy)
-    d = _design(5)
+    d = simulate_nested(60, 5)
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
     X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
-    fit_fast(X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0],
-             d["weeks"].to_numpy() if slope else None, reml)
+    fit_lmm(X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0],
+            pd.factorize(d["patient_id"])[0] if "patient" in qs else None, d["weeks"].to_numpy(),
+            q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml, satterthwaite=False)
     f = seen[0]  # (deviance, gradient) per observation
-    thetas = [[1.0, 0.2, 0.5], [0.3, -0.1, 0.02], [2.0, 0.5, -0.3]] if slope else [[1.0], [0.2], [-2.5]]
-    for theta in map(np.array, thetas):
+    per_level = {1: [[1.0], [0.2], [-2.5]], 2: [[1.0, 0.2, 0.5], [0.3, -0.1, 0.02], [2.0, 0.5, -0.3]]}
+    for k in range(3):
+        theta = np.concatenate([per_level[qs["line"]][k]] + ([per_level[qs["patient"]][2 - k]] if "patient" in qs else []))
         _, grad = f(theta)
         eps = 1e-6
         numeric = [(f(theta + eps * e)[0] - f(theta - eps * e)[0]) / (2 * eps) for e in np.eye(len(theta))]
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-7)
+
+
+def test_lines_must_be_nested_in_patients():
+    X = np.column_stack([np.ones(6), np.arange(6.0)])
+    with pytest.raises(ValueError, match="nested"):
+        fit_lmm(X, np.arange(6.0) ** 1.5, np.array([0, 0, 1, 1, 0, 0]), np.array([0, 0, 0, 0, 1, 1]),
+                np.arange(6.0), q_line=1, q_patient=1)
+
+
+def test_satterthwaite_df_is_invariant_to_the_order_of_the_rows():
+    """The fit sorts by patient and line internally: shuffled rows give the same df and fitted values
+    (in the caller's order)."""
+    from patsy import dmatrix
+
+    from .nested_sim import simulate_nested
+
+    d = simulate_nested(80, 9)
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
+    shuffled = d.sample(frac=1, random_state=3)
+    fits = []
+    for frame in (d, shuffled):
+        X = dmatrix("weeks * arm", frame, return_type="dataframe").to_numpy()
+        fits.append(fit_lmm(X, frame["cdasi_activity"].to_numpy(), pd.factorize(frame["line_id"])[0],
+                            pd.factorize(frame["patient_id"])[0], frame["weeks"].to_numpy()))
+    a, b = fits
+    np.testing.assert_allclose(a.beta, b.beta, rtol=1e-6)
+    np.testing.assert_allclose([a.df(e) for e in np.eye(6)], [b.df(e) for e in np.eye(6)], rtol=1e-4)
+    np.testing.assert_allclose(a.fitted[shuffled.index.to_numpy()], b.fitted, rtol=1e-5, atol=1e-5)

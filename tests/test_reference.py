@@ -110,11 +110,79 @@ def assert_matches_lme4(res, fe: dict, vc_rel: float) -> None:
         assert got["se"] == pytest.approx(r["se"], **fe), term
     vc = pd.read_csv(REF / "expected_lmer_vc.csv").set_index("component")["value"]
     for k, v in vc.items():
-        assert res.variance_components[k] == pytest.approx(v, rel=vc_rel), k
+        got = res.variance_components["residual_var" if k == "residual_var" else "line"]
+        assert (got if k == "residual_var" else got[k]) == pytest.approx(v, rel=vc_rel), k
 
 
 def test_mixed_model_matches_lme4():
     tr = pd.read_csv(REF / "trajectories_input.csv")
-    res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24))
+    res = fit_mixed(tr, ARMS, MixedSpec(horizon_weeks=24, levels="line"))
     assert res.converged and res.fallback is None, res.warnings
     assert_matches_lme4(res, {"abs": 1e-3}, vc_rel=1e-2)
+
+
+# The nested model (issue 16) against lme4 + lmerTest (reference_nested.R): estimates to 1e-4, SEs
+# to 1e-3 and Satterthwaite df to 1e-2, relative, as the issue asks (the fits agree far closer).
+R_TERMS = {"(Intercept)": "Intercept", "armIVIG": "arm[T.IVIG]", "armJAKi": "arm[T.JAKi]",
+           "weeks:armIVIG": "weeks:arm[T.IVIG]", "weeks:armJAKi": "weeks:arm[T.JAKi]"}
+R_LEVELS = {"patient_id:line_id": "line", "line_id": "line", "patient_id": "patient"}
+NESTED_CASES = {
+    "nested_slopes": ("nested_input.csv", MixedSpec(), {"patient": "~weeks", "line": "~weeks"}, None),
+    "nested_intercepts": ("nested_input.csv", MixedSpec(random="intercept"), {"patient": "1", "line": "1"}, None),
+    "nested_line_only": ("nested_input.csv", MixedSpec(levels="line"), {"line": "~weeks"}, None),
+    # the sample cohort: the full model is singular in lme4 too, and the tool falls back to this one
+    "sample_patient_intercept": ("trajectories_input.csv", MixedSpec(), {"patient": "1", "line": "~weeks"},
+                                 "the patient-level random slope was dropped"),
+}
+
+
+def _nested_input(name: str) -> pd.DataFrame:
+    d = pd.read_csv(REF / name)
+    if "patient_id" not in d.columns:  # the sample's line ids are patient:line
+        d["patient_id"] = d["line_id"].str.split(":").str[0]
+    return d
+
+
+@pytest.mark.parametrize("model", list(NESTED_CASES))
+def test_nested_mixed_model_matches_lme4_and_lmertest(model):
+    file, spec, random_effects, fallback = NESTED_CASES[model]
+    res = fit_mixed(_nested_input(file), ARMS, spec)
+    assert res.converged and res.random_effects == random_effects, (res.random_effects, res.warnings)
+    assert (res.fallback or "").startswith(fallback or ""), res.fallback
+    assert res.df_method.startswith("Satterthwaite")
+    fe = pd.read_csv(REF / "expected_nested_fixed.csv").query("model == @model").set_index("term")
+    assert len(fe) == 6
+    for term, r in fe.iterrows():
+        got = res.fixed_effects.loc[R_TERMS.get(term, term)]
+        assert got["estimate"] == pytest.approx(r["estimate"], rel=1e-4), term
+        assert got["se"] == pytest.approx(r["se"], rel=1e-3), term
+        assert got["df"] == pytest.approx(r["df"], rel=1e-2), term
+    sl = pd.read_csv(REF / "expected_nested_slopes.csv").query("model == @model").set_index("arm")
+    for arm, r in sl.iterrows():
+        got = res.slopes.loc[arm]
+        assert got["per_week"] == pytest.approx(r["estimate"], rel=1e-4), arm
+        assert got["se"] == pytest.approx(r["se"], rel=1e-3), arm
+        assert got["df"] == pytest.approx(r["df"], rel=1e-2), arm
+    vc = pd.read_csv(REF / "expected_nested_vc.csv", keep_default_na=False).query("model == @model")
+    names = {("(Intercept)", ""): "intercept_var", ("weeks", ""): "slope_var",
+             ("(Intercept)", "weeks"): "intercept_slope_cov"}
+    for r in vc.itertuples():
+        got = (res.variance_components["residual_var"] if r.grp == "Residual" else
+               res.variance_components[R_LEVELS[r.grp]][names[(r.var1, r.var2)]])
+        assert got == pytest.approx(r.vcov, rel=1e-3, abs=1e-6), (r.grp, r.var1, r.var2)
+
+
+def test_lme4_finds_the_sample_cohorts_full_nested_model_singular_as_the_tool_does():
+    info = pd.read_csv(REF / "expected_nested_info.csv").set_index("model")["singular"]
+    assert bool(info["sample_slopes"]) and not bool(info["nested_slopes"])
+    from analytics.stats.fastlmm import fit_lmm
+    from patsy import dmatrix
+
+    d = _nested_input("trajectories_input.csv")
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
+    X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
+    fit = fit_lmm(X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0], pd.factorize(d["patient_id"])[0],
+                  d["weeks"].to_numpy())
+    assert fit.singular_levels() == ["patient"]
+    fe = pd.read_csv(REF / "expected_nested_fixed.csv").query("model == 'sample_slopes'")
+    np.testing.assert_allclose(fit.beta, fe["estimate"].to_numpy()[[0, 2, 3, 1, 4, 5]], rtol=1e-4)

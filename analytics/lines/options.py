@@ -112,18 +112,27 @@ class DeriveOptions:
         object.__setattr__(self, "baseline_window_days", (int(lo), int(hi)))
 
 
+MIXED_LEVELS = ("patient/line", "line")  # [mixed] levels
+
+
 @dataclass(frozen=True)
 class MixedSpec:
-    """``random``: "slope" (random intercept and slope by line) or "intercept"."""
+    """``random``: "slope" (a random intercept and a random slope for weeks at each level) or
+    "intercept" (random intercepts only). ``levels``: "patient/line" (random effects by patient and
+    by line within patient: a patient's lines share that patient's effects) or "line" (by line
+    only, every line independent)."""
 
     horizon_weeks: float = 24.0
     covariates: tuple[str, ...] = ()
     random: str = "slope"
     reml: bool = True
+    levels: str = "patient/line"
 
     def __post_init__(self):
         if self.random not in ("slope", "intercept"):
             raise OptionError("random must be 'slope' or 'intercept'")
+        if self.levels not in MIXED_LEVELS:
+            raise OptionError(f"levels must be {' or '.join(repr(x) for x in MIXED_LEVELS)}, not {self.levels!r}")
         if not self.horizon_weeks > 0:
             raise OptionError("horizon_weeks must be positive")
         object.__setattr__(self, "covariates", tuple(self.covariates))

@@ -1,225 +1,424 @@
-"""A fast, exact path for the default mixed model: y = X beta + Z_g b_g + e with one grouping
-factor (line_id) and a random intercept, or a random intercept and slope for weeks.
+"""A fast, exact path for the mixed models of :mod:`analytics.stats.mixed`:
+
+    y = X beta + Z_line b_line + Z_patient b_patient + e
+
+with random effects by line (always) and, optionally, by patient, the lines nested in patients.
+At each level the random effects are an intercept, or an intercept and a slope for weeks, with
+an unstructured 1x1 or 2x2 covariance. This is lme4's
+``y ~ X + (1 + weeks | patient_id) + (1 + weeks | patient_id:line_id)``.
 
 It minimises the same profiled REML (or ML) deviance as lme4 (Bates et al., J Stat Softw 2015,
-section 3): with relative covariance factor Lambda(theta) and, per group,
-M_g = I + Lambda' Z_g'Z_g Lambda,
+section 3): with relative covariance factors Lambda(theta) (lower triangular, per level),
 
-    d(theta) = sum_g log|M_g| + log|A| + (N - p) (1 + log(2 pi rss / (N - p)))   (REML)
+    d(theta) = log|V| + log|X'V^-1 X| + (N - p) (1 + log(2 pi rss / (N - p)))   (REML)
 
-where A = X'V^-1 X and rss = y'V^-1 y - b'A^-1 b are built from per-group sufficient statistics
-(Z_g'Z_g, Z_g'X_g, Z_g'y_g) through the Woodbury identity. Every step is vectorised over groups
-with numpy, so a fit costs O(groups x p^2) per deviance evaluation, not O(observations).
-beta and sigma^2 are profiled out; theta (3 numbers, or 1) is optimised by L-BFGS-B with the exact
-gradient (below), from up to two starts, and reported with a non-negative diagonal of Lambda.
-:func:`analytics.stats.mixed.fit_mixed` uses it when the model has this shape and falls back to
-statsmodels otherwise.
+where V = I + Z Lambda Lambda' Z' (relative to sigma^2) and rss = min_beta (y - X beta)' V^-1 (y - X beta).
+V is block-diagonal per patient, and inside a patient it is the lines' blocks plus a rank-q
+patient term, so V^-1 and log|V| follow from two applications of the Woodbury identity and the
+matrix determinant lemma: first per line (the line's 1x1 or 2x2 block), then per patient on the
+line-weighted sums. Everything is vectorised over lines and patients with numpy on their
+sufficient statistics (Z'Z, Z'X, Z'y per line), so one deviance costs O(lines x p^2), not
+O(observations).
+
+beta and sigma^2 are profiled out; theta (up to 3 numbers per level) is optimised by L-BFGS-B
+with the exact gradient, from up to two starts, and reported with a non-negative diagonal of
+each Lambda. Singular fits are flagged as lme4's ``isSingular`` does.
+
+Small-sample inference: :meth:`LmmFit.df` gives Satterthwaite degrees of freedom for any
+contrast of the fixed effects, computed as lmerTest does (Kuznetsova et al., J Stat Softw 2017):
+the covariance of the variance parameters (theta, sigma) is twice the inverse Hessian of the
+unprofiled deviance at the optimum (here: central differences of the exact gradient), and the
+gradient of L' cov(beta) L in (theta, sigma) is exact.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import optimize
 
-__all__ = ["FastFit", "fit_fast"]
+__all__ = ["LmmFit", "fit_lmm"]
+
+# Entries of a q x q lower-triangular Lambda that theta holds, column by column (lme4's order).
+_TRI = {1: ((0, 0),), 2: ((0, 0), (1, 0), (1, 1))}
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4): a diagonal element of Lambda below it
+
+
+def _lam(theta: np.ndarray, q: int) -> np.ndarray:
+    L = np.zeros((q, q))
+    for t, (r, c) in zip(theta, _TRI[q]):
+        L[r, c] = t
+    return L
+
+
+def _inv_logdet(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse and log-determinant of a stack of 1x1 or 2x2 symmetric positive-definite matrices,
+    in closed form (batched LAPACK on tiny matrices is slow)."""
+    if M.shape[-1] == 1:
+        return 1.0 / M, np.log(M[:, 0, 0])
+    a, b, d = M[:, 0, 0], M[:, 0, 1], M[:, 1, 1]
+    det = a * d - b * b
+    inv = np.empty_like(M)
+    inv[:, 0, 0], inv[:, 1, 1] = d / det, a / det
+    inv[:, 0, 1] = inv[:, 1, 0] = -b / det
+    return inv, np.log(det)
+
+
+def _t(a: np.ndarray) -> np.ndarray:
+    return np.swapaxes(a, -1, -2)
 
 
 @dataclass
-class FastFit:
+class LmmFit:
+    """A fitted model. ``levels``: the grouping levels with random effects, innermost first
+    (("line",) or ("line", "patient")); ``q``: per level, 1 (intercept) or 2 (intercept and slope)."""
+
     beta: np.ndarray
     cov_beta: np.ndarray
     sigma2: float
-    cov_re: np.ndarray  # q x q covariance of the random effects
-    theta: np.ndarray
+    theta: dict  # level -> theta (Lambda's lower triangle, column by column)
+    cov_re: dict  # level -> q x q covariance of the random effects
+    q: dict
+    n_groups: dict
     deviance: float
     converged: bool
-    fitted: np.ndarray  # conditional fitted values X beta + Z b
+    fitted: np.ndarray  # conditional fitted values X beta + Z b, in the caller's row order
     resid: np.ndarray
-    blups: np.ndarray  # groups x q
+    blups: dict  # level -> groups x q
+    reml: bool
     message: str = ""
+    vcov_varpar: np.ndarray | None = field(default=None, repr=False)  # (theta..., sigma)
+    jacobian: list = field(default_factory=list, repr=False)  # d cov(beta) / d varpar, p x p each
+    hessian_note: str = ""
+    names: list = field(default_factory=list)  # the fixed effects' names, set by the caller
+    engine: str = ""
+    _design: object = field(default=None, repr=False)
+    _theta_all: np.ndarray | None = field(default=None, repr=False)
+
+    def with_satterthwaite(self) -> "LmmFit":
+        """Compute what :meth:`df` needs (once): the covariance of the variance parameters and the
+        derivatives of cov(beta). Returns the fit."""
+        if self.vcov_varpar is None and self._design is not None:
+            design, theta = self._design, self._theta_all
+            ev = design.evaluate(theta, level=2)
+            sigma = float(np.sqrt(self.sigma2))
+            self.vcov_varpar, self.hessian_note = _varpar_covariance(design, theta, ev, sigma)
+            if self.vcov_varpar is not None:
+                self.jacobian = design.dcov_dtheta(ev, self.sigma2) + [2 * sigma * np.linalg.inv(ev["A"])]
+        return self
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        return tuple(self.q)
+
+    def singular_levels(self) -> list[str]:
+        """The levels whose Lambda has a diagonal element below lme4's tolerance: a variance at zero,
+        or a correlation at +-1."""
+        out = []
+        for lev, th in self.theta.items():
+            diag = [th[i] for i, (r, c) in enumerate(_TRI[self.q[lev]]) if r == c]
+            if min(abs(x) for x in diag) < SINGULAR_TOL:
+                out.append(lev)
+        return out
 
     @property
     def singular(self) -> bool:
-        """lme4's ``isSingular`` rule: a diagonal element of theta (the relative Cholesky factor)
-        below 1e-4, i.e. a variance at zero or a correlation at +-1."""
-        diag = [self.theta[0]] if len(self.theta) == 1 else [self.theta[0], self.theta[2]]
-        return bool(np.min(np.abs(diag)) < 1e-4)
+        return bool(self.singular_levels())
+
+    def df(self, L: np.ndarray) -> float:
+        """Satterthwaite degrees of freedom of the contrast L' beta (lmerTest's ``contest1D``):
+        2 (L' C L)^2 / (g' A g), with C = cov(beta), g_k = L' dC/d varpar_k L and A the covariance
+        of the variance parameters. inf when it cannot be computed."""
+        if self.vcov_varpar is None:
+            return float("inf")
+        L = np.asarray(L, float)
+        var = float(L @ self.cov_beta @ L)
+        g = np.array([L @ J @ L for J in self.jacobian])
+        denom = float(g @ self.vcov_varpar @ g)
+        return float(2 * var**2 / denom) if denom > 0 else float("inf")
 
 
-def _lambda(theta: np.ndarray, q: int) -> np.ndarray:
-    if q == 1:
-        return np.array([[theta[0]]])
-    return np.array([[theta[0], 0.0], [theta[1], theta[2]]])
+class _Design:
+    """Sufficient statistics per line, the lines sorted by patient, and the deviance, its gradient
+    and the pieces of Satterthwaite's df as functions of theta."""
 
+    def __init__(self, X, y, lines, patients, weeks, q_line: int, q_patient: int, reml: bool):
+        X = np.asarray(X, float)
+        y = np.asarray(y, float)
+        n, p = X.shape
+        self.n, self.p, self.reml = n, p, reml
+        self.q1, self.q2 = q_line, q_patient
+        line_codes = np.asarray(lines)
+        pat_codes = np.zeros(n, int) if patients is None else np.asarray(patients)
+        order = np.lexsort((line_codes, pat_codes))
+        self.order = order
+        lc, pc = line_codes[order], pat_codes[order]
+        start = np.r_[True, (lc[1:] != lc[:-1]) | (pc[1:] != pc[:-1])]
+        self.obs_line = np.cumsum(start) - 1  # per sorted observation: its line's row
+        starts = np.flatnonzero(start)
+        J = len(starts)
+        line_pat = pc[starts]
+        if patients is not None and len(np.unique(lc[starts])) < J:
+            raise ValueError("a line_id occurs in more than one patient: lines must be nested in patients")
+        pstart = np.r_[True, line_pat[1:] != line_pat[:-1]]
+        self.line_patient = np.cumsum(pstart) - 1
+        self.pstarts = np.flatnonzero(pstart)
+        self.n_lines, self.n_patients = J, len(self.pstarts)
+        Xs, ys = X[order], y[order]
+        w = np.zeros(n) if weeks is None else np.asarray(weeks, float)[order]
+        self.Z = np.column_stack([np.ones(n), w])  # both levels use columns of [1, weeks]
+        Z = self.Z
+        self.ZZ = np.add.reduceat(np.einsum("ni,nj->nij", Z, Z), starts, axis=0)  # J x 2 x 2
+        self.ZX = np.add.reduceat(np.einsum("ni,nj->nij", Z, Xs), starts, axis=0)  # J x 2 x p
+        self.Zy = np.add.reduceat(Z * ys[:, None], starts, axis=0)  # J x 2
+        self.XtX, self.Xty, self.yty = Xs.T @ Xs, Xs.T @ ys, float(ys @ ys)
+        self.Xs, self.ys = Xs, ys
+        self.dof = n - p if reml else n
+        self.n_theta1 = len(_TRI[q_line])
+        self.n_theta = self.n_theta1 + (len(_TRI[q_patient]) if q_patient else 0)
 
-def fit_fast(X: np.ndarray, y: np.ndarray, groups: np.ndarray, z_slope: np.ndarray | None,
-             reml: bool = True) -> FastFit:
-    """Fit the model. ``groups``: integer codes 0..G-1; ``z_slope``: the random-slope covariate
-    (weeks) or None for a random intercept only. Raises ValueError when X is rank-deficient."""
-    X = np.asarray(X, float)
-    y = np.asarray(y, float)
-    g = np.asarray(groups)
-    n, p = X.shape
-    G = int(g.max()) + 1
-    q = 1 if z_slope is None else 2
-    if np.linalg.matrix_rank(X) < p:
-        raise ValueError("the fixed-effects design is rank-deficient (collinear covariates)")
-    Z = np.ones((n, 1)) if q == 1 else np.column_stack([np.ones(n), np.asarray(z_slope, float)])
+    def split(self, theta):
+        L1 = _lam(theta[: self.n_theta1], self.q1)
+        L2 = _lam(theta[self.n_theta1:], self.q2) if self.q2 else None
+        return L1, L2
 
-    def gsum(a: np.ndarray) -> np.ndarray:  # sum rows of a (n x k) within groups -> (G x k)
-        out = np.zeros((G,) + a.shape[1:])
-        np.add.at(out, g, a)
+    def evaluate(self, theta: np.ndarray, level: int = 0) -> dict:
+        """level 0: deviance (and beta, rss, A); 1: also the per-level sums the gradient needs;
+        2: also the per-group Z'V^-1 X that d cov(beta) needs, and the BLUPs."""
+        q1, q2 = self.q1, self.q2
+        L1, L2 = self.split(theta)
+        ZZ11, ZX1, Zy1 = self.ZZ[:, :q1, :q1], self.ZX[:, :q1], self.Zy[:, :q1, None]
+        D = np.eye(q1) + L1.T @ ZZ11 @ L1
+        Dinv, logdet = _inv_logdet(D)
+        G = L1 @ Dinv @ L1.T  # per line: Lambda D^-1 Lambda'
+        GZX, GZy = G @ ZX1, G @ Zy1
+        A = self.XtX - np.tensordot(ZX1, GZX, axes=([0, 1], [0, 1]))
+        b = self.Xty - np.tensordot(ZX1, GZy, axes=([0, 1], [0, 1]))[:, 0]
+        c = self.yty - float(np.sum(Zy1 * GZy))
+        total_logdet = float(np.sum(logdet))
+        out: dict = {}
+        if q2:
+            ZZ12, ZZ22, ZX2, Zy2 = self.ZZ[:, :q1, :q2], self.ZZ[:, :q2, :q2], self.ZX[:, :q2], self.Zy[:, :q2, None]
+            # Line-weighted patient-level statistics Z2' W Z2, Z2' W X, Z2' W y with W = blockdiag(V_line^-1)
+            A2 = ZZ22 - _t(ZZ12) @ G @ ZZ12
+            B2 = ZX2 - _t(ZZ12) @ GZX
+            c2 = Zy2 - _t(ZZ12) @ GZy
+            A2p, B2p, c2p = (np.add.reduceat(a, self.pstarts, axis=0) for a in (A2, B2, c2))
+            C = np.eye(q2) + L2.T @ A2p @ L2
+            Cinv, logdetC = _inv_logdet(C)
+            H = L2 @ Cinv @ L2.T
+            HB, Hc = H @ B2p, H @ c2p
+            A = A - np.tensordot(B2p, HB, axes=([0, 1], [0, 1]))
+            b = b - np.tensordot(B2p, Hc, axes=([0, 1], [0, 1]))[:, 0]
+            c = c - float(np.sum(c2p * Hc))
+            total_logdet += float(np.sum(logdetC))
+        sign_a, logdet_a = np.linalg.slogdet(A)
+        if sign_a <= 0 or not np.isfinite(total_logdet):
+            return {"dev": 1e300}
+        beta = np.linalg.solve(A, b)
+        rss = c - b @ beta
+        if not rss > 0:
+            return {"dev": 1e300}
+        dof = self.dof
+        dev = total_logdet + dof * (1 + np.log(2 * np.pi * rss / dof)) + (logdet_a if self.reml else 0.0)
+        out.update(dev=float(dev), beta=beta, rss=float(rss), A=A, logdet_v=total_logdet, logdet_a=logdet_a)
+        if level == 0:
+            return out
+        Ainv = np.linalg.inv(A)
+        # Per group: B = Z'V^-1 X and a = Z'V^-1 (y - X beta); per level the sums of Z'V^-1 Z, a a'
+        # and B A^-1 B'.
+        groups = []
+        E = ZZ11 - ZZ11 @ G @ ZZ11
+        Bx = ZX1 - ZZ11 @ GZX
+        cy = Zy1 - ZZ11 @ GZy
+        if q2:
+            F = ZZ12 - ZZ11 @ G @ ZZ12
+            Hl = H[self.line_patient]
+            P1 = E - F @ Hl @ _t(F)
+            B1 = Bx - F @ HB[self.line_patient]
+            c1 = cy - F @ Hc[self.line_patient]
+            P2 = A2p - A2p @ H @ A2p
+            Bv2 = B2p - A2p @ HB
+            cv2 = c2p - A2p @ Hc
+            groups = [(P1, B1, c1, L1), (P2, Bv2, cv2, L2)]
+        else:
+            groups = [(E, Bx, cy, L1)]
+        sums = []
+        for P, B, cc, L in groups:
+            a = cc[:, :, 0] - B @ beta
+            BA = B @ Ainv
+            sums.append({"P": P.sum(axis=0), "aa": a.T @ a, "K": np.einsum("gkp,glp->kl", BA, B), "L": L,
+                         "B": B, "a": a})
+        out["levels"] = sums
         return out
 
-    ZtZ = gsum(np.einsum("ni,nj->nij", Z, Z))  # G x q x q
-    ZtX = gsum(np.einsum("ni,nj->nij", Z, X))  # G x q x p
-    Zty = gsum(Z * y[:, None])  # G x q
-    XtX, Xty, yty = X.T @ X, X.T @ y, float(y @ y)
-    dof = n - p if reml else n
+    def gradient_parts(self, ev: dict) -> tuple[np.ndarray, np.ndarray]:
+        """d(log|V| + log|A|)/d theta (log|A| only under REML) and d rss / d theta, from the per-level
+        sums: d log|V| = 2 tr(Lambda' P dLambda); d rss = -2 a' dLambda Lambda' a; d log|A| =
+        -2 tr(A^-1 B' dLambda Lambda' B)."""
+        g_ld, g_rss = [], []
+        for s, q in zip(ev["levels"], (self.q1, self.q2)):
+            L = s["L"]
+            M_ld = 2 * L.T @ (s["P"] - (s["K"] if self.reml else 0.0))
+            M_rss = -2 * L.T @ s["aa"]
+            for r, cidx in _TRI[q]:
+                g_ld.append(M_ld[cidx, r])
+                g_rss.append(M_rss[cidx, r])
+        return np.array(g_ld), np.array(g_rss)
 
-    # Per-group entries of Z'Z (closed-form 2x2 algebra below; batched LAPACK on tiny matrices is slow)
-    z00 = ZtZ[:, 0, 0]
-    z01 = ZtZ[:, 0, 1] if q == 2 else None
-    z11 = ZtZ[:, 1, 1] if q == 2 else None
-
-    ZtX0, Zty0 = ZtX[:, 0, :], Zty[:, 0]
-    ZtX1, Zty1 = (ZtX[:, 1, :], Zty[:, 1]) if q == 2 else (None, None)
-
-    def pieces(theta: np.ndarray):
-        """Per group, log|M|, the entries of M^-1 and of W = L M^-1 L'; then A, b and c of the
-        profiled deviance. The sums over groups are matrix products on (groups x p) arrays."""
-        if q == 1:
-            m = 1.0 + theta[0] ** 2 * z00
-            logdet = np.log(m)
-            w00 = theta[0] ** 2 / m
-            WZX0, WZy0 = w00[:, None] * ZtX0, w00 * Zty0
-            A = XtX - ZtX0.T @ WZX0
-            b = Xty - ZtX0.T @ WZy0
-            c_ = yty - float(Zty0 @ WZy0)
-            return logdet, (m,), (w00,), A, b, c_
-        a, c, d = theta  # L = [[a, 0], [c, d]]
-        # M = I + L' Z'Z L, entries in closed form
-        m00 = 1 + a * a * z00 + 2 * a * c * z01 + c * c * z11
-        m01 = a * d * z01 + c * d * z11
-        m11 = 1 + d * d * z11
-        det = m00 * m11 - m01 * m01
-        logdet = np.log(det)
-        i00, i01, i11 = m11 / det, -m01 / det, m00 / det  # M^-1
-        # W = L M^-1 L'
-        w00 = a * a * i00
-        w01 = a * (c * i00 + d * i01)
-        w11 = c * c * i00 + 2 * c * d * i01 + d * d * i11
-        WZX0 = w00[:, None] * ZtX0 + w01[:, None] * ZtX1
-        WZX1 = w01[:, None] * ZtX0 + w11[:, None] * ZtX1
-        WZy0, WZy1 = w00 * Zty0 + w01 * Zty1, w01 * Zty0 + w11 * Zty1
-        A = XtX - (ZtX0.T @ WZX0 + ZtX1.T @ WZX1)
-        b = Xty - (ZtX0.T @ WZy0 + ZtX1.T @ WZy1)
-        c_ = yty - float(Zty0 @ WZy0 + Zty1 @ WZy1)
-        return logdet, (i00, i01, i11), (w00, w01, w11), A, b, c_
-
-    def deviance_and_gradient(theta: np.ndarray, gradient: bool = True) -> tuple[float, np.ndarray | None]:
-        """The deviance and (``gradient``) its exact gradient in theta. With u = (I - L M^-1 L' Z'Z)
-        column r and v = (M^-1 L') row c for the entry (r, c) of L that theta_k is, dW = Q + Q'
-        with Q = u v', so: d log|M| = 2 (M^-1 L' Z'Z)[c, r]; d rss = -2 (r'u)(v'r) summed over
-        groups with r = Z'y - Z'X beta; d log|A| = -2 v' K u with K = Z'X A^-1 X'Z."""
-        logdet, inv, _, A, b, c_ = pieces(theta)
-        sign_a, logdet_a = np.linalg.slogdet(A)
-        if sign_a <= 0 or not np.all(np.isfinite(logdet)):
+    def deviance_and_gradient(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        ev = self.evaluate(theta, level=1)
+        if ev["dev"] >= 1e300:
             return 1e300, np.zeros_like(theta)
-        beta = np.linalg.solve(A, b)
-        rss = c_ - b @ beta
-        if not rss > 0:
-            return 1e300, np.zeros_like(theta)
-        dev = float(np.sum(logdet)) + dof * (1 + np.log(2 * np.pi * rss / dof)) + (logdet_a if reml else 0.0)
-        if not gradient:
-            return dev, None
-        A_inv = np.linalg.inv(A)
-        r0 = Zty0 - ZtX0 @ beta
-        XA0 = ZtX0 @ A_inv
-        k00 = np.einsum("gp,gp->g", XA0, ZtX0)
+        g_ld, g_rss = self.gradient_parts(ev)
+        return ev["dev"], g_ld + self.dof / ev["rss"] * g_rss
+
+    def dcov_dtheta(self, ev: dict, sigma2: float) -> list[np.ndarray]:
+        """d cov(beta) / d theta_k = sigma^2 A^-1 (S_k + S_k') A^-1, S_k = sum_g B_g' e_r e_c' Lambda' B_g."""
+        Ainv = np.linalg.inv(ev["A"])
+        out = []
+        for s, q in zip(ev["levels"], (self.q1, self.q2)):
+            B, L = s["B"], s["L"]
+            LB = L.T @ B
+            for r, cidx in _TRI[q]:
+                S = B[:, r, :].T @ LB[:, cidx, :]
+                out.append(sigma2 * Ainv @ (S + S.T) @ Ainv)
+        return out
+
+
+def _canonical(theta: np.ndarray, design: _Design) -> np.ndarray:
+    """The same Lambda Lambda' per level with a non-negative diagonal (the deviance does not change
+    with the sign of a column of Lambda)."""
+    theta = np.asarray(theta, float).copy()
+    k = 0
+    for q in (design.q1, design.q2):
+        if not q:
+            continue
         if q == 1:
-            (m,) = inv
-            # W = t^2 / m: dW = 2 t / m^2; d log m = 2 t z / m
-            dw = 2 * theta[0] / m**2
-            grad = np.array([np.sum(2 * theta[0] * z00 / m) - dof / rss * np.sum(dw * r0 * r0)
-                             - (np.sum(dw * k00) if reml else 0.0)])
-            return dev, grad
-        i00, i01, i11 = inv
-        a, c, d = theta
-        r1 = Zty1 - ZtX1 @ beta
-        XA1 = ZtX1 @ A_inv
-        k01 = np.einsum("gp,gp->g", XA0, ZtX1)
-        k11 = np.einsum("gp,gp->g", XA1, ZtX1)
-        # G = L M^-1 (H = M^-1 L' = G'); U = Z'Z L; R = I - G U'; P = H Z'Z
-        g00, g01 = a * i00, a * i01
-        g10, g11 = c * i00 + d * i01, c * i01 + d * i11
-        u00, u01, u10, u11 = z00 * a + z01 * c, z01 * d, z01 * a + z11 * c, z11 * d
-        R00 = 1 - (g00 * u00 + g01 * u01)
-        R01 = -(g00 * u10 + g01 * u11)
-        R10 = -(g10 * u00 + g11 * u01)
-        R11 = 1 - (g10 * u10 + g11 * u11)
-        H = ((g00, g10), (g01, g11))  # H[c] = row c of M^-1 L'
-        S = ((z00, z01), (z01, z11))
-        grad = np.zeros(3)
-        for k, (row, col) in enumerate(((0, 0), (1, 0), (1, 1))):  # theta = (L00, L10, L11)
-            u0, u1 = (R00, R10) if row == 0 else (R01, R11)
-            v0, v1 = H[col]
-            p_cr = v0 * S[0][row] + v1 * S[1][row]
-            ru, vr = r0 * u0 + r1 * u1, v0 * r0 + v1 * r1
-            vku = v0 * (k00 * u0 + k01 * u1) + v1 * (k01 * u0 + k11 * u1)
-            grad[k] = 2 * np.sum(p_cr) - dof / rss * 2 * np.sum(ru * vr) - (2 * np.sum(vku) if reml else 0.0)
-        return dev, grad
+            theta[k] = abs(theta[k])
+        else:
+            a, c, d = theta[k:k + 3]
+            theta[k:k + 3] = [abs(a), c * np.sign(a or 1), abs(d)]
+        k += len(_TRI[q])
+    return theta
 
-    def deviance(theta: np.ndarray) -> float:
-        return deviance_and_gradient(theta, gradient=False)[0]
 
-    def canonical(theta: np.ndarray) -> np.ndarray:
-        """The same Lambda Lambda' with a non-negative diagonal (the deviance is unchanged by the sign
-        of Lambda's second column, and of the first column as a whole)."""
-        theta = np.asarray(theta, float)
-        if q == 1:
-            return np.abs(theta)
-        return np.array([abs(theta[0]), theta[1] * np.sign(theta[0] or 1), abs(theta[2])])
+def _optimise(design: _Design):
+    n = design.n
+    one = {1: [1.0], 2: [1.0, 0.0, 1.0]}
+    small = {1: [0.3], 2: [0.3, 0.0, 0.05]}
+    qs = [q for q in (design.q1, design.q2) if q]
+    starts = [np.concatenate([one[q] for q in qs]), np.concatenate([small[q] for q in qs])]
 
-    starts = [np.array([1.0])] if q == 1 else [np.array([1.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.1])]
+    def scaled(th):
+        dev, grad = design.deviance_and_gradient(th)
+        return dev / n, grad / n
+
+    def deviance(th):
+        return design.evaluate(th)["dev"]
+
     best = None
-    for k, start in enumerate(starts):
-        # Unbounded: lme4's bound (a diagonal of Lambda >= 0) is a point where the deviance, even in
-        # it, has a zero derivative, and a projected gradient method stops there when a step crosses
-        # it; the sign is made canonical afterwards. The deviance per observation: the same minimum,
-        # with gradients of order 1 at any size.
-        res = optimize.minimize(lambda th: tuple(x / n for x in deviance_and_gradient(th)), start, jac=True,
-                                method="L-BFGS-B", options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-10})
+    for start in starts:
+        # Unbounded: lme4's bound (a diagonal of Lambda >= 0) is a point where the deviance has a zero
+        # derivative, and a projected-gradient method stops there when a step crosses it; the signs are
+        # made canonical afterwards. The deviance per observation: gradients of order 1 at any size.
+        res = optimize.minimize(scaled, start, jac=True, method="L-BFGS-B",
+                                options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10})
         res.fun = res.fun * n
-        if not res.success:
-            # If L-BFGS-B's line search still stops early ("ABNORMAL_TERMINATION_IN_LNSRCH"), polish
-            # with Nelder-Mead from where it stopped.
+        if not res.success and np.max(np.abs(res.jac)) < 1e-6:
+            # L-BFGS-B's line search often stops ("ABNORMAL_TERMINATION_IN_LNSRCH") at the optimum, when
+            # the deviance no longer changes in its last digits: the gradient per observation says so.
+            res.success = True
+        elif not res.success:
+            # Otherwise polish with Nelder-Mead from where it stopped.
             polish = optimize.minimize(deviance, res.x, method="Nelder-Mead",
-                                       options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 4000})
+                                       options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 8000})
             if polish.fun <= res.fun + 1e-9:
                 res = polish
-        res.x = canonical(res.x)
+        res.x = _canonical(res.x, design)
         if best is None or res.fun < best.fun - 1e-9:
             best = res
-        on_bound = q == 2 and min(best.x[0], best.x[2]) < 1e-6
-        if k == 0 and best.success and not on_bound:
-            break  # a second start only when the first one struggled or stopped on a bound
+        if best.success:
+            break  # a second start only when the first struggled
+    return best
+
+
+def _varpar_covariance(design: _Design, theta: np.ndarray, ev: dict, sigma: float) -> tuple[np.ndarray | None, str]:
+    """2 x the Moore-Penrose inverse of the Hessian of lmerTest's deviance in varpar = (theta, sigma):
+    dev(theta, sigma) = log|V| + [REML] log|A| + rss / sigma^2 + dof log(2 pi sigma^2), with the theta
+    block from central differences of the exact gradient. Negative or zero eigenvalues are reported as
+    lmerTest does, and left out of the inverse."""
+    k = len(theta)
+    H = np.zeros((k + 1, k + 1))
+    s2 = sigma**2
+    for i in range(k):
+        h = 1e-4 * max(abs(theta[i]), 1e-2)
+        e = np.zeros(k)
+        e[i] = h
+        up, dn = design.evaluate(theta + e, 1), design.evaluate(theta - e, 1)
+        if up["dev"] >= 1e300 or dn["dev"] >= 1e300:
+            return None, "the Hessian of the deviance could not be evaluated"
+        gu = design.gradient_parts(up)
+        gd = design.gradient_parts(dn)
+        H[i, :k] = ((gu[0] - gd[0]) + (gu[1] - gd[1]) / s2) / (2 * h)
+    H[:k, :k] = (H[:k, :k] + H[:k, :k].T) / 2
+    _, g_rss = design.gradient_parts(ev)
+    H[:k, k] = H[k, :k] = -2 * g_rss / sigma**3
+    H[k, k] = 6 * ev["rss"] / sigma**4 - 2 * design.dof / s2
+    vals, vecs = np.linalg.eigh(H)
+    tol = 1e-8
+    note = ""
+    if np.any(vals < -tol):
+        note = f"the deviance's Hessian has {int(np.sum(vals < -tol))} negative eigenvalue(s)"
+    elif np.any(np.abs(vals) <= tol):
+        note = f"the deviance's Hessian has {int(np.sum(np.abs(vals) <= tol))} eigenvalue(s) close to zero"
+    pos = vals > tol
+    inv = (vecs[:, pos] / vals[pos]) @ vecs[:, pos].T
+    return 2 * inv, note
+
+
+def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarray | None = None,
+            weeks: np.ndarray | None = None, q_line: int = 2, q_patient: int = 2, reml: bool = True,
+            satterthwaite: bool = True) -> LmmFit:
+    """Fit the model. ``lines``: integer codes of the innermost groups; ``patients``: integer codes of
+    the outer groups (None: random effects by line only); ``weeks``: the random-slope covariate
+    (needed when a q is 2). ``q_line``/``q_patient``: 1 for a random intercept, 2 for an intercept and
+    a slope. Raises ValueError when X is rank-deficient or the lines are not nested in patients."""
+    X = np.asarray(X, float)
+    n, p = X.shape
+    if np.linalg.matrix_rank(X) < p:
+        raise ValueError("the fixed-effects design is rank-deficient (collinear covariates)")
+    if patients is None:
+        q_patient = 0
+    if weeks is None and 2 in (q_line, q_patient):
+        raise ValueError("a random slope needs the weeks column")
+    design = _Design(X, y, lines, patients, weeks, q_line, q_patient, reml)
+    best = _optimise(design)
     theta = best.x
-    L = _lambda(theta, q)
-    _, _, w, A, b, c = pieces(theta)
-    beta = np.linalg.solve(A, b)
-    rss = c - b @ beta
-    sigma2 = float(rss / dof)
-    cov_beta = sigma2 * np.linalg.inv(A)
-    # BLUPs: b_g = L M_g^-1 L' Z_g'(y_g - X_g beta)
-    r_g = Zty - np.einsum("gki,i->gk", ZtX, beta)
-    if q == 1:
-        blups = w[0][:, None] * r_g
-    else:
-        w00, w01, w11 = w
-        blups = np.column_stack([w00 * r_g[:, 0] + w01 * r_g[:, 1], w01 * r_g[:, 0] + w11 * r_g[:, 1]])
-    fitted = X @ beta + np.sum(Z * blups[g], axis=1)
-    return FastFit(beta, cov_beta, sigma2, sigma2 * (L @ L.T), theta, float(best.fun), bool(best.success),
-                   fitted, y - fitted, blups, str(best.message))
+    ev = design.evaluate(theta, level=2)
+    beta, rss = ev["beta"], ev["rss"]
+    sigma2 = float(rss / design.dof)
+    cov_beta = sigma2 * np.linalg.inv(ev["A"])
+    L1, L2 = design.split(theta)
+    names = ["line"] + (["patient"] if q_patient else [])
+    Ls = [L1] + ([L2] if q_patient else [])
+    # BLUPs: b = Lambda Lambda' Z'V^-1 (y - X beta) per group
+    blups = {lev: s["a"] @ (L @ L.T) for lev, s, L in zip(names, ev["levels"], Ls)}
+    Z = design.Z
+    fit_sorted = design.Xs @ beta + np.sum(Z[:, :q_line] * blups["line"][design.obs_line], axis=1)
+    if q_patient:
+        fit_sorted += np.sum(Z[:, :q_patient] * blups["patient"][design.line_patient[design.obs_line]], axis=1)
+    fitted = np.empty(n)
+    fitted[design.order] = fit_sorted
+    k1 = design.n_theta1
+    thetas = {"line": theta[:k1]} | ({"patient": theta[k1:]} if q_patient else {})
+    fit = LmmFit(beta, cov_beta, sigma2, thetas, {lev: sigma2 * (L @ L.T) for lev, L in zip(names, Ls)},
+                 {"line": q_line} | ({"patient": q_patient} if q_patient else {}),
+                 {"line": design.n_lines} | ({"patient": design.n_patients} if q_patient else {}),
+                 float(best.fun), bool(best.success), fitted, np.asarray(y, float) - fitted, blups, reml,
+                 str(best.message))
+    fit._design, fit._theta_all = design, theta
+    if satterthwaite:
+        fit.with_satterthwaite()
+    return fit

@@ -1,14 +1,25 @@
-"""Linear mixed-effects model of CDASI activity over time by arm (statsmodels MixedLM).
+"""Linear mixed-effects model of CDASI activity over time by arm.
 
-Default model: ``cdasi_activity ~ weeks * arm`` with a random intercept and a random slope for
-weeks by ``line_id``, fitted by REML on the first ``horizon_weeks`` (24) of each line, where
-most of the change happens (trials assess at 12-16 weeks). ``weeks:arm[T.X]`` is the difference
-in slope between arm X and the reference arm.
+Default model (``levels = "patient/line"``), fitted by REML on the first ``horizon_weeks`` (24)
+of each line, where most of the change happens (trials assess at 12-16 weeks):
 
-Optimiser: L-BFGS, then Powell. (statsmodels' default list starts with BFGS, which on these
-data stops at a wrong optimum with a huge slope variance; L-BFGS reaches the same optimum as
-lme4, see tests/reference.) Fallback, stated in the result: when the random-slope model does
-not converge, or its covariance is singular, the model is refitted with a random intercept only.
+    cdasi_activity ~ weeks * arm + (1 + weeks | patient_id) + (1 + weeks | patient_id:line_id)
+
+Lines are nested in patients: a patient's lines share that patient's random intercept and slope
+(the same skin, the same antibodies, the same tendency to flare), and each line has its own on
+top. ``weeks:arm[T.X]`` is the difference in slope between arm X and the reference arm.
+``levels = "line"`` fits random effects by line only (every line independent), the model before
+issue 16; ``random = "intercept"`` keeps random intercepts only, at every level.
+
+Engine: the fast exact path (:mod:`analytics.stats.fastlmm`), which minimises lme4's profiled
+deviance. Inference: t-based, with Satterthwaite degrees of freedom computed as lmerTest does,
+for every fixed effect, every per-arm slope and every slope difference.
+
+Fallbacks, stated in the result: a singular fit (a variance at zero or a correlation at +-1, lme4's
+``isSingular``) drops the patient-level random slope first, then the line-level one. When the fast
+path cannot fit the line-only model, statsmodels MixedLM (L-BFGS, then Powell) is tried, with Wald
+z intervals; a line-only model that does not converge, or is singular, is refitted with a random
+intercept only.
 """
 
 from __future__ import annotations
@@ -34,13 +45,17 @@ from ..display.style import CDASI_AXIS, WEEKS_AXIS, arm_color, base_layout, coun
 __all__ = ["MixedSpec", "MixedResult", "fit_mixed"]
 
 _METHODS = (["lbfgs"], ["powell", "lbfgs"])
+FAST_ENGINE = "fast exact profiled REML (the deviance lme4 minimises; analytics.stats.fastlmm)"
+SATTERTHWAITE = "Satterthwaite (as lmerTest)"
+LEVEL_NAMES = {"patient": "Patient", "line": "Line within patient", "residual": "Visit to visit (residual)"}
+SHARE_WEEKS = (0, 12)  # the weeks at which the variance is split into its levels
 
 
 @dataclass(frozen=True)
 class MixedResult:
     spec: MixedSpec
     formula: str
-    re_formula: str
+    re_formula: str  # the line level's random effects, "~weeks" or "1"
     arms: list[str]
     reference_arm: str | None
     fixed_effects: pd.DataFrame
@@ -50,7 +65,7 @@ class MixedResult:
     diagnostics: pd.DataFrame
     observed_means: pd.DataFrame
     n_obs: int
-    n_groups: int
+    n_groups: int  # lines
     lines_by_arm: dict
     converged: bool
     fallback: str | None
@@ -59,14 +74,56 @@ class MixedResult:
     engine: str = ""
     alpha: float = 0.05
     call: Call | None = field(default=None, compare=False)
+    random_effects: dict = field(default_factory=dict)  # level ("patient", "line") -> "~weeks" or "1"
+    n_patients: int = 0
+    df_method: str = ""
+    variance: pd.DataFrame = field(default_factory=pd.DataFrame)  # per level: SDs, correlation, shares
+
+    @property
+    def levels(self) -> tuple[str, ...]:
+        """The levels with random effects, outermost first: ("patient", "line") or ("line",)."""
+        return tuple(lev for lev in ("patient", "line") if lev in self.random_effects)
+
+    @property
+    def nested(self) -> bool:
+        return "patient" in self.random_effects
+
+    @property
+    def model_formula(self) -> str:
+        """The fitted model in lme4's notation."""
+        terms = {"patient": "patient_id", "line": "patient_id:line_id" if self.nested else "line_id"}
+        re = "".join(f" + ({'1 + weeks' if f == '~weeks' else '1'} | {terms[lev]})"
+                     for lev, f in self.random_effects.items())
+        return self.formula + re
+
+    def variance_text(self) -> str:
+        """The split of the variance into its levels in words, for a clinician."""
+        if not len(self.variance):
+            return ""
+        v = self.variance.set_index("key")
+        parts = {"patient": "between patients", "line": "between lines of the same patient" if self.nested
+                 else "between lines", "residual": "from visit to visit"}
+        split = ", ".join(f"{v.loc[k, 'share_week_0']:.0f}% {parts[k]}" for k in v.index)
+        return ("Of the variation in CDASI activity at the start of a line that arm and time do not explain, "
+                f"{split}.")
+
+    def random_text(self) -> str:
+        """The random effects in words, e.g. "random intercept and slope by patient and by line"."""
+        parts = [("random intercept and slope" if f == "~weeks" else "random intercept") + " by "
+                 + ("line within patient" if lev == "line" and self.nested else lev)
+                 for lev, f in self.random_effects.items()]
+        return "; ".join(parts) or "none"
 
     def tables(self) -> dict[str, TableSpec]:
         slopes = self.slopes.reset_index()
         slopes.insert(1, "lines", slopes["arm"].map(self.lines_by_arm).fillna(0).astype(int))
-        return {"fixed_effects": TableSpec(self.fixed_effects.reset_index(names="term"),
-                                           "Mixed model: fixed effects"),
-                "slopes": TableSpec(slopes, "Mixed model: CDASI activity slope per arm", counts=("lines",),
-                                    derived=tuple(c for c in slopes.columns if c not in ("arm", "lines")))}
+        out = {"fixed_effects": TableSpec(self.fixed_effects.reset_index(names="term"),
+                                          "Mixed model: fixed effects"),
+               "slopes": TableSpec(slopes, "Mixed model: CDASI activity slope per arm", counts=("lines",),
+                                   derived=tuple(c for c in slopes.columns if c not in ("arm", "lines")))}
+        if len(self.variance):
+            out["variance"] = TableSpec(self.variance.drop(columns="key"), "Mixed model: variance at each level")
+        return out
 
     def figures(self) -> dict[str, FigureSpec]:
         return {"trajectories": FigureSpec(lambda mc, hidden: self.figure(min_cell=mc),
@@ -80,21 +137,30 @@ class MixedResult:
         return self.fixed_effects
 
     def to_dict(self) -> dict:
-        fe = {t: {"estimate": float(r["estimate"]), "se": float(r["se"]),
+        fe = {t: {"estimate": float(r["estimate"]), "se": float(r["se"]), "df": _f(r["df"]),
                   "ci": [float(r["lower"]), float(r["upper"])], "p": float(r["p"])}
               for t, r in self.fixed_effects.iterrows()}
-        slopes = {a: {"estimate": _f(r["per_week"]), "ci": [_f(r["lower"]), _f(r["upper"])],
+        slopes = {a: {"estimate": _f(r["per_week"]), "se": _f(r["se"]), "df": _f(r["df"]),
+                      "ci": [_f(r["lower"]), _f(r["upper"])],
                       "per_12_weeks": _f(r["per_12_weeks"]),
                       "per_12_weeks_ci": [_f(r["lower"] * 12), _f(r["upper"] * 12)],
-                      "difference_vs_reference": _f(r["diff"]), "difference_ci": [_f(r["diff_lower"]),
-                                                                                  _f(r["diff_upper"])],
+                      "difference_vs_reference": _f(r["diff"]), "difference_df": _f(r["diff_df"]),
+                      "difference_ci": [_f(r["diff_lower"]), _f(r["diff_upper"])],
                       "difference_p": _f(r["diff_p"])} for a, r in self.slopes.iterrows()}
-        return {"formula": self.formula, "groups": "line_id", "re_formula": self.re_formula, "reml": self.spec.reml,
-                "n_obs": self.n_obs, "n_groups": self.n_groups, "converged": self.converged,
-                "fallback": self.fallback, "horizon_weeks": self.spec.horizon_weeks,
-                "reference_arm": self.reference_arm, "engine": self.engine,
+        shares = {}
+        if len(self.variance):
+            v = self.variance.set_index("key")
+            shares = {f"week_{w}": {k: _f(v.loc[k, f"share_week_{w}"]) for k in v.index} for w in SHARE_WEEKS}
+        return {"formula": self.formula, "model": self.model_formula if self.converged else None,
+                "levels": self.spec.levels,
+                "groups": "patient_id/line_id" if self.nested else "line_id",
+                "group_counts": ({"patient_id": self.n_patients} if self.nested else {}) | {"line_id": self.n_groups},
+                "random_effects": dict(self.random_effects), "re_formula": self.re_formula, "reml": self.spec.reml,
+                "n_obs": self.n_obs, "n_groups": self.n_groups, "n_patients": self.n_patients,
+                "converged": self.converged, "fallback": self.fallback, "horizon_weeks": self.spec.horizon_weeks,
+                "reference_arm": self.reference_arm, "engine": self.engine, "df_method": self.df_method,
                 "fixed_effects": fe, "slopes_per_week": slopes,
-                "variance_components": {k: _f(v) for k, v in self.variance_components.items()},
+                "variance_components": _vc_dict(self.variance_components), "variance_shares": shares,
                 "warnings": list(self.warnings)}
 
     def figure(self, title: str | None = None, min_cell: int | None = None) -> go.Figure:
@@ -102,6 +168,10 @@ class MixedResult:
 
     def diagnostics_figure(self) -> go.Figure:
         return diagnostics_figure(self)
+
+
+def _vc_dict(vc: dict) -> dict:
+    return {k: (_vc_dict(v) if isinstance(v, dict) else _f(v)) for k, v in vc.items()}
 
 
 def _f(x) -> float | None:
@@ -114,7 +184,8 @@ def _f(x) -> float | None:
 def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covariates: pd.DataFrame | None,
              warns: list[str]) -> tuple[pd.DataFrame, list[str], list[str]]:
     d = trajectories[(trajectories["arm"].isin(arms)) & (trajectories["weeks"] <= spec.horizon_weeks)]
-    d = d.dropna(subset=["cdasi_activity"])[["line_id", "arm", "weeks", "cdasi_activity"]].copy()
+    keep = ["patient_id"] if "patient_id" in d.columns else []
+    d = d.dropna(subset=["cdasi_activity"])[[*keep, "line_id", "arm", "weeks", "cdasi_activity"]].copy()
     covs = []
     if spec.covariates:
         if covariates is None:
@@ -136,11 +207,29 @@ def _prepare(trajectories: pd.DataFrame, arms: list[str], spec: MixedSpec, covar
     return d, present, covs
 
 
+def _attempts(spec: MixedSpec, nested: bool) -> list[tuple[dict, str | None]]:
+    """The random-effects structures to try, in order, as ({level: q}, the fallback in words)."""
+    if nested:
+        if spec.random == "intercept":
+            return [({"patient": 1, "line": 1}, None)]
+        return [({"patient": 2, "line": 2}, None),
+                ({"patient": 1, "line": 2}, "the patient-level random slope was dropped (the model with random "
+                                            "slopes at both levels was singular)"),
+                ({"patient": 1, "line": 1}, "the patient- and line-level random slopes were dropped (the models "
+                                            "with random slopes were singular)")]
+    if spec.random == "intercept":
+        return [({"line": 1}, None)]
+    return [({"line": 2}, None), ({"line": 1}, "random intercept only (the random-slope model did not converge or "
+                                               "had a singular covariance)")]
+
+
 @recorded(trajectories="derivation.trajectories", covariates="table")
 def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spec: MixedSpec | None = None,
               covariates: pd.DataFrame | None = None, alpha: float = 0.05) -> MixedResult:
     """Fit the mixed model. ``covariates``: a line-level table (line_id plus columns) such as
-    :func:`analytics.lines.analysis_table.analysis_table`, needed only when ``spec.covariates`` is set."""
+    :func:`analytics.lines.analysis_table.analysis_table`, needed only when ``spec.covariates`` is set.
+    ``trajectories`` needs patient_id for the nested model (without it, random effects are by line
+    only, with a warning)."""
     spec = spec or MixedSpec()
     warns: list[str] = []
     arms = list(arms)
@@ -149,6 +238,10 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
     formula = "cdasi_activity ~ " + rhs + "".join(f" + {c}" for c in covs)
     if len(present) < 2:
         warns.append("fewer than two arms with data: the model has no arm terms")
+    nested = spec.levels == "patient/line"
+    if nested and "patient_id" not in d.columns:
+        warns.append("the trajectories have no patient_id column: random effects by line only")
+        nested = False
     empty = _empty(spec, formula, arms, present, d, warns, alpha)
     if d["line_id"].nunique() < 3 or len(d) < 6:
         warns.append("too few lines or visits for a mixed model")
@@ -157,64 +250,61 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         warns.append("CDASI activity is constant in these data: nothing to model")
         return empty
 
-    attempts = [("~weeks", None)] if spec.random == "slope" else []
-    attempts.append(("1", None if spec.random == "intercept" else
-                     "random intercept only (the random-slope model did not converge or had a singular covariance)"))
-    fit, re_used, fallback = None, None, None
-    for re_formula, why in attempts:
-        fit = _try_fast(d, formula, re_formula, spec.reml, warns) or _try_fit(d, formula, re_formula, spec.reml, warns)
-        if fit is not None:
-            re_used, fallback = re_formula, why
+    attempts = _attempts(spec, nested)
+    fit, used, fallback = None, None, None
+    for k, (qs, why) in enumerate(attempts):
+        got = _try_fast(d, formula, qs, spec.reml, warns)
+        if got is None:
             break
+        if got.singular and k < len(attempts) - 1:
+            continue
+        fit, used, fallback = got.with_satterthwaite(), qs, why
+        if got.singular:
+            sing = " and ".join(got.singular_levels())
+            warns.append(f"singular fit: a variance at the {sing} level is estimated at zero (or a correlation at "
+                         "+-1); the estimates stand, but that level adds nothing beyond the others")
+        break
+    if fit is None:  # the fast path could not fit: statsmodels MixedLM by line, as before issue 16
+        for qs, why in _attempts(spec, nested=False):
+            got = _try_fit(d, formula, "~weeks" if qs["line"] == 2 else "1", spec.reml, warns)
+            if got is not None:
+                fit, used = got, qs
+                fallback = "; ".join(x for x in (
+                    "random effects by line only (the model with lines nested in patients could not be fitted)"
+                    if nested else None, why) if x) or None
+                break
     if fit is None:
         warns.append("the mixed model could not be fitted with any random-effects structure")
         return empty
     if fallback:
         warns.append(f"fallback: {fallback}")
-    result = _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alpha)
-    return dataclasses.replace(result, engine=getattr(fit, "engine", "statsmodels MixedLM (L-BFGS, then Powell)"))
+    if getattr(fit, "hessian_note", ""):
+        warns.append(f"Satterthwaite df: {fit.hessian_note}")
+    return _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha)
 
 
-class _FastAdapter:
-    """The attributes of a statsmodels MixedLMResults that :func:`_result` reads, from a FastFit."""
-
-    engine = "fast exact profiled REML (the deviance lme4 minimises; analytics.stats.fastlmm)"
-
-    def __init__(self, fit, names: list[str], re_names: list[str], reml: bool):
-        self._fit = fit
-        self.fe_params = pd.Series(fit.beta, index=names)
-        self._cov = pd.DataFrame(fit.cov_beta, index=names, columns=names)
-        self.bse_fe = pd.Series(np.sqrt(np.diag(fit.cov_beta)), index=names)
-        self.cov_re = pd.DataFrame(fit.cov_re, index=re_names, columns=re_names)
-        self.scale = fit.sigma2
-        self.resid = fit.resid
-        self.fittedvalues = fit.fitted
-        self.nobs = len(fit.resid)
-        self.converged = fit.converged
-        self.reml = reml
-
-    def cov_params(self) -> pd.DataFrame:
-        return self._cov
-
-
-def _try_fast(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: list[str]):
-    """The fast exact path (analytics.stats.fastlmm); None when it does not apply or does not converge
-    cleanly, and statsmodels is tried instead."""
-    from .fastlmm import fit_fast
+def _try_fast(d: pd.DataFrame, formula: str, qs: dict, reml: bool, warns: list[str]):
+    """The fast exact path (analytics.stats.fastlmm) for one random-effects structure; None when it
+    cannot fit (a rank-deficient design) or does not converge."""
+    from .fastlmm import fit_lmm
 
     try:
         X = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe")
-        codes = pd.factorize(d["line_id"])[0]
-        fit = fit_fast(X.to_numpy(), d["cdasi_activity"].to_numpy(float), codes,
-                       d["weeks"].to_numpy(float) if re_formula != "1" else None, reml)
+        fit = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
+                      pd.factorize(d["patient_id"])[0] if "patient" in qs else None,
+                      d["weeks"].to_numpy(float), q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml,
+                      satterthwaite=False)
     except (ValueError, np.linalg.LinAlgError) as exc:
-        warns.append(f"fast path not used ({exc}); statsmodels MixedLM instead")
+        msg = f"fast path not used ({exc})" + ("; statsmodels MixedLM instead" if "patient" not in qs else "")
+        if msg not in warns:
+            warns.append(msg)
         return None
-    ok = fit.converged and np.all(np.isfinite(fit.beta)) and np.all(np.isfinite(fit.cov_beta))
-    if not ok or (re_formula != "1" and fit.singular):
+    if not (fit.converged and np.all(np.isfinite(fit.beta)) and np.all(np.isfinite(fit.cov_beta))):
+        warns.append(f"the fast path did not converge ({fit.message})")
         return None
-    re_names = ["Group"] if re_formula == "1" else ["Group", "weeks"]
-    return _FastAdapter(fit, list(X.columns), re_names, reml)
+    fit.names = list(X.columns)
+    fit.engine = FAST_ENGINE
+    return fit
 
 
 def _try_fit(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: list[str]):
@@ -235,23 +325,44 @@ def _try_fit(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: 
         bad_warning = any(issubclass(w.category, ConvergenceWarning) for w in caught)
         if fit.converged and not singular and not bad_warning and np.all(np.isfinite(fit.bse_fe)):
             warns.extend(x for x in local if x not in warns)
-            return fit
+            return _StatsmodelsFit(fit)
     tag = "random slope" if re_formula != "1" else "random intercept"
     warns.extend(f"({tag} model) {x}" for x in local if x)
     return None
 
 
+class _StatsmodelsFit:
+    """What :func:`_result` reads, from a statsmodels MixedLMResults (Wald z: no df)."""
+
+    engine = "statsmodels MixedLM (L-BFGS, then Powell)"
+
+    def __init__(self, fit):
+        self.model = fit
+        self.names = list(fit.fe_params.index)
+        self.beta = fit.fe_params.to_numpy()
+        self.cov_beta = fit.cov_params().loc[self.names, self.names].to_numpy()
+        self.sigma2 = float(fit.scale)
+        self.cov_re = {"line": np.atleast_2d(np.asarray(fit.cov_re))}
+        self.resid, self.fitted = np.asarray(fit.resid), np.asarray(fit.fittedvalues)
+
+    def df(self, L) -> float:
+        return float("inf")
+
+
 def _empty(spec, formula, arms, present, d, warns, alpha) -> MixedResult:
-    cols = ["estimate", "se", "lower", "upper", "p"]
+    cols = ["estimate", "se", "df", "lower", "upper", "p"]
     return MixedResult(spec, formula, "~weeks" if spec.random == "slope" else "1", arms,
                        present[0] if present else None, pd.DataFrame(columns=cols),
-                       pd.DataFrame(np.nan, index=pd.Index(arms, name="arm"),
-                                    columns=["per_week", "lower", "upper", "per_12_weeks", "diff", "diff_lower",
-                                             "diff_upper", "diff_p"]),
+                       pd.DataFrame(np.nan, index=pd.Index(arms, name="arm"), columns=_SLOPE_COLUMNS),
                        {}, pd.DataFrame(columns=["arm", "weeks", "mean", "lower", "upper"]),
                        pd.DataFrame(columns=["fitted", "residual", "theoretical", "sample"]),
                        _observed_means(d, spec, alpha), len(d), int(d["line_id"].nunique()) if len(d) else 0,
-                       _lines_by_arm(d), False, None, warns, alpha=alpha)
+                       _lines_by_arm(d), False, None, warns, alpha=alpha,
+                       n_patients=int(d["patient_id"].nunique()) if "patient_id" in d.columns and len(d) else 0)
+
+
+_SLOPE_COLUMNS = ["per_week", "se", "df", "lower", "upper", "per_12_weeks", "diff", "diff_df", "diff_lower",
+                  "diff_upper", "diff_p"]
 
 
 def _lines_by_arm(d: pd.DataFrame) -> dict:
@@ -271,45 +382,89 @@ def _observed_means(d: pd.DataFrame, spec: MixedSpec, alpha: float = 0.05) -> pd
     return out.rename(columns={"count": "n"})[["arm", "bin", "weeks", "mean", "lower", "upper", "n"]]
 
 
-def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alpha) -> MixedResult:
-    z = z_value(alpha)
-    fe_names = list(fit.fe_params.index)
-    cov = fit.cov_params().loc[fe_names, fe_names].to_numpy()
-    est = fit.fe_params.to_numpy()
-    se = np.sqrt(np.diag(cov))
-    p = 2 * stats.norm.sf(np.abs(est / se))
-    fixed = pd.DataFrame({"estimate": est, "se": se, "lower": est - z * se, "upper": est + z * se, "p": p},
-                         index=fe_names)
+def _quantile(alpha: float, df: float) -> float:
+    """The two-sided 1 - alpha quantile of t with ``df`` degrees of freedom (normal when df is inf)."""
+    return z_value(alpha) if not np.isfinite(df) else float(stats.t.ppf(1 - alpha / 2, df))
+
+
+def _p(t: float, df: float) -> float:
+    return float(2 * (stats.norm.sf(abs(t)) if not np.isfinite(df) else stats.t.sf(abs(t), df)))
+
+
+def _contrast(fit, L: np.ndarray, alpha: float) -> dict:
+    est = float(L @ fit.beta)
+    se = float(np.sqrt(L @ fit.cov_beta @ L))
+    df = fit.df(L)
+    half = _quantile(alpha, df) * se
+    return {"estimate": est, "se": se, "df": df, "lower": est - half, "upper": est + half, "p": _p(est / se, df)}
+
+
+def _variance(cov_re: dict, sigma2: float) -> tuple[dict, pd.DataFrame]:
+    """Variance components per level, and the table that splits the variance of one visit's CDASI
+    activity (around the arm's mean) into its levels at weeks 0 and 12."""
+    vc: dict = {}
+    rows = []
+    for lev in ("patient", "line"):
+        if lev not in cov_re:
+            continue
+        c = np.atleast_2d(cov_re[lev])
+        comp = {"intercept_var": float(c[0, 0])}
+        if c.shape[0] > 1:
+            comp |= {"slope_var": float(c[1, 1]), "intercept_slope_cov": float(c[0, 1])}
+        vc[lev] = comp
+    vc["residual_var"] = float(sigma2)
+    at = {}
+    for w in SHARE_WEEKS:
+        parts = {lev: comp["intercept_var"] + 2 * w * comp.get("intercept_slope_cov", 0.0)
+                 + w * w * comp.get("slope_var", 0.0) for lev, comp in vc.items() if lev != "residual_var"}
+        parts["residual"] = float(sigma2)
+        total = sum(parts.values())
+        at[w] = {k: 100 * v / total for k, v in parts.items()}
+    for lev in [*(x for x in ("patient", "line") if x in vc), "residual"]:
+        comp = vc.get(lev, {"intercept_var": np.nan}) if lev != "residual" else {}
+        slope_sd = np.sqrt(comp["slope_var"]) if "slope_var" in comp else np.nan
+        icpt_sd = np.sqrt(comp["intercept_var"]) if comp else np.nan
+        corr = (comp["intercept_slope_cov"] / (icpt_sd * slope_sd)
+                if "slope_var" in comp and icpt_sd > 0 and slope_sd > 0 else np.nan)
+        rows.append({"level": LEVEL_NAMES[lev], "key": lev, "intercept_sd": icpt_sd, "slope_sd_per_week": slope_sd,
+                     "correlation": corr, "residual_sd": np.sqrt(sigma2) if lev == "residual" else np.nan}
+                    | {f"share_week_{w}": at[w][lev] for w in SHARE_WEEKS})
+    return vc, pd.DataFrame(rows)
+
+
+def _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha) -> MixedResult:
+    fe_names = list(fit.names)
+    est, cov = np.asarray(fit.beta), np.asarray(fit.cov_beta)
+    eye = np.eye(len(fe_names))
+    fixed = pd.DataFrame([_contrast(fit, eye[i], alpha) for i in range(len(fe_names))], index=fe_names)
+    fixed = fixed[["estimate", "se", "df", "lower", "upper", "p"]]
     ref = present[0] if present else None
     rows = []
     for arm in arms:
         if arm not in present:
-            rows.append({"arm": arm} | dict.fromkeys(["per_week", "lower", "upper", "per_12_weeks", "diff",
-                                                      "diff_lower", "diff_upper", "diff_p"], np.nan))
+            rows.append({"arm": arm} | dict.fromkeys(_SLOPE_COLUMNS, np.nan))
             continue
         L = np.zeros(len(fe_names))
         L[fe_names.index("weeks")] = 1
         inter = f"weeks:arm[T.{arm}]"
         if arm != ref and inter in fe_names:
             L[fe_names.index(inter)] = 1
-        s = float(L @ est)
-        s_se = float(np.sqrt(L @ cov @ L))
-        row = {"arm": arm, "per_week": s, "lower": s - z * s_se, "upper": s + z * s_se, "per_12_weeks": 12 * s}
+        c = _contrast(fit, L, alpha)
+        row = {"arm": arm, "per_week": c["estimate"], "se": c["se"], "df": c["df"], "lower": c["lower"],
+               "upper": c["upper"], "per_12_weeks": 12 * c["estimate"]}
         if arm != ref and inter in fe_names:
             r = fixed.loc[inter]
-            row |= {"diff": r["estimate"], "diff_lower": r["lower"], "diff_upper": r["upper"], "diff_p": r["p"]}
+            row |= {"diff": r["estimate"], "diff_df": r["df"], "diff_lower": r["lower"], "diff_upper": r["upper"],
+                    "diff_p": r["p"]}
         else:
-            row |= {"diff": 0.0 if arm == ref else np.nan, "diff_lower": np.nan, "diff_upper": np.nan,
-                    "diff_p": np.nan}
+            row |= {"diff": 0.0 if arm == ref else np.nan, "diff_df": np.nan, "diff_lower": np.nan,
+                    "diff_upper": np.nan, "diff_p": np.nan}
         rows.append(row)
-    slopes = pd.DataFrame(rows).set_index("arm")
+    slopes = pd.DataFrame(rows).set_index("arm")[_SLOPE_COLUMNS]
+    vc, variance = _variance(fit.cov_re, fit.sigma2)
 
-    cov_re = np.atleast_2d(np.asarray(fit.cov_re))
-    vc = {"intercept_var": cov_re[0, 0], "residual_var": float(fit.scale)}
-    if cov_re.shape[0] > 1:
-        vc |= {"slope_var": cov_re[1, 1], "intercept_slope_cov": cov_re[0, 1]}
-
-    # Model-based mean trajectories per arm (covariates at their means), with 1 - alpha CIs.
+    # Model-based mean trajectories per arm (covariates at their means), with 1 - alpha CIs (t with
+    # the Satterthwaite df of each point's contrast).
     grid = np.linspace(0, spec.horizon_weeks, int(spec.horizon_weeks) + 1)
     new = pd.DataFrame([(a, w) for a in present for w in grid], columns=["arm", "weeks"])
     new["arm"] = pd.Categorical(new["arm"], categories=present)
@@ -322,11 +477,12 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alph
     X = np.asarray(build_design_matrices([info], new)[0])
     mean = X @ est
     mse = np.sqrt(np.einsum("ij,jk,ik->i", X, cov, X))
-    preds = new[["arm", "weeks"]].assign(mean=mean, lower=mean - z * mse, upper=mean + z * mse)
+    q = np.array([_quantile(alpha, fit.df(x)) for x in X])
+    preds = new[["arm", "weeks"]].assign(mean=mean, lower=mean - q * mse, upper=mean + q * mse)
     preds["arm"] = preds["arm"].astype(str)
 
     resid = np.asarray(fit.resid)
-    fitted = np.asarray(fit.fittedvalues)
+    fitted = np.asarray(fit.fitted)
     order = np.argsort(resid)
     theo = stats.norm.ppf((np.arange(1, len(resid) + 1) - 0.5) / len(resid))
     sample = np.empty_like(resid)
@@ -334,9 +490,14 @@ def _result(fit, spec, formula, re_used, arms, present, d, fallback, warns, alph
     theoretical = np.empty_like(resid)
     theoretical[order] = theo * np.std(resid, ddof=1)
     diag = pd.DataFrame({"fitted": fitted, "residual": resid, "theoretical": theoretical, "sample": sample})
-    return MixedResult(spec, formula, re_used if re_used == "1" else "~weeks", arms, ref, fixed, slopes, vc, preds,
-                       diag, _observed_means(d, spec, alpha), int(fit.nobs), int(d["line_id"].nunique()),
-                       _lines_by_arm(d), True, fallback, warns, fit, alpha=alpha)
+    random_effects = {lev: "~weeks" if q_ == 2 else "1" for lev, q_ in used.items()}
+    df_method = SATTERTHWAITE if fit.engine == FAST_ENGINE else "none: Wald z (statsmodels fallback)"
+    return MixedResult(spec, formula, random_effects["line"], arms, ref, fixed, slopes, vc, preds, diag,
+                       _observed_means(d, spec, alpha), int(len(resid)), int(d["line_id"].nunique()),
+                       _lines_by_arm(d), True, fallback, warns, getattr(fit, "model", fit), engine=fit.engine,
+                       alpha=alpha, random_effects=random_effects,
+                       n_patients=int(d["patient_id"].nunique()) if "patient_id" in d.columns else 0,
+                       df_method=df_method, variance=variance)
 
 
 def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: int | None = None) -> go.Figure:
@@ -370,9 +531,14 @@ def trajectory_figure(result: MixedResult, title: str | None = None, min_cell: i
                                                "<extra>" + arm + "</extra>"))
     fig.update_xaxes(title_text=WEEKS_AXIS, range=[0, result.spec.horizon_weeks])
     fig.update_yaxes(title_text=CDASI_AXIS, rangemode="tozero")
-    random = "random intercept and slope" if result.re_formula == "~weeks" else "random intercept"
-    sub = (f"Linear mixed model (REML), {random} by line; {count_text(result.n_obs, min_cell)} visits of "
-           f"{count_text(result.n_groups, min_cell)} lines<br>"
+    if result.nested:
+        random = "lines nested in patients"
+        who = (f"{count_text(result.n_groups, min_cell)} lines of {count_text(result.n_patients, min_cell)} "
+               "patients")
+    else:
+        random = ("random intercept and slope" if result.re_formula == "~weeks" else "random intercept") + " by line"
+        who = f"{count_text(result.n_groups, min_cell)} lines"
+    sub = (f"Linear mixed model (REML), {random}; {count_text(result.n_obs, min_cell)} visits of {who}<br>"
            f"Lines: model means with {ci}; points: observed means with {ci} in 4-week bins")
     base_layout(fig, f"{title or 'CDASI activity over time by arm'}<br><sup>{sub}</sup>", height=560)
     fig.update_layout(margin=dict(t=110))

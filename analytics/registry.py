@@ -282,6 +282,21 @@ def _cox_methods(cox, ctx) -> str:
             "Schoenfeld residuals.")
 
 
+def _mixed_notes(m) -> list[str]:
+    out = []
+    if m.converged and m.nested:
+        out.append("Lines nested in patients: each patient has a random starting level and rate of change, and each "
+                   "of the patient's lines its own on top, so arm contrasts that rest on the same patients' lines "
+                   "are not counted as independent evidence.")
+    if m.converged:
+        out.append(m.variance_text())
+        if m.df_method.startswith("Satterthwaite"):
+            out.append("Intervals and p-values are t-based, on Satterthwaite degrees of freedom (the df columns).")
+    if m.fallback:
+        out.append(f"Fallback: {m.fallback}")
+    return out
+
+
 def _mixed_methods(m, ctx) -> str:
     inference = (f"t-based {ci_label(m.alpha)}s with Satterthwaite degrees of freedom (as lmerTest)"
                  if m.df_method.startswith("Satterthwaite") else f"Wald {ci_label(m.alpha)}s")
@@ -367,7 +382,7 @@ def _builtins() -> None:
               results_key=("mixed_model",), tables={"fixed_effects": "mixed_fixed_effects", "slopes": "mixed_slopes",
                                                     "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
-              notes=lambda m: [f"Fallback: {m.fallback}"] if m.fallback else [], cli=_mixed_cli,
+              notes=_mixed_notes, cli=_mixed_cli,
               methods=_mixed_methods, stage="mixed_model"),
         Entry("adjusted", "Adjusted comparison (weighted)",
               lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),

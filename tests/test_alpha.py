@@ -125,13 +125,28 @@ def test_weighted_comparison_intervals_follow_alpha(fits):
     _wald(adj.cox.summary, "coef", "se", "lower", "upper", log=True)
 
 
-def test_mixed_model_intervals_are_wald_at_alpha(fits):
-    m90, m95 = fits[0.1].mixed, fits[0.05].mixed
-    _wald(m90.fixed_effects, "estimate", "se", "lower", "upper")
-    s90, s95 = m90.slopes, m95.slopes
-    for lo, hi, est in (("lower", "upper", "per_week"), ("diff_lower", "diff_upper", "diff")):
-        np.testing.assert_allclose(_ratio(s90[hi] - s90[est], s95[hi] - s95[est]), RATIO, rtol=1e-6)
-        np.testing.assert_allclose(_ratio(s90[est] - s90[lo], s95[est] - s95[lo]), RATIO, rtol=1e-6)
+def _t_interval(est, se, df, lower, upper, alpha):
+    from scipy import stats
+
+    q = stats.t.ppf(1 - alpha / 2, np.asarray(df, float))
+    np.testing.assert_allclose(np.asarray(lower, float), np.asarray(est, float) - q * np.asarray(se, float), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(upper, float), np.asarray(est, float) + q * np.asarray(se, float), rtol=1e-6)
+
+
+def test_mixed_model_intervals_are_t_with_satterthwaite_df_at_alpha(fits):
+    """Issue 16: every interval of the mixed model is t-based on its Satterthwaite df, at 1 - alpha."""
+    for alpha in (0.1, 0.05):
+        m = fits[alpha].mixed
+        fe = m.fixed_effects
+        assert (fe["df"] > 1).all() and np.isfinite(fe["df"]).all()
+        _t_interval(fe["estimate"], fe["se"], fe["df"], fe["lower"], fe["upper"], alpha)
+        s = m.slopes
+        _t_interval(s["per_week"], s["se"], s["df"], s["lower"], s["upper"], alpha)
+        d = s.dropna(subset=["diff_df"])
+        assert len(d) == 2
+        se_diff = fe.loc[[f"weeks:arm[T.{a}]" for a in d.index], "se"].to_numpy()
+        _t_interval(d["diff"], se_diff, d["diff_df"], d["diff_lower"], d["diff_upper"], alpha)
+    assert (fits[0.1].mixed.slopes["upper"] < fits[0.05].mixed.slopes["upper"]).all()
 
 
 def test_km_intervals_scale_with_alpha(fits):

@@ -203,22 +203,34 @@ def test_scheme_rule_and_dataset_changes_reach_the_scheme_page():
 
 
 def test_mixed_model_spec_changes():
+    """Transitions on the Mixed model page: the nested default, then intercepts only, then lines
+    only; each time the page's model, its variance split and the pack's spec follow."""
     at = _app()
     at.switch_page("views/mixed_model.py").run()
-    at.radio[0].set_value("intercept")
+    _ok(at)
+    text = lambda: " ".join(m.value for m in at.markdown)  # noqa: E731
+    assert "patient_id:line_id)" in text() and "Of the variation in CDASI activity" in text()
+    assert "between lines of the same patient" in text()
+    at.radio[1].set_value("intercept")
     at.button[0].click().run()
     _ok(at)
     assert at.session_state["analysis.model_options"].mixed.random == "intercept"
-    assert any("random effects `1`" in m.value for m in at.markdown)
+    assert "(1 | patient_id) + (1 | patient_id:line_id)" in text()
+    at.radio[0].set_value("line")
+    at.button[0].click().run()
+    _ok(at)
+    assert at.session_state["analysis.model_options"].mixed.levels == "line"
+    assert "cdasi_activity ~ weeks * arm + (1 | line_id)" in text() and "between patients" not in text()
     # regression: the Mixed model page's settings never reached the pack (its manifest had the defaults)
     at.switch_page("views/report.py").run()
     at.multiselect(key="report.figures").set_value([])
-    at.multiselect(key="report.tables").set_value(["mixed_fixed_effects"])
+    at.multiselect(key="report.tables").set_value(["mixed_fixed_effects", "mixed_variance"])
     at.button[0].click().run()
     _ok(at)
     _, manifest, _ = at.session_state["report.result"]
-    assert manifest["spec"]["mixed"]["random"] == "intercept"
+    assert manifest["spec"]["mixed"]["random"] == "intercept" and manifest["spec"]["mixed"]["levels"] == "line"
     assert "random='intercept'" in manifest["analyses"]["mixed"]["call"]["kwargs"]["spec"]
+    assert "levels='line'" in manifest["analyses"]["mixed"]["call"]["kwargs"]["spec"]
 
 
 def test_invalid_upload_keeps_the_previous_dataset():

@@ -232,9 +232,16 @@ def test_results_json_has_the_contract_sections(sample_models):
     assert set(cox["hazard_ratios"]) == {"IVIG", "JAKi"}
     assert set(cox["hazard_ratios"]["IVIG"]) >= {"hr", "ci", "p"}
     mm = doc["mixed_model"]
-    assert (mm["formula"], mm["groups"], mm["re_formula"], mm["reml"]) == ("cdasi_activity ~ weeks * arm", "line_id",
-                                                                           "~weeks", True)
-    assert mm["converged"] is True and mm["n_obs"] > 0 and mm["n_groups"] > 0
+    assert (mm["formula"], mm["groups"], mm["re_formula"], mm["reml"]) == ("cdasi_activity ~ weeks * arm",
+                                                                           "patient_id/line_id", "~weeks", True)
+    assert mm["converged"] is True and mm["n_obs"] > 0 and mm["n_groups"] > mm["n_patients"] > 0
+    assert mm["levels"] == "patient/line" and mm["df_method"].startswith("Satterthwaite")
+    assert set(mm["group_counts"]) == {"patient_id", "line_id"} and set(mm["random_effects"]) == {"patient", "line"}
+    assert set(mm["variance_components"]) == {"patient", "line", "residual_var"}
+    assert mm["model"].startswith("cdasi_activity ~ weeks * arm + (") and "| patient_id:line_id)" in mm["model"]
+    assert sum(mm["variance_shares"]["week_0"].values()) == pytest.approx(100)
+    for term in mm["fixed_effects"].values():
+        assert 1 < term["df"] < mm["n_obs"]
     assert set(mm["fixed_effects"]) == {"Intercept", "arm[T.IVIG]", "arm[T.JAKi]", "weeks", "weeks:arm[T.IVIG]",
                                         "weeks:arm[T.JAKi]"}
     assert set(mm["fixed_effects"]["Intercept"]) >= {"estimate", "se", "ci"}

@@ -170,9 +170,9 @@ class _Design:
         self.Z = np.column_stack([np.ones(n), w])  # both levels use columns of [1, weeks]
         Z = self.Z
         self.ZZ = np.add.reduceat(np.einsum("ni,nj->nij", Z, Z), starts, axis=0)  # J x 2 x 2
-        self.ZX = np.add.reduceat(np.einsum("ni,nj->nij", Z, Xs), starts, axis=0)  # J x 2 x p
-        self.Zy = np.add.reduceat(Z * ys[:, None], starts, axis=0)  # J x 2
-        self.XtX, self.Xty, self.yty = Xs.T @ Xs, Xs.T @ ys, float(ys @ ys)
+        Xy = np.column_stack([Xs, ys])
+        self.ZXy = np.add.reduceat(np.einsum("ni,nj->nij", Z, Xy), starts, axis=0)  # J x 2 x (p + 1)
+        self.XyXy = Xy.T @ Xy
         self.Xs, self.ys = Xs, ys
         self.dof = n - p if reml else n
         self.n_theta1 = len(_TRI[q_line])
@@ -184,35 +184,34 @@ class _Design:
         return L1, L2
 
     def evaluate(self, theta: np.ndarray, level: int = 0) -> dict:
-        """level 0: deviance (and beta, rss, A); 1: also the per-level sums the gradient needs;
-        2: also the per-group Z'V^-1 X that d cov(beta) needs, and the BLUPs."""
-        q1, q2 = self.q1, self.q2
+        """level 0: deviance (and beta, rss, A); 1 and 2: also, per level of random effects, the
+        per-group B = Z'V^-1 [X y] and the sum of Z'V^-1 Z that the gradient, d cov(beta) and the
+        BLUPs need. [X y] is carried as one matrix (y its last column), and the line-level weighted
+        statistics are computed once for the whole [1, weeks] basis, of which each level's Z is a slice."""
+        q1, q2, p = self.q1, self.q2, self.p
         L1, L2 = self.split(theta)
-        ZZ11, ZX1, Zy1 = self.ZZ[:, :q1, :q1], self.ZX[:, :q1], self.Zy[:, :q1, None]
-        D = np.eye(q1) + L1.T @ ZZ11 @ L1
+        S, ZXy = self.ZZ, self.ZXy  # J x 2 x 2, J x 2 x (p + 1)
+        S1 = S[:, :q1, :q1]
+        D = np.eye(q1) + L1.T @ S1 @ L1
         Dinv, logdet = _inv_logdet(D)
         G = L1 @ Dinv @ L1.T  # per line: Lambda D^-1 Lambda'
-        GZX, GZy = G @ ZX1, G @ Zy1
-        A = self.XtX - np.tensordot(ZX1, GZX, axes=([0, 1], [0, 1]))
-        b = self.Xty - np.tensordot(ZX1, GZy, axes=([0, 1], [0, 1]))[:, 0]
-        c = self.yty - float(np.sum(Zy1 * GZy))
+        GZ = G @ ZXy[:, :q1]
+        Aug = self.XyXy - np.tensordot(ZXy[:, :q1], GZ, axes=([0, 1], [0, 1]))
         total_logdet = float(np.sum(logdet))
-        out: dict = {}
+        # Z'W Z and Z'W [X y] on the [1, weeks] basis, W = blockdiag(V_line^-1)
+        SG = S[:, :, :q1] @ G
+        E = S - SG @ S[:, :q1, :]
+        Bx = ZXy - S[:, :, :q1] @ GZ
         if q2:
-            ZZ12, ZZ22, ZX2, Zy2 = self.ZZ[:, :q1, :q2], self.ZZ[:, :q2, :q2], self.ZX[:, :q2], self.Zy[:, :q2, None]
-            # Line-weighted patient-level statistics Z2' W Z2, Z2' W X, Z2' W y with W = blockdiag(V_line^-1)
-            A2 = ZZ22 - _t(ZZ12) @ G @ ZZ12
-            B2 = ZX2 - _t(ZZ12) @ GZX
-            c2 = Zy2 - _t(ZZ12) @ GZy
-            A2p, B2p, c2p = (np.add.reduceat(a, self.pstarts, axis=0) for a in (A2, B2, c2))
+            A2p = np.add.reduceat(E[:, :q2, :q2], self.pstarts, axis=0)
+            B2p = np.add.reduceat(Bx[:, :q2], self.pstarts, axis=0)
             C = np.eye(q2) + L2.T @ A2p @ L2
             Cinv, logdetC = _inv_logdet(C)
             H = L2 @ Cinv @ L2.T
-            HB, Hc = H @ B2p, H @ c2p
-            A = A - np.tensordot(B2p, HB, axes=([0, 1], [0, 1]))
-            b = b - np.tensordot(B2p, Hc, axes=([0, 1], [0, 1]))[:, 0]
-            c = c - float(np.sum(c2p * Hc))
+            HB = H @ B2p
+            Aug = Aug - np.tensordot(B2p, HB, axes=([0, 1], [0, 1]))
             total_logdet += float(np.sum(logdetC))
+        A, b, c = Aug[:p, :p], Aug[:p, p], Aug[p, p]
         sign_a, logdet_a = np.linalg.slogdet(A)
         if sign_a <= 0 or not np.isfinite(total_logdet):
             return {"dev": 1e300}
@@ -222,36 +221,35 @@ class _Design:
             return {"dev": 1e300}
         dof = self.dof
         dev = total_logdet + dof * (1 + np.log(2 * np.pi * rss / dof)) + (logdet_a if self.reml else 0.0)
-        out.update(dev=float(dev), beta=beta, rss=float(rss), A=A, logdet_v=total_logdet, logdet_a=logdet_a)
+        out = {"dev": float(dev), "beta": beta, "rss": float(rss), "A": A}
         if level == 0:
             return out
-        Ainv = np.linalg.inv(A)
-        # Per group: B = Z'V^-1 X and a = Z'V^-1 (y - X beta); per level the sums of Z'V^-1 Z, a a'
-        # and B A^-1 B'.
-        groups = []
-        E = ZZ11 - ZZ11 @ G @ ZZ11
-        Bx = ZX1 - ZZ11 @ GZX
-        cy = Zy1 - ZZ11 @ GZy
+        # Per group of each level: B = Z'V^-1 [X y] (so a = Z'V^-1 (y - X beta) = B v, v = (-beta, 1))
+        # and the sum over groups of P = Z'V^-1 Z.
+        E1, B1 = E[:, :q1, :q1], Bx[:, :q1]
         if q2:
-            F = ZZ12 - ZZ11 @ G @ ZZ12
-            Hl = H[self.line_patient]
-            P1 = E - F @ Hl @ _t(F)
-            B1 = Bx - F @ HB[self.line_patient]
-            c1 = cy - F @ Hc[self.line_patient]
+            F = E[:, :q1, :q2]
+            FH = F @ H[self.line_patient]
+            P1 = E1 - FH @ np.swapaxes(F, 1, 2)
+            B1 = B1 - FH @ B2p[self.line_patient]
             P2 = A2p - A2p @ H @ A2p
             Bv2 = B2p - A2p @ HB
-            cv2 = c2p - A2p @ Hc
-            groups = [(P1, B1, c1, L1), (P2, Bv2, cv2, L2)]
+            groups = [(P1, B1, L1), (P2, Bv2, L2)]
         else:
-            groups = [(E, Bx, cy, L1)]
-        sums = []
-        for P, B, cc, L in groups:
-            a = cc[:, :, 0] - B @ beta
-            BA = B @ Ainv
-            sums.append({"P": P.sum(axis=0), "aa": a.T @ a, "K": np.einsum("gkp,glp->kl", BA, B), "L": L,
-                         "B": B, "a": a})
-        out["levels"] = sums
+            groups = [(E1, B1, L1)]
+        v = np.append(-beta, 1.0)
+        Ainv = np.linalg.inv(A)
+        out["levels"] = [{"P": P.sum(axis=0), "B": B, "a": B @ v, "L": L, "Ainv": Ainv} for P, B, L in groups]
         return out
+
+    @staticmethod
+    def _forms(s: dict, dof_over_rss: float | None = None):
+        """sum_g a_g a_g' and sum_g B_g A^-1 B_g' (B without its y column) of one level."""
+        a, B = s["a"], s["B"][:, :, :-1]
+        aa = a.T @ a
+        BA = (B.reshape(-1, B.shape[2]) @ s["Ainv"]).reshape(B.shape)
+        K = np.tensordot(BA, B, axes=([0, 2], [0, 2]))
+        return aa, K
 
     def gradient_parts(self, ev: dict) -> tuple[np.ndarray, np.ndarray]:
         """d(log|V| + log|A|)/d theta (log|A| only under REML) and d rss / d theta, from the per-level
@@ -259,9 +257,10 @@ class _Design:
         -2 tr(A^-1 B' dLambda Lambda' B)."""
         g_ld, g_rss = [], []
         for s, q in zip(ev["levels"], (self.q1, self.q2)):
+            aa, K = self._forms(s)
             L = s["L"]
-            M_ld = 2 * L.T @ (s["P"] - (s["K"] if self.reml else 0.0))
-            M_rss = -2 * L.T @ s["aa"]
+            M_ld = 2 * L.T @ (s["P"] - (K if self.reml else 0.0))
+            M_rss = -2 * L.T @ aa
             for r, cidx in _TRI[q]:
                 g_ld.append(M_ld[cidx, r])
                 g_rss.append(M_rss[cidx, r])
@@ -279,7 +278,7 @@ class _Design:
         Ainv = np.linalg.inv(ev["A"])
         out = []
         for s, q in zip(ev["levels"], (self.q1, self.q2)):
-            B, L = s["B"], s["L"]
+            B, L = s["B"][:, :, :-1], s["L"]
             LB = L.T @ B
             for r, cidx in _TRI[q]:
                 S = B[:, r, :].T @ LB[:, cidx, :]
@@ -341,7 +340,31 @@ def _optimise(design: _Design):
             best = res
         if best.success:
             break  # a second start only when the first struggled
+    diag = _diagonal(design)
+    if np.any(np.abs(best.x[diag]) < SINGULAR_TOL):
+        # At a boundary the deviance is flat along the vanishing diagonal element (it is even in it), so
+        # the unbounded search creeps towards it; finish with lme4's bounds (diagonals >= 0), from the
+        # canonical point with that element at zero.
+        x0 = best.x.copy()
+        x0[diag[np.abs(x0[diag]) < SINGULAR_TOL]] = 0.0
+        bounds = [(0.0, None) if i in set(diag.tolist()) else (None, None) for i in range(len(x0))]
+        res = optimize.minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                                options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10})
+        res.fun = res.fun * n
+        if res.fun < best.fun:
+            res.success = res.success or bool(np.max(np.abs(res.jac)) < 1e-6)
+            best = res
     return best
+
+
+def _diagonal(design: _Design) -> np.ndarray:
+    """Positions in theta of the diagonal elements of each level's Lambda."""
+    out, k = [], 0
+    for q in (design.q1, design.q2):
+        if q:
+            out += [k + i for i, (r, c) in enumerate(_TRI[q]) if r == c]
+            k += len(_TRI[q])
+    return np.array(out, int)
 
 
 def _varpar_covariance(design: _Design, theta: np.ndarray, ev: dict, sigma: float) -> tuple[np.ndarray | None, str]:
@@ -404,7 +427,7 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     names = ["line"] + (["patient"] if q_patient else [])
     Ls = [L1] + ([L2] if q_patient else [])
     # BLUPs: b = Lambda Lambda' Z'V^-1 (y - X beta) per group
-    blups = {lev: s["a"] @ (L @ L.T) for lev, s, L in zip(names, ev["levels"], Ls)}
+    blups = {lev: s["a"] @ (L @ L.T) for lev, s, L in zip(names, ev["levels"], Ls)}  # a: groups x q
     Z = design.Z
     fit_sorted = design.Xs @ beta + np.sum(Z[:, :q_line] * blups["line"][design.obs_line], axis=1)
     if q_patient:

@@ -103,7 +103,9 @@ class MixedResult:
         v = self.variance.set_index("key")
         parts = {"patient": "between patients", "line": "between lines of the same patient" if self.nested
                  else "between lines", "residual": "from visit to visit"}
-        split = ", ".join(f"{v.loc[k, 'share_week_0']:.0f}% {parts[k]}" for k in v.index)
+        items = [f"{v.loc[k, 'share_week_0']:.0f}% {parts[k]}" for k in v.index]
+        items[0] = items[0].replace("% ", "% is ", 1)
+        split = ", ".join(items[:-1]) + " and " + items[-1]
         return ("Of the variation in CDASI activity at the start of a line that arm and time do not explain, "
                 f"{split}.")
 

@@ -90,8 +90,11 @@ def test_analyze_alpha_gives_90pct_intervals_everywhere(tmp_path, sample_dir, ca
     doc = json.loads((tmp_path / "results.json").read_text())
     assert doc["definitions"]["alpha"] == 0.1
     assert {a["alpha"] for a in doc["analyses"].values()} == {0.1}
-    fe = doc["mixed_model"]["fixed_effects"]["weeks"]
-    assert fe["ci"][1] - fe["estimate"] == pytest.approx(z_value(0.1) * fe["se"], rel=1e-9)
+    fe = doc["mixed_model"]["fixed_effects"]["weeks"]  # t on the Satterthwaite df (issue 16)
+    from scipy import stats
+
+    assert fe["ci"][1] - fe["estimate"] == pytest.approx(stats.t.ppf(0.95, fe["df"]) * fe["se"], rel=1e-9)
+    assert stats.t.ppf(0.95, fe["df"]) > z_value(0.1)
     with pytest.raises(SystemExit) as exc:
         main(["analyze", str(good)])  # --out missing: argparse's usage error
     assert exc.value.code == 2

@@ -187,4 +187,5 @@ def test_the_pack_quality_section_is_the_whole_export_and_the_pack_obeys_the_mix
             assert got == pytest.approx(want, nan_ok=True, rel=1e-9), (r.key, col)
     mixed = pack.manifest["analyses"]["mixed"]["call"]["kwargs"]["spec"]
     assert "random='intercept'" in mixed and "horizon_weeks=12.0" in mixed
-    assert pack.manifest["spec"]["mixed"] == {"horizon_weeks": 12.0, "random": "intercept", "covariates": []}
+    assert pack.manifest["spec"]["mixed"] == {"horizon_weeks": 12.0, "random": "intercept", "levels": "patient/line",
+                                              "covariates": []}

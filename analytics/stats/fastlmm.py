@@ -420,6 +420,9 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     best = _optimise(design)
     theta = best.x
     ev = design.evaluate(theta, level=2)
+    if ev["dev"] >= 1e300:
+        raise ValueError("the REML criterion cannot be evaluated (no residual variation left: the data are fitted "
+                         "exactly)")
     beta, rss = ev["beta"], ev["rss"]
     sigma2 = float(rss / design.dof)
     cov_beta = sigma2 * np.linalg.inv(ev["A"])

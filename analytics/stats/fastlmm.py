@@ -65,10 +65,6 @@ def _inv_logdet(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inv, np.log(det)
 
 
-def _t(a: np.ndarray) -> np.ndarray:
-    return np.swapaxes(a, -1, -2)
-
-
 @dataclass
 class LmmFit:
     """A fitted model. ``levels``: the grouping levels with random effects, innermost first
@@ -106,6 +102,7 @@ class LmmFit:
             self.vcov_varpar, self.hessian_note = _varpar_covariance(design, theta, ev, sigma)
             if self.vcov_varpar is not None:
                 self.jacobian = design.dcov_dtheta(ev, self.sigma2) + [2 * sigma * np.linalg.inv(ev["A"])]
+            self._design = None  # the per-line statistics are not needed any more (and are large)
         return self
 
     @property

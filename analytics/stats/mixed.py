@@ -428,7 +428,8 @@ def _variance(cov_re: dict, sigma2: float) -> tuple[dict, pd.DataFrame]:
         icpt_sd = np.sqrt(comp["intercept_var"]) if comp else np.nan
         corr = (comp["intercept_slope_cov"] / (icpt_sd * slope_sd)
                 if "slope_var" in comp and icpt_sd > 0 and slope_sd > 0 else np.nan)
-        rows.append({"level": LEVEL_NAMES[lev], "key": lev, "intercept_sd": icpt_sd, "slope_sd_per_week": slope_sd,
+        name = LEVEL_NAMES[lev] if lev != "line" or "patient" in vc else "Line"
+        rows.append({"level": name, "key": lev, "intercept_sd": icpt_sd, "slope_sd_per_week": slope_sd,
                      "correlation": corr, "residual_sd": np.sqrt(sigma2) if lev == "residual" else np.nan}
                     | {f"share_week_{w}": at[w][lev] for w in SHARE_WEEKS})
     return vc, pd.DataFrame(rows)

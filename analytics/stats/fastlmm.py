@@ -300,12 +300,14 @@ def _canonical(theta: np.ndarray, design: _Design) -> np.ndarray:
     return theta
 
 
-def _optimise(design: _Design):
+def _optimise(design: _Design, start: np.ndarray | None = None):
     n = design.n
     one = {1: [1.0], 2: [1.0, 0.0, 1.0]}
     small = {1: [0.3], 2: [0.3, 0.0, 0.05]}
     qs = [q for q in (design.q1, design.q2) if q]
     starts = [np.concatenate([one[q] for q in qs]), np.concatenate([small[q] for q in qs])]
+    if start is not None:
+        starts.insert(0, np.asarray(start, float))
 
     def scaled(th):
         dev, grad = design.deviance_and_gradient(th)
@@ -400,11 +402,12 @@ def _varpar_covariance(design: _Design, theta: np.ndarray, ev: dict, sigma: floa
 
 def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarray | None = None,
             weeks: np.ndarray | None = None, q_line: int = 2, q_patient: int = 2, reml: bool = True,
-            satterthwaite: bool = True) -> LmmFit:
+            satterthwaite: bool = True, start: np.ndarray | None = None) -> LmmFit:
     """Fit the model. ``lines``: integer codes of the innermost groups; ``patients``: integer codes of
     the outer groups (None: random effects by line only); ``weeks``: the random-slope covariate
     (needed when a q is 2). ``q_line``/``q_patient``: 1 for a random intercept, 2 for an intercept and
-    a slope. Raises ValueError when X is rank-deficient or the lines are not nested in patients."""
+    a slope. ``start``: a starting theta (the line level's, then the patient level's), tried before the
+    default starts. Raises ValueError when X is rank-deficient or the lines are not nested in patients."""
     X = np.asarray(X, float)
     n, p = X.shape
     if np.linalg.matrix_rank(X) < p:
@@ -414,7 +417,7 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     if weeks is None and 2 in (q_line, q_patient):
         raise ValueError("a random slope needs the weeks column")
     design = _Design(X, y, lines, patients, weeks, q_line, q_patient, reml)
-    best = _optimise(design)
+    best = _optimise(design, start)
     theta = best.x
     ev = design.evaluate(theta, level=2)
     if ev["dev"] >= 1e300:

@@ -254,8 +254,17 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
 
     attempts = _attempts(spec, nested)
     fit, used, fallback = None, None, None
+    done: dict = {}
+    if len(attempts) == 3:
+        # The full nested model starts from the fit with a random patient intercept (its fallback, fitted
+        # first): the same optimum, reached in about half the time, and the fallback is then at hand.
+        done[1] = _try_fast(d, formula, attempts[1][0], spec.reml, warns)
     for k, (qs, why) in enumerate(attempts):
-        got = _try_fast(d, formula, qs, spec.reml, warns)
+        if k in done:
+            got = done[k]
+        else:
+            start = _warm_start(done[1]) if k == 0 and done.get(1) is not None else None
+            got = _try_fast(d, formula, qs, spec.reml, warns, start)
         if got is None:
             break
         if got.singular and k < len(attempts) - 1:
@@ -285,7 +294,15 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
     return _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha)
 
 
-def _try_fast(d: pd.DataFrame, formula: str, qs: dict, reml: bool, warns: list[str]):
+def _warm_start(fit) -> np.ndarray:
+    """A start for the model with random slopes at both levels, from the fit with a random patient
+    intercept: its line level, its patient intercept, and a patient slope the size of the line's
+    (not zero: the deviance is flat there, and the search would stay)."""
+    line, patient = fit.theta["line"], fit.theta["patient"]
+    return np.r_[line, patient[0], 0.0, max(abs(line[-1]), 1e-2)]
+
+
+def _try_fast(d: pd.DataFrame, formula: str, qs: dict, reml: bool, warns: list[str], start=None):
     """The fast exact path (analytics.stats.fastlmm) for one random-effects structure; None when it
     cannot fit (a rank-deficient design) or does not converge."""
     from .fastlmm import fit_lmm
@@ -295,7 +312,7 @@ def _try_fast(d: pd.DataFrame, formula: str, qs: dict, reml: bool, warns: list[s
         fit = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
                       pd.factorize(d["patient_id"])[0] if "patient" in qs else None,
                       d["weeks"].to_numpy(float), q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml,
-                      satterthwaite=False)
+                      satterthwaite=False, start=start)
     except (ValueError, np.linalg.LinAlgError) as exc:
         msg = f"fast path not used ({exc})" + ("; statsmodels MixedLM instead" if "patient" not in qs else "")
         if msg not in warns:

@@ -17,17 +17,19 @@ def _cov(sd0: float, sd1: float, rho: float) -> np.ndarray:
     return np.array([[sd0**2, rho * sd0 * sd1], [rho * sd0 * sd1, sd1**2]])
 
 
-def simulate_nested(n_patients: int, seed: int, truth: dict = TRUTH, max_lines: int = 4) -> pd.DataFrame:
+def simulate_nested(n_patients: int, seed: int, truth: dict = TRUTH, max_lines: int = 4,
+                    one_arm_per_patient: bool = False) -> pd.DataFrame:
     """One row per visit: patient_id, line_id, arm, weeks, cdasi_activity. Each patient has 1 to
-    ``max_lines`` lines of random arms, each line 1 to 7 visits in its first 24 weeks (a fifth of
-    lines have a single visit)."""
+    ``max_lines`` lines of random arms (``one_arm_per_patient``: all of one arm), each line 1 to 7
+    visits in its first 24 weeks (a fifth of lines have a single visit)."""
     rng = np.random.default_rng(seed)
     cp, cl = _cov(*truth["patient"]), _cov(*truth["line"])
     rows = []
     for i in range(n_patients):
         bp = rng.multivariate_normal([0, 0], cp)
+        patient_arm = ARMS[int(rng.integers(0, 3))] if one_arm_per_patient else None
         for j in range(int(rng.integers(1, max_lines + 1))):
-            arm = ARMS[int(rng.integers(0, 3))]
+            arm = patient_arm if one_arm_per_patient else ARMS[int(rng.integers(0, 3))]
             bl = rng.multivariate_normal([0, 0], cl)
             k = 1 if rng.random() < 0.2 else int(rng.integers(2, 8))
             weeks = np.sort(rng.choice(np.arange(25), size=k, replace=False)).astype(float)

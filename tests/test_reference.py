@@ -186,3 +186,14 @@ def test_lme4_finds_the_sample_cohorts_full_nested_model_singular_as_the_tool_do
     assert fit.singular_levels() == ["patient"]
     fe = pd.read_csv(REF / "expected_nested_fixed.csv").query("model == 'sample_slopes'")
     np.testing.assert_allclose(fit.beta, fe["estimate"].to_numpy()[[0, 2, 3, 1, 4, 5]], rtol=1e-4)
+
+
+def test_the_nested_reference_input_is_the_simulation_it_says():
+    """nested_input.csv is tests/nested_sim.py's simulate_nested(150, seed 2016), written with 10
+    significant digits (reference_nested.R reads it)."""
+    from .nested_sim import simulate_nested
+
+    got, committed = simulate_nested(150, 2016), pd.read_csv(REF / "nested_input.csv")
+    assert (got[["patient_id", "line_id", "arm"]].to_numpy() == committed[["patient_id", "line_id", "arm"]].to_numpy()).all()
+    np.testing.assert_allclose(got[["weeks", "cdasi_activity"]].to_numpy(),
+                               committed[["weeks", "cdasi_activity"]].to_numpy(), rtol=1e-9, atol=1e-8)

@@ -161,16 +161,21 @@ def test_nested_mixed_model_recovers_both_variance_levels_and_the_slopes():
     assert covered >= 20 and covered_diff >= 13  # of 24 and 16
 
 
-def test_ignoring_the_patient_level_understates_the_uncertainty_of_arm_contrasts():
-    """When a patient's lines share the patient's effects, the line-only model treats them as
-    independent: its standard error of the baseline difference between arms is too small next to
-    the nested model's, on the same data."""
+def test_the_nested_model_weighs_a_patients_lines_as_the_design_says():
+    """A patient's lines share the patient's effects. When every line of a patient is in the same
+    arm, the arms are compared between patients, and the line-only model, which counts each line
+    as independent, understates the standard error of the arms' baseline difference; when a
+    patient's lines are in different arms, the nested model compares them within patients and its
+    standard error is the smaller. Both on the same truth (tests/nested_sim.py), 300 patients."""
     from .nested_sim import simulate_nested
 
-    tr = simulate_nested(300, 42)
-    nested = fit_mixed(tr, ARMS)
-    line = fit_mixed(tr, ARMS, MixedSpec(levels="line"))
-    for term in ("arm[T.IVIG]", "arm[T.JAKi]"):
-        assert nested.fixed_effects.loc[term, "se"] < line.fixed_effects.loc[term, "se"] or \
-            nested.fixed_effects.loc[term, "df"] != line.fixed_effects.loc[term, "df"]
-    assert nested.variance.set_index("key").loc["patient", "share_week_0"] > 40
+    ratio = {}
+    for one_arm in (True, False):
+        tr = simulate_nested(300, 42, one_arm_per_patient=one_arm)
+        nested = fit_mixed(tr, ARMS)
+        line = fit_mixed(tr, ARMS, MixedSpec(levels="line"))
+        assert nested.nested and not line.nested and nested.fallback is None
+        ratio[one_arm] = [nested.fixed_effects.loc[t, "se"] / line.fixed_effects.loc[t, "se"]
+                          for t in ("arm[T.IVIG]", "arm[T.JAKi]")]
+    assert min(ratio[True]) > 1.15, ratio  # between patients: the line-only SE is too small
+    assert max(ratio[False]) < 0.9, ratio  # within patients: the nested model gains

@@ -179,3 +179,15 @@ def test_the_nested_model_weighs_a_patients_lines_as_the_design_says():
                           for t in ("arm[T.IVIG]", "arm[T.JAKi]")]
     assert min(ratio[True]) > 1.15, ratio  # between patients: the line-only SE is too small
     assert max(ratio[False]) < 0.9, ratio  # within patients: the nested model gains
+
+
+def test_one_line_per_patient_is_modelled_by_line_with_a_warning():
+    """With every patient contributing a single line, a patient's and a line's effects are the same
+    thing: the nested model is not identified, so the model is by line, and says why."""
+    from .nested_sim import simulate_nested
+
+    tr = simulate_nested(60, 3, max_lines=1)
+    res = fit_mixed(tr, ARMS)
+    assert res.converged and not res.nested and res.random_effects == {"line": "~weeks"}
+    assert any("cannot be told apart" in w for w in res.warnings)
+    assert res.to_dict()["groups"] == "line_id" and res.to_dict()["levels"] == "patient/line"

@@ -244,6 +244,10 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
     if nested and "patient_id" not in d.columns:
         warns.append("the trajectories have no patient_id column: random effects by line only")
         nested = False
+    elif nested and len(d) and d.groupby("patient_id")["line_id"].nunique().max() < 2:
+        warns.append("no patient has more than one line in the model: patient and line effects cannot be told "
+                     "apart, so the random effects are by line only")
+        nested = False
     empty = _empty(spec, formula, arms, present, d, warns, alpha)
     if d["line_id"].nunique() < 3 or len(d) < 6:
         warns.append("too few lines or visits for a mixed model")

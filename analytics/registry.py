@@ -285,9 +285,10 @@ def _cox_methods(cox, ctx) -> str:
 def _mixed_notes(m) -> list[str]:
     out = []
     if m.converged and m.nested:
-        out.append("Lines nested in patients: each patient has a random starting level and rate of change, and each "
-                   "of the patient's lines its own on top, so arm contrasts that rest on the same patients' lines "
-                   "are not counted as independent evidence.")
+        own = "starting level and rate of change" if m.random_effects.get("patient") == "~weeks" else "starting level"
+        out.append(f"Lines nested in patients: each patient has a random {own}, and each of the patient's lines its "
+                   "own on top, so arm contrasts that rest on the same patients' lines are not counted as independent "
+                   "evidence.")
     if m.converged:
         out.append(m.variance_text())
         if m.df_method.startswith("Satterthwaite"):

@@ -24,7 +24,7 @@ from . import tomlfile
 from .errors import OptionError
 from .ingest.schema import ANTIBODIES
 from .lines.cohort import SEVERITY, CohortFilter
-from .lines.options import DeriveOptions, MixedSpec, ResponseRule, parse_arms
+from .lines.options import MIXED_LEVELS, DeriveOptions, MixedSpec, ResponseRule, parse_arms
 from .lines.scheme import Scheme
 from .models import ModelOptions
 
@@ -82,7 +82,7 @@ SPEC_KEYS: dict[str, dict[str, tuple[str, Callable[[Any], bool]]]] = {
                "alpha": ("a number between 0 and 0.5", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool))},
     "mixed": {"horizon_weeks": ("a number of weeks", lambda v: isinstance(v, _NUMBER) and not isinstance(v, bool)),
               "random": ('"slope" or "intercept"', lambda v: v in ("slope", "intercept")),
-              "levels": ('"patient/line" or "line"', lambda v: v in ("patient/line", "line")),
+              "levels": (" or ".join(f'"{x}"' for x in MIXED_LEVELS), lambda v: v in MIXED_LEVELS),
               "covariates": ("a list of covariates", _strings)},
     "quality": {"period": ('"year" or "quarter"', lambda v: v in ("year", "quarter")),
                 "targets": ("a table of indicator keys and numbers, e.g. {cdasi_documented = 90}",

@@ -37,10 +37,12 @@ if ui.require_lines():
     st.markdown(f"`{m.model_formula if m.converged else m.formula}`, REML; {m.n_obs} visits of {who} in the first "
                 f"{m.spec.horizon_weeks:g} weeks. Random effects: {m.random_text()}.")
     if m.nested:
+        own = ("starting level and rate of change" if m.random_effects.get("patient") == "~weeks"
+               else "starting level")
         st.caption("Lines nested in patients: most patients contribute lines to more than one arm, and a patient's "
                    "lines share that patient's skin, antibodies and tendency to flare. The model gives each patient "
-                   "their own starting level and rate of change, and each line its own on top, so a comparison of "
-                   "arms is not counted as stronger than it is when it rests on the same patients' lines.")
+                   f"their own {own}, and each line its own on top, so a comparison of arms is weighed as the "
+                   "patients behind it allow, not as if every line were a different patient.")
     if m.fallback:
         st.warning(f"Fallback: {m.fallback}.", icon=":material/warning:")
     if not m.converged:

@@ -258,17 +258,19 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
 
     attempts = _attempts(spec, nested)
     fit, used, fallback = None, None, None
+    X = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe")  # once, for every attempt and the result
+    codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None}
     done: dict = {}
     if len(attempts) == 3:
         # The full nested model starts from the fit with a random patient intercept (its fallback, fitted
         # first): the same optimum, reached in about half the time, and the fallback is then at hand.
-        done[1] = _try_fast(d, formula, attempts[1][0], spec.reml, warns)
+        done[1] = _try_fast(d, X, codes, attempts[1][0], spec.reml, warns)
     for k, (qs, why) in enumerate(attempts):
         if k in done:
             got = done[k]
         else:
             start = _warm_start(done[1]) if k == 0 and done.get(1) is not None else None
-            got = _try_fast(d, formula, qs, spec.reml, warns, start)
+            got = _try_fast(d, X, codes, qs, spec.reml, warns, start)
         if got is None:
             break
         if got.singular and k < len(attempts) - 1:
@@ -295,7 +297,7 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         warns.append(f"fallback: {fallback}")
     if getattr(fit, "hessian_note", ""):
         warns.append(f"Satterthwaite df: {fit.hessian_note}")
-    return _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha)
+    return _result(fit, spec, formula, X.design_info, used, arms, present, d, fallback, warns, alpha)
 
 
 def _warm_start(fit) -> np.ndarray:
@@ -306,15 +308,14 @@ def _warm_start(fit) -> np.ndarray:
     return np.r_[line, patient[0], 0.0, max(abs(line[-1]), 1e-2)]
 
 
-def _try_fast(d: pd.DataFrame, formula: str, qs: dict, reml: bool, warns: list[str], start=None):
+def _try_fast(d: pd.DataFrame, X: pd.DataFrame, codes: dict, qs: dict, reml: bool, warns: list[str], start=None):
     """The fast exact path (analytics.stats.fastlmm) for one random-effects structure; None when it
     cannot fit (a rank-deficient design) or does not converge."""
     from .fastlmm import fit_lmm
 
     try:
-        X = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe")
-        fit = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
-                      pd.factorize(d["patient_id"])[0] if "patient" in qs else None,
+        fit = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(float), codes["line"],
+                      codes["patient"] if "patient" in qs else None,
                       d["weeks"].to_numpy(float), q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml,
                       satterthwaite=False, start=start)
     except (ValueError, np.linalg.LinAlgError) as exc:
@@ -456,7 +457,7 @@ def _variance(cov_re: dict, sigma2: float) -> tuple[dict, pd.DataFrame]:
     return vc, pd.DataFrame(rows)
 
 
-def _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha) -> MixedResult:
+def _result(fit, spec, formula, info, used, arms, present, d, fallback, warns, alpha) -> MixedResult:
     fe_names = list(fit.names)
     est, cov = np.asarray(fit.beta), np.asarray(fit.cov_beta)
     eye = np.eye(len(fe_names))
@@ -495,7 +496,6 @@ def _result(fit, spec, formula, used, arms, present, d, fallback, warns, alpha) 
     for c in fe_names:
         if c in d.columns and c not in ("weeks", "arm"):
             new[c] = d[c].mean()
-    info = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe").design_info
     if list(info.column_names) != fe_names:  # same patsy formula, so the same columns
         raise RuntimeError(f"design mismatch: {info.column_names} != {fe_names}")
     X = np.asarray(build_design_matrices([info], new)[0])

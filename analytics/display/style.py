@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 
 import plotly.graph_objects as go
 
@@ -21,7 +22,8 @@ CDASI_AXIS = "CDASI activity (points, 0-100)"
 FONT = dict(family="Arial, Helvetica, sans-serif", size=14, color="#222222")
 
 
-def _template() -> go.layout.Template:
+@functools.cache
+def template() -> go.layout.Template:
     """plotly's simple_white with visible reference lines: simple_white gives every shape a line
     width of 0 and an opacity of 0.3, so add_hline/add_vline (MCID, medians, the balance
     threshold, a run chart's centre line) drew nothing."""
@@ -30,9 +32,6 @@ def _template() -> go.layout.Template:
     t = go.layout.Template(pio.templates["simple_white"])
     t.layout.shapedefaults = dict(line=dict(width=1.5, color="#666666"), opacity=1, fillcolor="rgba(0,0,0,0.08)")
     return t
-
-
-TEMPLATE = _template()
 
 
 DESIGN_WIDTH = 900  # px: every figure is designed at this width (screen, pack, slides)
@@ -74,7 +73,7 @@ def arm_color(arm: str, arms: tuple[str, ...] | list[str] = ()) -> str:
 
 def base_layout(fig: go.Figure, title: str, x_title: str | None = None, y_title: str | None = None,
                 height: int = 520) -> go.Figure:
-    fig.update_layout(template=TEMPLATE, font=FONT, title=dict(text=title, x=0.0, xanchor="left"),
+    fig.update_layout(template=template(), font=FONT, title=dict(text=title, x=0.0, xanchor="left"),
                       height=height, width=figure_width(), margin=dict(l=90, r=30, t=70, b=60),
                       legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1.0))
     if x_title:

@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import statsmodels.api as sm
+from statsmodels.discrete.discrete_model import MNLogit
+from statsmodels.tools.tools import add_constant
 
 from .cox import CoxResult, fit_cox
 from ..lines.analysis_table import ADJUSTMENT_SET, COVARIATE_LABELS, capture_warnings, usable_covariates
@@ -149,10 +150,10 @@ def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
     if "line_number" in covs:  # line number as categories 1..5+: the propensity is not linear in it
         dummies = pd.get_dummies(sub["line_number"].clip(upper=5).astype(int), prefix="line", drop_first=True)
         X = pd.concat([X, dummies.astype(float)], axis=1)
-    X = sm.add_constant(X, has_constant="add")
+    X = add_constant(X, has_constant="add")
     try:
         with capture_warnings(warns):
-            model = sm.MNLogit(codes, X).fit(disp=0, method="newton", maxiter=200)
+            model = MNLogit(codes, X).fit(disp=0, method="newton", maxiter=200)
         probs = np.asarray(model.predict(X))
     except Exception as exc:  # perfect separation, singular design...
         warns.append(f"the propensity model could not be fitted: {type(exc).__name__}: {exc}")

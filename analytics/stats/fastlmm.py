@@ -52,17 +52,58 @@ def _lam(theta: np.ndarray, q: int) -> np.ndarray:
     return L
 
 
-def _inv_logdet(M: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Inverse and log-determinant of a stack of 1x1 or 2x2 symmetric positive-definite matrices,
-    in closed form (batched LAPACK on tiny matrices is slow)."""
-    if M.shape[-1] == 1:
-        return 1.0 / M, np.log(M[:, 0, 0])
-    a, b, d = M[:, 0, 0], M[:, 0, 1], M[:, 1, 1]
+def _inv_logdet(M: list) -> tuple[list, np.ndarray]:
+    """Inverse and log-determinant of a stack of 1x1 or 2x2 symmetric positive-definite matrices given
+    by their entries (``M[i][j]``, one array per entry), in closed form."""
+    if len(M) == 1:
+        return [[1.0 / M[0][0]]], np.log(M[0][0])
+    a, b, d = M[0][0], M[0][1], M[1][1]
     det = a * d - b * b
-    inv = np.empty_like(M)
-    inv[:, 0, 0], inv[:, 1, 1] = d / det, a / det
-    inv[:, 0, 1] = inv[:, 1, 0] = -b / det
-    return inv, np.log(det)
+    off = -b / det
+    return [[d / det, off], [off, a / det]], np.log(det)
+
+
+# Stacks of tiny matrices (one per line or patient) are held entry by entry: ``M[i][j]`` is an array
+# over the groups (for a q x (p + 1) block, ``M[i]`` is a groups x (p + 1) array), and constants
+# (Lambda) are plain nested lists of floats. A product is then a handful of vectorised multiply-adds:
+# numpy's batched matmul calls a kernel per 2x2 matrix, which made it 20 times slower.
+
+
+def _mul(A: list, B: list) -> list:
+    """A @ B for stacks held entry by entry (either may be constant); zero constants are skipped."""
+    out = []
+    for row in A:
+        new = []
+        for j in range(len(B[0])):
+            acc = 0.0
+            for k, a in enumerate(row):
+                b = B[k][j]
+                if (isinstance(a, float) and a == 0.0) or (isinstance(b, float) and b == 0.0):
+                    continue
+                acc = acc + a * b
+            new.append(acc)
+        out.append(new)
+    return out
+
+
+def _t(A: list) -> list:
+    return [list(col) for col in zip(*A)]
+
+
+def _rows(M: list, R: list) -> list:
+    """M @ R for a stack of q x r matrices M (entry arrays over groups) and a stack of r x m blocks R
+    (``R[k]``: groups x m): row i is sum_k M[i][k] R[k]."""
+    out = []
+    for row in M:
+        acc = 0.0
+        for k, m in enumerate(row):
+            acc = acc + (m * R[k] if isinstance(m, float) else m[:, None] * R[k])
+        out.append(acc)
+    return out
+
+
+def _const(L: np.ndarray) -> list:
+    return [[float(x) for x in row] for row in L]
 
 
 @dataclass
@@ -165,10 +206,11 @@ class _Design:
         Xs, ys = X[order], y[order]
         w = np.zeros(n) if weeks is None else np.asarray(weeks, float)[order]
         self.Z = np.column_stack([np.ones(n), w])  # both levels use columns of [1, weeks]
-        Z = self.Z
-        self.ZZ = np.add.reduceat(np.einsum("ni,nj->nij", Z, Z), starts, axis=0)  # J x 2 x 2
+        # Per line, entry by entry: S = Z'Z (2 x 2, on the [1, weeks] basis) and R = Z'[X y] (row k: J x (p + 1)).
+        s01 = np.add.reduceat(w, starts)
+        self.S = [[np.diff(np.r_[starts, n]).astype(float), s01], [s01, np.add.reduceat(w * w, starts)]]
         Xy = np.column_stack([Xs, ys])
-        self.ZXy = np.add.reduceat(np.einsum("ni,nj->nij", Z, Xy), starts, axis=0)  # J x 2 x (p + 1)
+        self.R = [np.add.reduceat(Xy, starts, axis=0), np.add.reduceat(w[:, None] * Xy, starts, axis=0)]
         self.XyXy = Xy.T @ Xy
         self.Xs, self.ys = Xs, ys
         self.dof = n - p if reml else n
@@ -184,29 +226,38 @@ class _Design:
         """level 0: deviance (and beta, rss, A); 1 and 2: also, per level of random effects, the
         per-group B = Z'V^-1 [X y] and the sum of Z'V^-1 Z that the gradient, d cov(beta) and the
         BLUPs need. [X y] is carried as one matrix (y its last column), and the line-level weighted
-        statistics are computed once for the whole [1, weeks] basis, of which each level's Z is a slice."""
+        statistics are computed once for the whole [1, weeks] basis, of which each level's Z is a slice.
+        Per-group matrices are held entry by entry (see :func:`_mul`)."""
         q1, q2, p = self.q1, self.q2, self.p
         L1, L2 = self.split(theta)
-        S, ZXy = self.ZZ, self.ZXy  # J x 2 x 2, J x 2 x (p + 1)
-        S1 = S[:, :q1, :q1]
-        D = np.eye(q1) + L1.T @ S1 @ L1
+        l1 = _const(L1)
+        S, R = self.S, self.R  # 2 x 2 entries over lines; 2 blocks of J x (p + 1)
+        S_1 = [row[:q1] for row in S]  # 2 x q1
+        D = _mul(_mul(_t(l1), S_1[:q1]), l1)
+        for i in range(q1):
+            D[i][i] = D[i][i] + 1.0
         Dinv, logdet = _inv_logdet(D)
-        G = L1 @ Dinv @ L1.T  # per line: Lambda D^-1 Lambda'
-        GZ = G @ ZXy[:, :q1]
-        Aug = self.XyXy - np.tensordot(ZXy[:, :q1], GZ, axes=([0, 1], [0, 1]))
+        G = _mul(_mul(l1, Dinv), _t(l1))  # per line: Lambda D^-1 Lambda'
+        GZ = _rows(G, R[:q1])
+        Aug = self.XyXy - sum(R[i].T @ GZ[i] for i in range(q1))
         total_logdet = float(np.sum(logdet))
         # Z'W Z and Z'W [X y] on the [1, weeks] basis, W = blockdiag(V_line^-1)
-        SG = S[:, :, :q1] @ G
-        E = S - SG @ S[:, :q1, :]
-        Bx = ZXy - S[:, :, :q1] @ GZ
+        SGS = _mul(_mul(S_1, G), S[:q1])
+        E = [[S[i][j] - SGS[i][j] for j in range(2)] for i in range(2)]
+        SGZ = _rows(S_1, GZ)
+        Bx = [R[i] - SGZ[i] for i in range(2)]
         if q2:
-            A2p = np.add.reduceat(E[:, :q2, :q2], self.pstarts, axis=0)
-            B2p = np.add.reduceat(Bx[:, :q2], self.pstarts, axis=0)
-            C = np.eye(q2) + L2.T @ A2p @ L2
+            l2 = _const(L2)
+            a01 = np.add.reduceat(E[0][1], self.pstarts) if q2 == 2 else None
+            A2p = [[np.add.reduceat(E[i][j], self.pstarts) if i == j else a01 for j in range(q2)] for i in range(q2)]
+            B2p = [np.add.reduceat(Bx[i], self.pstarts, axis=0) for i in range(q2)]
+            C = _mul(_mul(_t(l2), A2p), l2)
+            for i in range(q2):
+                C[i][i] = C[i][i] + 1.0
             Cinv, logdetC = _inv_logdet(C)
-            H = L2 @ Cinv @ L2.T
-            HB = H @ B2p
-            Aug = Aug - np.tensordot(B2p, HB, axes=([0, 1], [0, 1]))
+            H = _mul(_mul(l2, Cinv), _t(l2))
+            HB = _rows(H, B2p)
+            Aug = Aug - sum(B2p[i].T @ HB[i] for i in range(q2))
             total_logdet += float(np.sum(logdetC))
         A, b, c = Aug[:p, :p], Aug[:p, p], Aug[p, p]
         sign_a, logdet_a = np.linalg.slogdet(A)
@@ -223,29 +274,38 @@ class _Design:
             return out
         # Per group of each level: B = Z'V^-1 [X y] (so a = Z'V^-1 (y - X beta) = B v, v = (-beta, 1))
         # and the sum over groups of P = Z'V^-1 Z.
-        E1, B1 = E[:, :q1, :q1], Bx[:, :q1]
+        E1, B1 = [row[:q1] for row in E[:q1]], Bx[:q1]
         if q2:
-            F = E[:, :q1, :q2]
-            FH = F @ H[self.line_patient]
-            P1 = E1 - FH @ np.swapaxes(F, 1, 2)
-            B1 = B1 - FH @ B2p[self.line_patient]
-            P2 = A2p - A2p @ H @ A2p
-            Bv2 = B2p - A2p @ HB
+            lp = self.line_patient
+            F = [row[:q2] for row in E[:q1]]  # q1 x q2
+            FH = _mul(F, [[h[lp] if isinstance(h, np.ndarray) else h for h in row] for row in H])
+            FHF = _mul(FH, _t(F))
+            P1 = [[E1[i][j] - FHF[i][j] for j in range(q1)] for i in range(q1)]
+            FHB = _rows(FH, [bb[lp] for bb in B2p])
+            B1 = [B1[i] - FHB[i] for i in range(q1)]
+            AHA = _mul(_mul(A2p, H), A2p)
+            P2 = [[A2p[i][j] - AHA[i][j] for j in range(q2)] for i in range(q2)]
+            AHB = _rows(A2p, HB)
+            Bv2 = [B2p[i] - AHB[i] for i in range(q2)]
             groups = [(P1, B1, L1), (P2, Bv2, L2)]
         else:
             groups = [(E1, B1, L1)]
         v = np.append(-beta, 1.0)
         Ainv = np.linalg.inv(A)
-        out["levels"] = [{"P": P.sum(axis=0), "B": B, "a": B @ v, "L": L, "Ainv": Ainv} for P, B, L in groups]
+        out["levels"] = [{"P": np.array([[float(np.sum(x)) for x in row] for row in P]), "B": B,
+                          "a": np.column_stack([bb @ v for bb in B]), "L": L, "Ainv": Ainv} for P, B, L in groups]
         return out
 
     @staticmethod
-    def _forms(s: dict, dof_over_rss: float | None = None):
+    def _forms(s: dict):
         """sum_g a_g a_g' and sum_g B_g A^-1 B_g' (B without its y column) of one level."""
-        a, B = s["a"], s["B"][:, :, :-1]
+        a, B = s["a"], s["B"]
         aa = a.T @ a
-        BA = (B.reshape(-1, B.shape[2]) @ s["Ainv"]).reshape(B.shape)
-        K = np.tensordot(BA, B, axes=([0, 2], [0, 2]))
+        p = s["Ainv"].shape[0]
+        Ainv = np.zeros((p + 1, p + 1))  # A^-1 with a zero row and column for y: no slicing of B
+        Ainv[:p, :p] = s["Ainv"]
+        BA = [bb @ Ainv for bb in B]
+        K = np.array([[float(np.vdot(BA[i], B[j])) for j in range(len(B))] for i in range(len(B))])
         return aa, K
 
     def gradient_parts(self, ev: dict) -> tuple[np.ndarray, np.ndarray]:
@@ -273,12 +333,13 @@ class _Design:
     def dcov_dtheta(self, ev: dict, sigma2: float) -> list[np.ndarray]:
         """d cov(beta) / d theta_k = sigma^2 A^-1 (S_k + S_k') A^-1, S_k = sum_g B_g' e_r e_c' Lambda' B_g."""
         Ainv = np.linalg.inv(ev["A"])
+        p = self.p
         out = []
         for s, q in zip(ev["levels"], (self.q1, self.q2)):
-            B, L = s["B"][:, :, :-1], s["L"]
-            LB = L.T @ B
+            B = s["B"]
+            LB = _rows(_t(_const(s["L"])), B)  # Lambda' B per group
             for r, cidx in _TRI[q]:
-                S = B[:, r, :].T @ LB[:, cidx, :]
+                S = (B[r].T @ LB[cidx])[:p, :p]
                 out.append(sigma2 * Ainv @ (S + S.T) @ Ainv)
         return out
 

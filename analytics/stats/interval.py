@@ -67,13 +67,14 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-10, max_iter:
     w = obs["w"].to_numpy(float)
     n = w.sum()
 
+    c = np.zeros(m + 1)
+    hi = j1 + 1
+
     def em(p: np.ndarray) -> np.ndarray:
-        c = np.concatenate([[0.0], np.cumsum(p)])
-        denom = np.maximum(c[j1 + 1] - c[j0], 1e-300)
-        contrib = np.zeros(m + 1)
-        np.add.at(contrib, j0, w / denom)
-        np.add.at(contrib, j1 + 1, -w / denom)
-        return p * np.cumsum(contrib)[:m] / n
+        np.cumsum(p, out=c[1:])
+        share = w / np.maximum(c[hi] - c[j0], 1e-300)
+        contrib = np.bincount(j0, share, minlength=m + 1) - np.bincount(hi, share, minlength=m + 1)
+        return p * np.cumsum(contrib[:m]) / n
 
     # EM accelerated by SQUAREM (Varadhan & Roland, Scand J Stat 2008): same fixed point, far fewer steps
     p = np.full(m, 1.0 / m)
@@ -81,8 +82,8 @@ def turnbull(lower: np.ndarray, upper: np.ndarray, tol: float = 1e-10, max_iter:
         p1 = em(p)
         p2 = em(p1)
         r, v = p1 - p, p2 - 2 * p1 + p
-        nv = np.linalg.norm(v)
-        alpha = -np.linalg.norm(r) / nv if nv > 0 else -1.0
+        nv = np.sqrt(v @ v)
+        alpha = -np.sqrt(r @ r) / nv if nv > 0 else -1.0
         alpha = min(alpha, -1.0)
         trial = np.clip(p - 2 * alpha * r + alpha * alpha * v, 0.0, None)
         trial = em(trial / trial.sum()) if trial.sum() > 0 else p2

@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-import statsmodels.formula.api as smf
 from patsy import build_design_matrices, dmatrix
 from plotly.subplots import make_subplots
 from scipy import stats
@@ -338,7 +337,9 @@ def _try_fit(d: pd.DataFrame, formula: str, re_formula: str, reml: bool, warns: 
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                model = smf.mixedlm(formula, d, groups="line_id", re_formula=re_formula)
+                from statsmodels.regression.mixed_linear_model import MixedLM  # the fallback only
+
+                model = MixedLM.from_formula(formula, d, groups="line_id", re_formula=re_formula)
                 fit = model.fit(reml=reml, method=method, maxiter=2000)
         except (np.linalg.LinAlgError, ValueError, ZeroDivisionError) as exc:
             local.append(f"{type(exc).__name__}: {exc}")

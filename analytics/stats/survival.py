@@ -103,8 +103,10 @@ class KMResult:
 
 @recorded(table="table")
 def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[float] | None = None,
-           weights: str | None = None, alpha: float = 0.05) -> KMResult:
-    """Kaplan-Meier time to response per arm from :func:`analytics.lines.analysis_table.analysis_table`."""
+           weights: str | None = None, alpha: float = 0.05, tests: bool = True) -> KMResult:
+    """Kaplan-Meier time to response per arm from :func:`analytics.lines.analysis_table.analysis_table`.
+    ``tests=False``: the curves, medians and risk table only, no log-rank tests (for callers that do
+    not report them; lifelines' tests take most of the time with many arms)."""
     warns: list[str] = []
     arms = list(arms)
     ticks = list(ticks) if ticks is not None else [0.0, 12.0, 24.0, 36.0, 48.0]
@@ -145,7 +147,9 @@ def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[f
     present = [a for a in arms if len(table[table["arm"] == a]) > 0]
     logrank = {"statistic": None, "df": max(len(present) - 1, 0), "p": None, "arms": present}
     pair_rows = []
-    if weights:
+    if not tests:
+        pass
+    elif weights:
         warns.append("log-rank tests are not computed for weighted curves; see the weighted Cox model")
     elif len(present) >= 2:
         sub = table[table["arm"].isin(present)]

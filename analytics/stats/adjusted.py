@@ -172,7 +172,7 @@ def fit_adjusted(table: pd.DataFrame, arms: list[str] | tuple[str, ...],
     sub["w"] = w
     weights = pd.DataFrame({"line_id": sub["line_id"].to_numpy(), "arm": sub["arm"].astype(str).to_numpy(),
                             "ps": ps, "weight": w})
-    groups = sub["arm"].astype(str)
+    groups = sub["arm"].astype(str).astype("category")  # compared with each arm per covariate
     balance = pd.DataFrame([{"covariate": c,
                              "smd_before": smd(sub[c], groups, present, binary=sub[c].isin([0, 1]).all()),
                              "smd_after": smd(sub[c], groups, present, sub["w"], binary=sub[c].isin([0, 1]).all())}

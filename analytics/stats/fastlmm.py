@@ -92,12 +92,15 @@ def _t(A: list) -> list:
 
 def _rows(M: list, R: list) -> list:
     """M @ R for a stack of q x r matrices M (entry arrays over groups) and a stack of r x m blocks R
-    (``R[k]``: groups x m): row i is sum_k M[i][k] R[k]."""
+    (``R[k]``: m x groups, each of the m rows contiguous): row i is sum_k M[i][k] R[k]."""
     out = []
     for row in M:
-        acc = 0.0
+        acc = None
         for k, m in enumerate(row):
-            acc = acc + (m * R[k] if isinstance(m, float) else m[:, None] * R[k])
+            if acc is None:
+                acc = m * R[k]
+            else:
+                acc += m * R[k]
         out.append(acc)
     return out
 
@@ -206,16 +209,25 @@ class _Design:
         Xs, ys = X[order], y[order]
         w = np.zeros(n) if weeks is None else np.asarray(weeks, float)[order]
         self.Z = np.column_stack([np.ones(n), w])  # both levels use columns of [1, weeks]
-        # Per line, entry by entry: S = Z'Z (2 x 2, on the [1, weeks] basis) and R = Z'[X y] (row k: J x (p + 1)).
+        # Per line, entry by entry: S = Z'Z (2 x 2, on the [1, weeks] basis) and R = Z'[X y] (row k of Z':
+        # (p + 1) x J, one contiguous row per column of [X y], so sums over a patient's lines are bincounts).
         s01 = np.add.reduceat(w, starts)
         self.S = [[np.diff(np.r_[starts, n]).astype(float), s01], [s01, np.add.reduceat(w * w, starts)]]
         Xy = np.column_stack([Xs, ys])
-        self.R = [np.add.reduceat(Xy, starts, axis=0), np.add.reduceat(w[:, None] * Xy, starts, axis=0)]
+        self.R = [np.ascontiguousarray(np.add.reduceat(Xy, starts, axis=0).T),
+                  np.ascontiguousarray(np.add.reduceat(w[:, None] * Xy, starts, axis=0).T)]
         self.XyXy = Xy.T @ Xy
         self.Xs, self.ys = Xs, ys
         self.dof = n - p if reml else n
         self.n_theta1 = len(_TRI[q_line])
         self.n_theta = self.n_theta1 + (len(_TRI[q_patient]) if q_patient else 0)
+
+    def _by_patient(self, x: np.ndarray) -> np.ndarray:
+        """Sums over each patient's lines of a per-line array (J,) or of each row of an m x J block."""
+        lp, k = self.line_patient, self.n_patients
+        if x.ndim == 1:
+            return np.bincount(lp, x, minlength=k)
+        return np.stack([np.bincount(lp, row, minlength=k) for row in x])
 
     def split(self, theta):
         L1 = _lam(theta[: self.n_theta1], self.q1)
@@ -239,7 +251,7 @@ class _Design:
         Dinv, logdet = _inv_logdet(D)
         G = _mul(_mul(l1, Dinv), _t(l1))  # per line: Lambda D^-1 Lambda'
         GZ = _rows(G, R[:q1])
-        Aug = self.XyXy - sum(R[i].T @ GZ[i] for i in range(q1))
+        Aug = self.XyXy - sum(R[i] @ GZ[i].T for i in range(q1))
         total_logdet = float(np.sum(logdet))
         # Z'W Z and Z'W [X y] on the [1, weeks] basis, W = blockdiag(V_line^-1)
         SGS = _mul(_mul(S_1, G), S[:q1])
@@ -248,16 +260,16 @@ class _Design:
         Bx = [R[i] - SGZ[i] for i in range(2)]
         if q2:
             l2 = _const(L2)
-            a01 = np.add.reduceat(E[0][1], self.pstarts) if q2 == 2 else None
-            A2p = [[np.add.reduceat(E[i][j], self.pstarts) if i == j else a01 for j in range(q2)] for i in range(q2)]
-            B2p = [np.add.reduceat(Bx[i], self.pstarts, axis=0) for i in range(q2)]
+            a01 = self._by_patient(E[0][1]) if q2 == 2 else None
+            A2p = [[self._by_patient(E[i][j]) if i == j else a01 for j in range(q2)] for i in range(q2)]
+            B2p = [self._by_patient(Bx[i]) for i in range(q2)]
             C = _mul(_mul(_t(l2), A2p), l2)
             for i in range(q2):
                 C[i][i] = C[i][i] + 1.0
             Cinv, logdetC = _inv_logdet(C)
             H = _mul(_mul(l2, Cinv), _t(l2))
             HB = _rows(H, B2p)
-            Aug = Aug - sum(B2p[i].T @ HB[i] for i in range(q2))
+            Aug = Aug - sum(B2p[i] @ HB[i].T for i in range(q2))
             total_logdet += float(np.sum(logdetC))
         A, b, c = Aug[:p, :p], Aug[:p, p], Aug[p, p]
         sign_a, logdet_a = np.linalg.slogdet(A)
@@ -281,7 +293,7 @@ class _Design:
             FH = _mul(F, [[h[lp] if isinstance(h, np.ndarray) else h for h in row] for row in H])
             FHF = _mul(FH, _t(F))
             P1 = [[E1[i][j] - FHF[i][j] for j in range(q1)] for i in range(q1)]
-            FHB = _rows(FH, [bb[lp] for bb in B2p])
+            FHB = _rows(FH, [bb[:, lp] for bb in B2p])
             B1 = [B1[i] - FHB[i] for i in range(q1)]
             AHA = _mul(_mul(A2p, H), A2p)
             P2 = [[A2p[i][j] - AHA[i][j] for j in range(q2)] for i in range(q2)]
@@ -293,7 +305,7 @@ class _Design:
         v = np.append(-beta, 1.0)
         Ainv = np.linalg.inv(A)
         out["levels"] = [{"P": np.array([[float(np.sum(x)) for x in row] for row in P]), "B": B,
-                          "a": np.column_stack([bb @ v for bb in B]), "L": L, "Ainv": Ainv} for P, B, L in groups]
+                          "a": np.column_stack([v @ bb for bb in B]), "L": L, "Ainv": Ainv} for P, B, L in groups]
         return out
 
     @staticmethod
@@ -304,7 +316,7 @@ class _Design:
         p = s["Ainv"].shape[0]
         Ainv = np.zeros((p + 1, p + 1))  # A^-1 with a zero row and column for y: no slicing of B
         Ainv[:p, :p] = s["Ainv"]
-        BA = [bb @ Ainv for bb in B]
+        BA = [Ainv @ bb for bb in B]
         K = np.array([[float(np.vdot(BA[i], B[j])) for j in range(len(B))] for i in range(len(B))])
         return aa, K
 
@@ -339,7 +351,7 @@ class _Design:
             B = s["B"]
             LB = _rows(_t(_const(s["L"])), B)  # Lambda' B per group
             for r, cidx in _TRI[q]:
-                S = (B[r].T @ LB[cidx])[:p, :p]
+                S = (B[r] @ LB[cidx].T)[:p, :p]
                 out.append(sigma2 * Ainv @ (S + S.T) @ Ainv)
         return out
 

@@ -94,7 +94,7 @@ def table1(table: pd.DataFrame, arms: list[str] | tuple[str, ...], alpha: float 
     arms = [a for a in arms]
     t = table.copy()
     t["moderate_severe"] = np.where(t["baseline_cdasi"].isna(), np.nan, (t["baseline_cdasi"] > 14).astype(float))
-    groups = t["arm"].astype(str)
+    groups = t["arm"].astype(str).astype("category")  # compared with each arm many times: codes, not strings
     present = [a for a in arms if (groups == a).any()]
     warns = [f"{a}: no included lines" for a in arms if a not in present]
     rows, values = [], []

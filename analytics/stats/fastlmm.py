@@ -90,19 +90,24 @@ def _t(A: list) -> list:
     return [list(col) for col in zip(*A)]
 
 
-def _rows(M: list, R: list) -> list:
+def _rows(M: list, R: list, out: list | None = None) -> list:
     """M @ R for a stack of q x r matrices M (entry arrays over groups) and a stack of r x m blocks R
-    (``R[k]``: m x groups, each of the m rows contiguous): row i is sum_k M[i][k] R[k]."""
-    out = []
-    for row in M:
+    (``R[k]``: m x groups, each of the m rows contiguous): row i is sum_k M[i][k] R[k]. ``out``: arrays
+    to write the rows into (a workspace reused between deviances: at 100,000 patients a fresh block
+    costs more in page faults than the arithmetic)."""
+    result, scratch = [], None
+    for i, row in enumerate(M):
         acc = None
         for k, m in enumerate(row):
             if acc is None:
-                acc = m * R[k]
+                acc = np.multiply(m, R[k], out=out[i]) if out is not None else m * R[k]
             else:
-                acc += m * R[k]
-        out.append(acc)
-    return out
+                if scratch is None:
+                    scratch = np.empty_like(acc)
+                np.multiply(m, R[k], out=scratch)
+                acc += scratch
+        result.append(acc)
+    return result
 
 
 def _const(L: np.ndarray) -> list:
@@ -217,10 +222,18 @@ class _Design:
         self.R = [np.ascontiguousarray(np.add.reduceat(Xy, starts, axis=0).T),
                   np.ascontiguousarray(np.add.reduceat(w[:, None] * Xy, starts, axis=0).T)]
         self.XyXy = Xy.T @ Xy
+        self._work: dict = {}
         self.Xs, self.ys = Xs, ys
         self.dof = n - p if reml else n
         self.n_theta1 = len(_TRI[q_line])
         self.n_theta = self.n_theta1 + (len(_TRI[q_patient]) if q_patient else 0)
+
+    def _ws(self, name: str, rows: int, like: np.ndarray) -> list[np.ndarray]:
+        """``rows`` work arrays shaped like ``like``, kept between deviances (never returned to callers)."""
+        key = (name, rows, like.shape)
+        if key not in self._work:
+            self._work[key] = [np.empty_like(like) for _ in range(rows)]
+        return self._work[key]
 
     def _by_patient(self, x: np.ndarray) -> np.ndarray:
         """Sums over each patient's lines of a per-line array (J,) or of each row of an m x J block."""
@@ -250,13 +263,13 @@ class _Design:
             D[i][i] = D[i][i] + 1.0
         Dinv, logdet = _inv_logdet(D)
         G = _mul(_mul(l1, Dinv), _t(l1))  # per line: Lambda D^-1 Lambda'
-        GZ = _rows(G, R[:q1])
+        GZ = _rows(G, R[:q1], self._ws("GZ", q1, R[0]))
         Aug = self.XyXy - sum(R[i] @ GZ[i].T for i in range(q1))
         total_logdet = float(np.sum(logdet))
         # Z'W Z and Z'W [X y] on the [1, weeks] basis, W = blockdiag(V_line^-1)
         SGS = _mul(_mul(S_1, G), S[:q1])
         E = [[S[i][j] - SGS[i][j] for j in range(2)] for i in range(2)]
-        SGZ = _rows(S_1, GZ)
+        SGZ = _rows(S_1, GZ, self._ws("SGZ", 2, R[0]))
         Bx = [R[i] - SGZ[i] for i in range(2)]
         if q2:
             l2 = _const(L2)
@@ -268,7 +281,7 @@ class _Design:
                 C[i][i] = C[i][i] + 1.0
             Cinv, logdetC = _inv_logdet(C)
             H = _mul(_mul(l2, Cinv), _t(l2))
-            HB = _rows(H, B2p)
+            HB = _rows(H, B2p, self._ws("HB", q2, B2p[0]))
             Aug = Aug - sum(B2p[i] @ HB[i].T for i in range(q2))
             total_logdet += float(np.sum(logdetC))
         A, b, c = Aug[:p, :p], Aug[:p, p], Aug[p, p]
@@ -293,11 +306,12 @@ class _Design:
             FH = _mul(F, [[h[lp] if isinstance(h, np.ndarray) else h for h in row] for row in H])
             FHF = _mul(FH, _t(F))
             P1 = [[E1[i][j] - FHF[i][j] for j in range(q1)] for i in range(q1)]
-            FHB = _rows(FH, [bb[:, lp] for bb in B2p])
+            gathered = [np.take(bb, lp, axis=1, out=w) for bb, w in zip(B2p, self._ws("B2p_lines", q2, R[0]))]
+            FHB = _rows(FH, gathered, self._ws("FHB", q1, R[0]))
             B1 = [B1[i] - FHB[i] for i in range(q1)]
             AHA = _mul(_mul(A2p, H), A2p)
             P2 = [[A2p[i][j] - AHA[i][j] for j in range(q2)] for i in range(q2)]
-            AHB = _rows(A2p, HB)
+            AHB = _rows(A2p, HB, self._ws("AHB", q2, B2p[0]))
             Bv2 = [B2p[i] - AHB[i] for i in range(q2)]
             groups = [(P1, B1, L1), (P2, Bv2, L2)]
         else:

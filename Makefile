@@ -50,7 +50,7 @@ run: $(STAMP)
 	$(VENV)/bin/cdasi-outcomes dashboard --port $(PORT)
 
 test: $(STAMP) browser postgres
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=25
 
 # The tests (all but the browser test) against the declared minimum versions.
 test-min: $(MIN_STAMP) browser postgres

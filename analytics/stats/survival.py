@@ -148,7 +148,7 @@ def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[f
     logrank = {"statistic": None, "df": max(len(present) - 1, 0), "p": None, "arms": present}
     pair_rows = []
     if not tests:
-        pass
+        pass  # the caller reports no test: logrank stays empty, and no warning is made about it
     elif weights:
         warns.append("log-rank tests are not computed for weighted curves; see the weighted Cox model")
     elif len(present) >= 2:

@@ -432,7 +432,6 @@ def _fit(module: str, function: str, *args, **kwargs):
     return getattr(importlib.import_module(f".{module}", __package__), function)(*args, **kwargs)
 
 
-
 # The quality indicators' keys (stats/quality.py INDICATORS, kept equal by a test), here so that
 # listing the analyses does not import pandas.
 QUALITY_INDICATOR_KEYS = ("cdasi_documented", "assessed_by_12w", "no_mcid_by_12w", "escalated_after_no_mcid",

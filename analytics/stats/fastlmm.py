@@ -327,11 +327,16 @@ class _Design:
         """sum_g a_g a_g' and sum_g B_g A^-1 B_g' (B without its y column) of one level."""
         a, B = s["a"], s["B"]
         aa = a.T @ a
-        p = s["Ainv"].shape[0]
-        Ainv = np.zeros((p + 1, p + 1))  # A^-1 with a zero row and column for y: no slicing of B
-        Ainv[:p, :p] = s["Ainv"]
-        BA = [Ainv @ bb for bb in B]
-        K = np.array([[float(np.vdot(BA[i], B[j])) for j in range(len(B))] for i in range(len(B))])
+        Ainv = s["Ainv"]
+        p = Ainv.shape[0]
+        # sum_g B_i[:, g]' A^-1 B_j[:, g] = sum(A^-1 * (B_i B_j')): one p x p product over the groups
+        # (a BLAS call reading each block once) instead of A^-1 B, a block as large as B, per entry.
+        X = [bb[:p] for bb in B]  # rows of C-ordered blocks: views, the y row left out
+        q = len(X)
+        K = np.empty((q, q))
+        for i in range(q):
+            for j in range(i + 1):
+                K[i, j] = K[j, i] = float(np.sum(Ainv * (X[i] @ X[j].T)))
         return aa, K
 
     def gradient_parts(self, ev: dict) -> tuple[np.ndarray, np.ndarray]:

@@ -224,6 +224,13 @@ def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
     return pd.DataFrame(out, columns=["key", "period", "numerator", "denominator", "value"])
 
 
+def _by_antibody(antibody: pd.Series, test) -> pd.Series:
+    """``test`` of each patient's list of antibodies ("tif1g;nxp2"), judged once per distinct value."""
+    codes, uniques = pd.factorize(antibody.fillna(""))
+    judged = np.array([bool(test(str(u).split(";"))) for u in uniques] + [False], dtype=bool)
+    return pd.Series(judged[codes], index=antibody.index)
+
+
 @recorded(prepared="prepared", derivation="full")
 def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year",
                     alpha: float = 0.05, targets=(), better=()) -> QualityResult:
@@ -272,8 +279,9 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
         end_day=np.fmin(reach["end_day"].to_numpy(float), reach["start_day"].to_numpy(float) + WEEK12))
     line_pc, visit_pc = patient_codes(window["patient_id"], scored["patient_id"])
     m = followup_visits(window, scored, line_pc, visit_pc)
-    assessed_ids = set(m["line_id"])
-    mcid_ids = set(m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"])
+    # distinct ids as arrays: isin() hashes an array at once, a Python set is first copied element by element
+    assessed_ids = m["line_id"].unique()
+    mcid_ids = m.loc[m["baseline_cdasi"] - m["cdasi_activity"] >= MCID, "line_id"].unique()
     del m, window, scored
     reach["assessed"] = reach["line_id"].isin(assessed_ids).astype(int)
     reach["no_mcid"] = (~reach["line_id"].isin(mcid_ids)).astype(int)
@@ -287,7 +295,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     starts = ln[["patient_id", "start_day"]].rename(columns={"start_day": "next_start"})
     esc = nomcid[["line_id", "patient_id", "start_day"]].merge(starts, on="patient_id")
     esc = esc[(esc["next_start"] > esc["start_day"] + WEEK12) & (esc["next_start"] <= esc["start_day"] + WEEK12 + 28)]
-    nomcid["escalated"] = nomcid["line_id"].isin(set(esc["line_id"])).astype(int)
+    nomcid["escalated"] = nomcid["line_id"].isin(esc["line_id"].unique()).astype(int)
     o, p = _rate(nomcid, "escalated_after_no_mcid", "escalated")
     rows.append(o)
     per.append(p)
@@ -337,7 +345,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
                                      "antibody": pats.loc[d.index[d["ok"] == 0], "antibody"].to_numpy()})
 
     has_year = pats["follow_up_days"] >= 365
-    high = pats["antibody"].fillna("").str.split(";").map(lambda xs: any(a in xs for a in HIGH_RISK_ANTIBODIES))
+    high = _by_antibody(pats["antibody"], lambda xs: any(a in xs for a in HIGH_RISK_ANTIBODIES))
     if dated and "malignancy_screening_date" in v.columns:
         e = events("malignancy_screening_date")
         years_done = e[(e["offset"] >= 0) & (e["offset"] < 3 * 365)].assign(year=lambda x: x["offset"] // 365)
@@ -357,7 +365,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
             e = events(col)
             first_year[col] = set(e.loc[(e["offset"] >= -90) & (e["offset"] <= 365), "patient_id"])
         both = pd.Series(pats.index.isin(first_year["pft_date"] & first_year["hrct_date"]), index=pats.index)
-        mda5 = pats["antibody"].fillna("").str.split(";").map(lambda xs: "mda5" in xs)
+        mda5 = _by_antibody(pats["antibody"], lambda xs: "mda5" in xs)
         add_patient_indicator("ild_screening", has_year, both)
         add_patient_indicator("ild_screening_mda5", has_year & mda5, both)
     else:

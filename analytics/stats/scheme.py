@@ -219,7 +219,7 @@ def fit_scheme(derivation: Derivation, full: Derivation, prepared: Prepared | No
     judged, failed = _assessments(history, full.trajectories, scheme)
     history = history.join(judged).join(failed)
     shown = derivation.lines["line_id"]
-    lines = history[history["line_id"].isin(set(shown))].reset_index(drop=True)
+    lines = history[history["line_id"].isin(shown.to_numpy())].reset_index(drop=True)
     inc = lines[lines["included"] == 1]
 
     # per step
@@ -285,7 +285,7 @@ def _history(lines: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     out["included"] = out["included"].astype(int)
     out["label"] = out["agent"].map(label_of)
     out["step"] = out["agent"].map(step_of).astype(int)
-    out["step_name"] = [scheme.step_name(s) for s in out["step"]]
+    out["step_name"] = out["step"].map({s: scheme.step_name(s) for s in pd.unique(out["step"])})
     failed = ((out["included"] == 1) & (out["event"].fillna(1) == 0)).astype(int)
     earlier_failures = failed.groupby(out["patient_id"]).cumsum() - failed
     out["refractory"] = (out["included"] == 1) & (earlier_failures > 0)
@@ -299,14 +299,17 @@ def _history(lines: pd.DataFrame, scheme: Scheme) -> pd.DataFrame:
     skipped = np.full(len(out), "", dtype=object)
     counted: set[int] = set()  # a step skipped is counted once per patient: where the patient jumped over it
     last = None
-    step_arr = out["step"].to_numpy()
-    for i in np.flatnonzero(first):
-        if patient[i] != last:
-            counted, last = set(), patient[i]
-        k = int(step_arr[i])
-        new = [j for j in range(1, k) if not before[j][i] and j not in counted]
-        counted.update(new)
-        skipped[i] = ", ".join(map(str, new))
+    entries = np.flatnonzero(first)
+    # plain lists: indexing a numpy array element by element costs more than the loop's own work
+    had = {j: b[entries].tolist() for j, b in before.items()}
+    for n, (i, who, k) in enumerate(zip(entries.tolist(), patient[entries].tolist(),
+                                        out["step"].to_numpy()[entries].tolist())):
+        if who != last:
+            counted, last = set(), who
+        new = [j for j in range(1, k) if not had[j][n] and j not in counted]
+        if new:
+            counted.update(new)
+            skipped[i] = ", ".join(map(str, new))
     out["skipped_steps"] = skipped
     out["enters_step"] = first
     return out
@@ -341,8 +344,12 @@ def _assessments(history: pd.DataFrame, trajectories: pd.DataFrame, scheme: Sche
         pairs = pairs[(pairs["line_number_next"] > pairs["line_number"]) & (pairs["start_day"] >= pairs["day"])
                       & (pairs["start_day"] <= pairs["day"] + e * 7 + 1e-9)]
         escalated.loc[pairs.loc[pairs["step_next"] > pairs["step"], "index"].unique()] = True
-        started = pairs.sort_values(["index", "line_number_next"]).groupby("index")["label"].agg(", ".join)
-        changed.loc[started.index] = started
+        pairs = pairs.sort_values(["index", "line_number_next"])
+        alone = ~pairs["index"].duplicated(keep=False)  # one line started: its label, no join
+        changed.loc[pairs.loc[alone, "index"].to_numpy()] = pairs.loc[alone, "label"].to_numpy()
+        if not alone.all():
+            started = pairs[~alone].groupby("index")["label"].agg(", ".join)
+            changed.loc[started.index] = started
     failed = pd.DataFrame({"failed_assessment": fail, "top_step": top, "escalated": escalated,
                            "started_in_window": changed}, index=h.index)
     return judged, failed

@@ -227,7 +227,7 @@ def _lost_by_period(v: pd.DataFrame, period: str, end) -> pd.DataFrame:
 def _by_antibody(antibody: pd.Series, test) -> pd.Series:
     """``test`` of each patient's list of antibodies ("tif1g;nxp2"), judged once per distinct value."""
     codes, uniques = pd.factorize(antibody.fillna(""))
-    judged = np.array([bool(test(str(u).split(";"))) for u in uniques] + [False], dtype=bool)
+    judged = np.array([bool(test(u.split(";"))) for u in uniques], dtype=bool)  # no missing code: filled
     return pd.Series(judged[codes], index=antibody.index)
 
 
@@ -372,7 +372,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
         notes.append("ILD screening indicators need a dated export with pft_date and hrct_date")
     if dated and "antibody_panel_date" in v.columns:
         e = events("antibody_panel_date")
-        ok = pd.Series(pats.index.isin(set(e.loc[(e["offset"] >= -365) & (e["offset"] <= 90), "patient_id"])),
+        ok = pd.Series(pats.index.isin(e.loc[(e["offset"] >= -365) & (e["offset"] <= 90), "patient_id"].unique()),
                        index=pats.index)
         add_patient_indicator("antibody_panel_at_baseline", pd.Series(True, index=pats.index), ok)
     elif "antibody" in v.columns:

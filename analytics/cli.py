@@ -307,26 +307,38 @@ def _cmd_delete(args) -> int:
 
 
 def _cmd_analyze(args) -> int:
-    from .pipeline import analyze, load, write_outputs
+    from .parallel import Helper
+    from .pipeline import analyze, load, write_outputs, write_tables
 
     spec = _spec(args)  # checked before the data is read
     options = spec.derive
     workers = _jobs(args)
     t0 = time.perf_counter()
-    prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
+    # the helper process imports the modelling libraries while this one reads the export, and fits
+    # while this one writes the line tables (into a staging folder, moved into place at the end)
+    helper = Helper.start(f"{__package__}.stats", workers, Helper.visits_in(args.visits))
+    staging = Path(args.out) / f".cdasi-partial-{os.getpid()}"
     try:
+        prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
-        analysis = analyze(prepared, timings=timings, spec=spec, workers=workers,
-                           progress=lambda title: print(f"  {title}...", file=sys.stderr, flush=True))
+        analysis = analyze(prepared, timings=timings, spec=spec, workers=workers, progress=_progress, helper=helper,
+                           meanwhile=lambda derivation: write_tables(derivation, staging))
         for note in analysis.notes:
             print(f"warning: {note}", file=sys.stderr)
+        analysis.timings_s["total"] = time.perf_counter() - t0
+        paths = write_outputs(analysis, args.out, tables=staging)
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
               file=sys.stderr)
         return 1
-    analysis.timings_s["total"] = time.perf_counter() - t0
-    paths = write_outputs(analysis, args.out)
+    finally:
+        if helper is not None:
+            helper.close()
+        if staging.exists():
+            import shutil
+
+            shutil.rmtree(staging, ignore_errors=True)
     lines = analysis.derivation.to_dict()
     print(f"{prepared.counts['patients']} patients, {prepared.counts['visits']} visits, "
           f"{lines['derived']} lines derived, {lines['included']} included, {lines['events']} responses "
@@ -340,6 +352,11 @@ def _cmd_analyze(args) -> int:
     for name, path in paths.items():
         print(f"  {name}: {path}")
     return 0
+
+
+def _progress(title: str) -> None:
+    """A fitting step, on stderr (a module function: it pickles for the helper process)."""
+    print(f"  {title}...", file=sys.stderr, flush=True)
 
 
 def _spec(args):

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from .protocol import AnalysisWarning
 from .lines.options import DeriveOptions
 from .ingest.validate import Prepared, prepare
 
-__all__ = ["load", "load_bytes", "analyze", "Analysis", "write_outputs"]
+__all__ = ["load", "load_bytes", "analyze", "Analysis", "write_outputs", "write_tables"]
 
 
 def load(visits: str | Path, therapies: str | Path | None = None,
@@ -140,13 +141,17 @@ class Analysis:
 
 def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: dict | None = None,
             models: ModelOptions | bool | None = None, cohort: CohortFilter | None = None,
-            progress: Callable[[str], None] | None = None, spec=None, workers: int | None = 1) -> Analysis:
+            progress: Callable[[str], None] | None = None, spec=None, workers: int | None = 1,
+            helper=None, meanwhile: Callable[[Derivation], None] | None = None) -> Analysis:
     """Derive lines from validated data, restrict them to ``cohort`` (the dashboard's cohort
     filters), and fit the registered analyses when ``models`` is True or a
     :class:`ModelOptions`. ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of
     ``options``, ``models`` and ``cohort`` (the models are then fitted). ``workers`` > 1: the
-    models are fitted on that many processes (:mod:`analytics.parallel`; None: chosen). Raises
-    InvalidDataError when the report has errors."""
+    models are fitted on that many processes (:mod:`analytics.parallel`; None: chosen);
+    ``helper``: a :class:`~analytics.parallel.Helper` forked before the data were read, one of
+    them (the caller closes it). ``meanwhile(derivation)``: the caller's work on the cohort's
+    derivation that does not need the models (writing its tables), run while they are fitted.
+    Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     notes = []
     if spec is not None:
@@ -165,20 +170,37 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     model_options = models if isinstance(models, ModelOptions) else ModelOptions()
     fitted = None
     if models:
-        fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers)
+        fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers,
+                            helper=helper, meanwhile=meanwhile and (lambda: meanwhile(derivation)))
         timings |= fitted.timings_s
+    elif meanwhile is not None:
+        meanwhile(derivation)
     return Analysis(prepared, derivation, timings, fitted, full, cohort, model_options, notes,
                     spec.pack if spec is not None else None)
 
 
-def write_outputs(analysis: Analysis, out: str | Path) -> dict[str, Path]:
-    """Write results.json, lines.csv and trajectories.csv into ``out``."""
+def write_tables(derivation: Derivation, out: str | Path) -> dict[str, Path]:
+    """Write lines.csv, trajectories.csv and attrition.csv of ``derivation`` into ``out``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    d = analysis.derivation
-    paths = {"lines": write_csv(d.lines, out / "lines.csv"),
-             "trajectories": write_csv(d.trajectories, out / "trajectories.csv"),
-             "attrition": write_csv(d.attrition, out / "attrition.csv")}
+    return {"lines": write_csv(derivation.lines, out / "lines.csv"),
+            "trajectories": write_csv(derivation.trajectories, out / "trajectories.csv"),
+            "attrition": write_csv(derivation.attrition, out / "attrition.csv")}
+
+
+def write_outputs(analysis: Analysis, out: str | Path, tables: str | Path | None = None) -> dict[str, Path]:
+    """Write results.json, lines.csv, trajectories.csv and attrition.csv into ``out``.
+    ``tables``: a folder where :func:`write_tables` already wrote the three CSVs of this
+    analysis (while its models were fitted); they are moved into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if tables is None:
+        paths = write_tables(analysis.derivation, out)
+    else:
+        paths = {}
+        for name in ("lines", "trajectories", "attrition"):
+            paths[name] = out / f"{name}.csv"
+            os.replace(Path(tables) / f"{name}.csv", paths[name])
     analysis.timings_s.setdefault("total", sum(v for k, v in analysis.timings_s.items() if k != "total"))
     paths["results"] = write_json(analysis.results(), out / "results.json")
     return paths

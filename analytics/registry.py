@@ -97,6 +97,7 @@ class Entry:
     stage: str = "survival"
     whole_export: bool = False
     local: bool = False  # fitted in the calling process even with workers > 1 (its result holds the inputs)
+    cost: float = 1.0  # relative time to fit (10,000 patients): on several processes the costliest start first
 
     @property
     def heading(self) -> str:
@@ -131,23 +132,49 @@ def entry(name: str) -> Entry:
 
 
 def fit_entry(e: Entry, ctx: FitContext):
-    """Fit one analysis; its warnings are tagged with its name."""
+    """Fit one analysis; its warnings are tagged with its name. BLAS runs on one thread meanwhile
+    (threadpoolctl): the fits' matrices are small or bound by memory bandwidth, so more threads
+    only cost (the mixed model at 100,000 patients: 9.8 s on one thread, 11.0 s on two), and the
+    numbers then do not depend on how many processes fit at once or on the machine's cores."""
     import dataclasses
 
-    result = e.fit(ctx)
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        result = e.fit(ctx)
     if getattr(result, "warnings", None) is not None and not isinstance(type(result).__dict__.get("warnings"),
                                                                           property):
         result = dataclasses.replace(result, warnings=tag(result.warnings, e.name))
     return result
 
 
+@dataclass
+class _Fit:
+    """Fit one analysis by name, with progress: what each process of a parallel fit runs (a
+    class, not a closure, so that it pickles for a :class:`~analytics.parallel.Helper`)."""
+
+    ctx: FitContext
+    progress: Callable[[str], None] | None = None
+
+    def __call__(self, name: str):
+        e = entry(name)
+        if self.progress:
+            self.progress(e.title)
+        return fit_entry(e, self.ctx)
+
+
 def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
             progress: Callable[[str], None] | None = None,
-            workers: int | None = 1) -> tuple[dict[str, Any], dict[str, float]]:
+            workers: int | None = 1, helper=None,
+            meanwhile: Callable[[], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit the analyses (all, or ``names``); returns results in registry order and timings by
     stage (each analysis's own seconds, summed). ``workers`` > 1: on that many processes at once
-    (:mod:`analytics.parallel`; same results), except entries marked ``local``; None: chosen
-    from the cores and the size of the export (:func:`~analytics.parallel.usable_workers`)."""
+    (:mod:`analytics.parallel`; same results), except entries marked ``local``, the costliest
+    first; None: chosen from the cores and the size of the export
+    (:func:`~analytics.parallel.usable_workers`). ``helper``: a
+    :class:`~analytics.parallel.Helper` started before the data were read, which fits on its
+    processes (closed if not used). ``meanwhile``: work of the caller's that does not need the
+    results (writing the line tables), run while the other processes fit, or first."""
     if workers != 1:
         from .parallel import usable_workers
 
@@ -155,24 +182,34 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     wanted = None if names is None else set(names)
     todo = [e for e in entries() if wanted is None or e.name in wanted]
     results, timings = {}, {}
-
-    def fit(e: Entry):
-        if progress:
-            progress(e.title)
-        return fit_entry(e, ctx)
+    fit = _Fit(ctx, progress)
 
     def timed(e: Entry):
         t0 = time.perf_counter()
-        return fit(e), time.perf_counter() - t0
+        return fit(e.name), time.perf_counter() - t0
 
-    shared = [e for e in todo if not e.local]
-    fitted = {e.name: timed(e) for e in todo if e.local or workers <= 1}
-    if workers > 1 and shared:
-        from .parallel import fit_parallel, import_package
+    shared = sorted((e for e in todo if not e.local), key=lambda e: -e.cost)
+    parallel = workers > 1 and bool(shared)
+    if meanwhile is not None and not parallel:
+        meanwhile()
+    fitted = {e.name: timed(e) for e in todo if e.local or not parallel}
+    if parallel:
+        from .parallel import AUTO_MAX_VISITS, fit_parallel, import_package
 
-        import_package(f"{__package__}.stats")  # once, before the fork, rather than once in each process
-        ctx.table  # computed once, before the fork, and shared
-        fitted |= {e.name: r for e, r in zip(shared, fit_parallel(shared, fit, workers))}
+        if helper is not None and (any(e is not _BUILTIN.get(e.name) for e in shared)
+                                   or len(ctx.prepared.visits) > AUTO_MAX_VISITS):
+            # an analysis registered after the helper was forked would be unknown to it; a large
+            # export is shared with forked children rather than sent to the helper as a copy
+            helper.close()
+            helper = None
+        ctx.table  # computed once, before the helper gets the data or the children are forked, and shared
+        done = fit_parallel([e.name for e in shared], fit, workers, helper=helper, meanwhile=meanwhile,
+                            # once, before the fork, rather than once in each process (and the
+                            # results' classes, to unpickle them)
+                            prepare=lambda: import_package(f"{__package__}.stats"))
+        fitted |= {e.name: r for e, r in zip(shared, done)}
+    elif helper is not None:
+        helper.close()
     for e in todo:
         results[e.name], seconds = fitted[e.name]
         timings[e.stage] = timings.get(e.stage, 0.0) + seconds
@@ -346,34 +383,34 @@ def _builtins() -> None:
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
               stage="overview", local=True),
         Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
-              results_key=("table1",), tables={"table": "table1"}, stage="adjusted",
+              results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04,
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
         Entry("km", "Time to response (Kaplan-Meier)",
               lambda ctx: _fit("stats.survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
               results_key=("time_to_response",), to_results=_km_results,
               tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
-              figures={"curves": "km"}, section="Time to response", cli=_km_cli,
+              figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13,
               methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
                                       "tests across arms and pairwise with Holm correction.")),
         Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
               results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
-              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"),
+              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14,
               notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("cox_adjusted", "Cox model, adjusted",
               lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
               results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
-              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"),
+              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19,
               notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("competing", "Competing risks",
               lambda ctx: _fit("stats.competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("competing_risks",), tables={"summary": "competing_risks"},
-              figures={"curves": "competing_risks"},
+              figures={"curves": "competing_risks"}, cost=0.02,
               methods=lambda r, ctx: ("Competing risks (stopping for inefficacy or an adverse event before response) "
                                       f"by the Aalen-Johansen estimator, {ci_label(r.alpha)}s (log-log).")),
         Entry("interval", "Interval-censoring sensitivity",
               lambda ctx: _fit("stats.interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
               results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
-              figures={"medians": "interval_censoring"},
+              figures={"medians": "interval_censoring"}, cost=1.15,
               notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
               methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
                                       f"ratios with {ci_label(r.alpha)}s, interval- against right-censored.")),
@@ -384,12 +421,12 @@ def _builtins() -> None:
                                                     "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=_mixed_notes, cli=_mixed_cli,
-              methods=_mixed_methods, stage="mixed_model"),
+              methods=_mixed_methods, stage="mixed_model", cost=0.8),
         Entry("adjusted", "Adjusted comparison (weighted)",
               lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
                                tuple(ctx.options.trim), alpha=ctx.alpha),
               place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
-              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted",
+              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27,
               methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
                                       "a multinomial propensity model on the common support, truncated at the "
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
@@ -403,7 +440,7 @@ def _builtins() -> None:
               figures={"ladder": "scheme_ladder", "paths": "scheme_paths", "refractory": "scheme_refractory",
                        "refractory_cox": "scheme_refractory_cox"},
               section="Stepwise scheme", cli=_scheme_cli, notes=_scheme_notes, methods=_scheme_methods,
-              stage="scheme"),
+              stage="scheme", cost=0.7),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
                                alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),
@@ -412,10 +449,11 @@ def _builtins() -> None:
                                                    for k in QUALITY_INDICATOR_KEYS}},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
-                               *q.notes], whole_export=True, stage="quality"),
+                               *q.notes], whole_export=True, stage="quality", cost=0.33),
     ]
     for e in builtin:
         _REGISTRY.setdefault(e.name, e)
+        _BUILTIN[e.name] = e
     # keep the built-ins first, in this order, before anything registered earlier
     extra = {k: v for k, v in _REGISTRY.items() if k not in {e.name for e in builtin}}
     ordered = {e.name: _REGISTRY[e.name] for e in builtin}
@@ -424,6 +462,7 @@ def _builtins() -> None:
 
 
 _builtins.done = False
+_BUILTIN: dict[str, Entry] = {}
 
 
 def _fit(module: str, function: str, *args, **kwargs):

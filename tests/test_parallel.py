@@ -122,3 +122,118 @@ def test_the_command_exits_with_its_code_after_a_fast_exit(tmp_path, sample_dir)
     proc = subprocess.run([str(exe), "analyze", str(bad), "--out", str(tmp_path / "b")], capture_output=True,
                           text=True, stdin=subprocess.DEVNULL, timeout=600)
     assert proc.returncode == 1 and "INVALID" in proc.stderr and not (tmp_path / "b").exists()
+
+
+# A helper forked before the data are read (analytics.parallel.Helper): it and its forks fit,
+# this process only receives; whatever goes wrong falls back to the behaviour above.
+
+def _pid_and_square(x):
+    return os.getpid(), x * x
+
+
+@fork
+def test_a_helper_and_its_fork_fit_and_this_process_only_receives():
+    from analytics.parallel import Helper
+
+    helper = Helper("json", 2)
+    got = fit_parallel(list(range(12)), _pid_and_square, 2, helper=helper)
+    assert [r[1] for r, _ in got] == [x * x for x in range(12)]
+    assert PARENT not in {r[0] for r, _ in got}
+    helper.process.join(timeout=10)
+    assert not helper.process.is_alive()
+
+
+@fork
+def test_an_unused_helper_ends_when_closed():
+    from analytics.parallel import Helper
+
+    helper = Helper("json", 2)
+    helper.close()
+    helper.process.join(timeout=10)
+    assert not helper.process.is_alive()
+    helper.close()  # twice: nothing
+
+
+@fork
+def test_work_that_does_not_pickle_is_fitted_without_the_helper():
+    from analytics.parallel import Helper
+
+    helper = Helper("json", 2)
+    got = fit_parallel(list(range(6)), lambda x: -x, 2, helper=helper)  # a lambda does not pickle
+    assert [r for r, _ in got] == [0, -1, -2, -3, -4, -5]
+    helper.process.join(timeout=10)
+    assert not helper.process.is_alive()
+
+
+@fork
+def test_a_helper_that_died_before_the_work_loses_nothing():
+    from analytics.parallel import Helper
+
+    helper = Helper("json", 2)
+    helper.process.kill()
+    helper.process.join(timeout=10)
+    assert [r for r, _ in fit_parallel(list(range(6)), _square, 2, helper=helper)] == [0, 1, 4, 9, 16, 25]
+
+
+def _helper_fork_dies_on_three(x):
+    if x == 3 and os.getpid() != PARENT:
+        os._exit(9)
+    return -x
+
+
+@fork
+def test_a_helper_process_that_dies_mid_item_loses_nothing():
+    from analytics.parallel import Helper
+
+    helper = Helper("json", 2)
+    got = fit_parallel(list(range(8)), _helper_fork_dies_on_three, 2, helper=helper)
+    assert [r for r, _ in got] == [0, -1, -2, -3, -4, -5, -6, -7]
+
+
+@fork
+def test_meanwhile_runs_here_while_the_others_fit():
+    from analytics.parallel import Helper
+
+    ran = []
+    for helper in (Helper("json", 2), None):
+        got = fit_parallel(list(range(4)), _square, 2, helper=helper, meanwhile=lambda: ran.append(os.getpid()))
+        assert [r for r, _ in got] == [0, 1, 4, 9]
+    assert ran == [PARENT, PARENT]
+
+
+def test_no_helper_for_one_process():
+    from analytics.parallel import Helper
+
+    assert Helper.start("json", 1, 1000) is None
+
+
+@fork
+def test_analyze_leaves_only_its_outputs_and_nothing_when_a_model_fails(tmp_path, sample_dir, monkeypatch, capsys):
+    """The line tables are written while the models are fitted, into a staging folder moved into
+    place at the end; when a model fails, neither they nor the folder stay."""
+    visits, therapies = sample_dir / "visits.csv", sample_dir / "therapies.csv"
+    out = tmp_path / "o"
+    assert main(["analyze", str(visits), "--therapies", str(therapies), "--jobs", "2", "--out", str(out)]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["attrition.csv", "lines.csv", "results.json", "trajectories.csv"]
+
+    import analytics.stats.competing as competing
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("competing risks failed")
+
+    monkeypatch.setattr(competing, "fit_competing", boom)  # in this process and in the helper, forked after
+    for jobs in ("1", "2"):
+        failed = tmp_path / f"failed{jobs}"
+        assert main(["analyze", str(visits), "--therapies", str(therapies), "--jobs", jobs, "--out", str(failed)]) == 3
+        assert "competing risks failed" in capsys.readouterr().err
+        assert not failed.exists() or not any(failed.iterdir())
+
+
+def test_no_helper_when_the_export_is_large_or_cannot_be_sized(tmp_path):
+    from analytics.parallel import BYTES_PER_VISIT, Helper
+
+    assert Helper.start("json", 2, None) is None  # the size is unknown: no copy of unknown size
+    assert Helper.start("json", 2, AUTO_MAX_VISITS + 1) is None  # even with --jobs 2
+    big = tmp_path / "visits.csv"
+    big.write_bytes(b"x" * 10)
+    assert Helper.visits_in(big) == 10 // BYTES_PER_VISIT and Helper.visits_in(tmp_path / "none.csv") is None

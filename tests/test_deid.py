@@ -142,3 +142,58 @@ def test_csv_writer_is_pandas_cell_by_cell(tmp_path_factory, floats, ints, text,
     expected = _reference_csv(df)
     assert write_csv(df, path).read_bytes().decode("utf-8") == expected.replace("=h", "'=h", 1)
     assert csv_bytes(df).decode("utf-8-sig") == expected.replace("=h", "'=h", 1)
+
+
+_PLAIN_TEXT = st.lists(st.one_of(st.none(), st.just(float("nan")), st.text(alphabet=st.characters(
+    blacklist_characters=',"\r\n', blacklist_categories=("Cs",)), max_size=6), st.sampled_from(["=1+1", "@x", "é ü"])),
+    min_size=1, max_size=8)
+
+
+@settings(max_examples=60, deadline=None)
+@given(floats=_FLOATS, ints=_INTS, text=_PLAIN_TEXT, rows=st.integers(0, 700), seed=st.integers(0, 2**32 - 1),
+       chunk=st.sampled_from([1, 7, 100_000]))
+@example(floats=[0.0, -0.0, 1.5, float("nan")], ints=[1], text=["=a", None], rows=300, seed=1, chunk=7)
+def test_the_arrow_csv_writer_gives_pandas_bytes(floats, ints, text, rows, seed, chunk):
+    """Where no cell needs quotes, the table is written by Arrow's string kernels (the fast path
+    of the line tables), in chunks of rows: the bytes are pandas' own."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    import pytest
+
+    import analytics.display.export as export
+
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({
+        "x": rng.choice(np.array(floats, dtype=float), rows),
+        "u": rng.random(rows) * 10.0 ** rng.integers(-8, 20),
+        "n": rng.choice(np.array(ints, dtype=np.int64), rows),
+        "b": rng.random(rows) < 0.3,
+        "t": pd.Series([text[i] for i in rng.integers(0, len(text), rows)], dtype=object),
+        "e": pd.array(np.where(rng.random(rows) < 0.2, None, rng.choice(np.array(ints, dtype=np.int64), rows)),
+                      dtype="Int64"),
+    })
+    df = export.neutralise(export._no_infinity(df))
+    buf = io.BytesIO()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(export, "_CSV_CHUNK", chunk)
+        assert export._arrow_csv(df, buf)
+    assert buf.getvalue().decode("utf-8") == df.to_csv(index=False, lineterminator="\n")
+
+
+def test_the_arrow_csv_writer_leaves_quoting_and_dates_to_pandas():
+    import io
+
+    import pandas as pd
+
+    from analytics.display.export import _arrow_csv
+
+    for df in (pd.DataFrame({"a": ["x,y", "z"], "b": [1, 2]}), pd.DataFrame({"a": ['say "hi"', "z"], "b": [1, 2]}),
+               pd.DataFrame({"a": ["line\nbreak", "z"], "b": [1, 2]}), pd.DataFrame({"a": [1, 2]}),
+               pd.DataFrame({"d": pd.to_datetime(["2024-01-01", "2024-01-02"]), "b": [1, 2]}),
+               pd.DataFrame({"a": [1, "x"], "b": [1, 2]}), pd.DataFrame({"a": [b"x", b"y"], "b": [1, 2]}),
+               pd.DataFrame({"a,b": [1], "c": [2]})):
+        buf = io.BytesIO()
+        assert not _arrow_csv(df, buf) and buf.getvalue() == b""

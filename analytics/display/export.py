@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ import pandas as pd
 __all__ = ["neutralise", "write_csv", "write_parquet", "write_json", "json_safe", "csv_bytes", "xlsx_bytes"]
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_PATTERN = "^[=+\\-@\t\r]"  # the same, for Arrow's regular expressions
 
 
 def _neutral_cell(v):
@@ -24,11 +26,22 @@ def _neutral_cell(v):
 
 def _has_formula(values: np.ndarray) -> bool:
     """Whether a text cell of an object column starts like a formula. Each distinct value is looked
-    at once (a column of a large table repeats a few values)."""
+    at once (a column of a large table repeats a few values), by Arrow's string kernel where every
+    cell is text or missing (a line id column has as many values as lines)."""
     try:
         uniques = pd.unique(values)
     except TypeError:  # unhashable cells (lists): look at every cell
         uniques = values
+    if len(uniques) > 1000:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        try:
+            text = pa.array(uniques, type=pa.string(), from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            pass  # not all text
+        else:
+            return bool(pc.any(pc.match_substring_regex(text, _FORMULA_PATTERN)).as_py())
     return any(isinstance(u, str) and u.startswith(_FORMULA_START) for u in uniques)
 
 
@@ -80,12 +93,93 @@ def _no_infinity(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_CSV_SPECIAL = '[",\r\n]'  # a cell with one of these is quoted by pandas' writer
+_CSV_CHUNK = 100_000  # rows formatted at once by the Arrow writer (bounded memory)
+
+
+def _arrow_text(column: pd.Series):
+    """The cells of ``column`` as Arrow strings, exactly as pandas' CSV writer prints them
+    (missing: null), or None for a column this does not cover. Floats are printed by numpy's
+    ``astype(str)`` (what pandas itself calls), once per distinct value; integers by Arrow's cast
+    (plain decimal, as ``str``); booleans as True/False; text as is."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = column.to_numpy() if column.dtype != object else column.to_numpy(dtype=object)
+    kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
+    if kind == "f" and column.dtype == np.float64:
+        if np.signbit(values[values == 0]).any():  # -0.0 and 0.0 are one distinct value, printed differently
+            codes, uniques = np.arange(len(values)), values
+            codes = np.where(np.isnan(values), -1, codes)
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        text = pa.array(np.asarray(uniques).astype(str), type=pa.string())
+        return pc.take(text, pa.array(codes, mask=codes < 0, type=pa.int64()))
+    if kind in ("i", "u") or isinstance(column.dtype, pd.Int64Dtype):
+        return pc.cast(pa.array(column, from_pandas=True), pa.string())
+    if kind == "b":
+        return pc.take(pa.array(["False", "True"]), pa.array(values.astype(np.int8)))
+    if column.dtype == object:
+        if pd.api.types.infer_dtype(values, skipna=True) not in ("string", "empty"):
+            return None  # bytes, numbers or mixed cells: pandas prints each with str()
+        try:
+            return pa.array(values, type=pa.string(), from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):
+            return None
+    return None
+
+
+def _arrow_csv(df: pd.DataFrame, fh) -> bool:
+    """Write ``df`` as pandas' ``to_csv(index=False, lineterminator="\\n")`` would, byte for byte,
+    with Arrow's string kernels joining the cells (pandas' writer builds a Python list per row: 3 s
+    of the 5 s that the line tables of 100,000 patients took). False, with nothing written, when a
+    column is of a kind this does not cover (dates, categories, mixed objects) or a cell or header
+    would be quoted; the caller then uses pandas."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    header = [str(c) for c in df.columns]
+    if df.shape[1] < 2 or any(re.search(_CSV_SPECIAL, h) for h in header):
+        return False
+    fh.write((",".join(header) + "\n").encode("utf-8"))
+    comma, newline, empty = pa.scalar(","), pa.scalar("\n"), pa.scalar("")
+    for start in range(0, len(df), _CSV_CHUNK):
+        chunk = df.iloc[start:start + _CSV_CHUNK]
+        cells = [_arrow_text(chunk.iloc[:, i]) for i in range(chunk.shape[1])]
+        if any(c is None for c in cells):
+            return _undo(fh)
+        rows = pc.binary_join_element_wise(*cells, comma, null_handling="replace", null_replacement="")
+        rows = pc.binary_join_element_wise(rows, empty, newline)  # each row followed by a newline
+        offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset:rows.offset + len(rows) + 1]
+        body = np.frombuffer(rows.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]]
+        # pandas quotes a cell with a comma, a quote or a line break: then every row would not
+        # have exactly its separators and its one newline
+        if (np.count_nonzero(body == ord(",")) != len(chunk) * (chunk.shape[1] - 1)
+                or np.count_nonzero(body == ord("\n")) != len(chunk)
+                or np.count_nonzero(body == ord('"')) or np.count_nonzero(body == ord("\r"))):
+            return _undo(fh)
+        fh.write(memoryview(body))
+    return True
+
+
+def _undo(fh) -> bool:
+    fh.seek(0)
+    fh.truncate()
+    return False
+
+
 def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     """A neutralised CSV: machine-readable names, full precision, empty cells for missing or
-    infinite values (a path ending in .gz is gzipped)."""
+    infinite values (a path ending in .gz is gzipped). The same bytes as pandas' writer gives
+    (a test holds them equal), written by :func:`_arrow_csv` where it can."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    _as_csv_text(neutralise(_no_infinity(df))).to_csv(path, index=False, lineterminator="\n")
+    df = neutralise(_no_infinity(df))
+    if path.suffix.lower() == ".csv":
+        with open(path, "wb") as fh:
+            if _arrow_csv(df, fh):
+                return path
+    _as_csv_text(df).to_csv(path, index=False, lineterminator="\n")
     return path
 
 

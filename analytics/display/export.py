@@ -94,7 +94,7 @@ def _no_infinity(df: pd.DataFrame) -> pd.DataFrame:
 
 
 _CSV_SPECIAL = '[",\r\n]'  # a cell with one of these is quoted by pandas' writer
-_CSV_CHUNK = 100_000  # rows formatted at once by the Arrow writer (bounded memory)
+_CSV_CHUNK = 50_000  # rows formatted at once by the Arrow writer (bounded memory)
 
 
 def _arrow_text(column: pd.Series):
@@ -159,6 +159,7 @@ def _arrow_csv(df: pd.DataFrame, fh) -> bool:
                 or np.count_nonzero(body == ord('"')) or np.count_nonzero(body == ord("\r"))):
             return _undo(fh)
         fh.write(memoryview(body))
+    pa.default_memory_pool().release_unused()  # Arrow's allocator keeps freed blocks: give them back
     return True
 
 

@@ -237,3 +237,29 @@ def test_no_helper_when_the_export_is_large_or_cannot_be_sized(tmp_path):
     big = tmp_path / "visits.csv"
     big.write_bytes(b"x" * 10)
     assert Helper.visits_in(big) == 10 // BYTES_PER_VISIT and Helper.visits_in(tmp_path / "none.csv") is None
+
+
+@fork
+def test_the_helper_ends_with_its_parent():
+    """A parent that exits without closing its helper (os._exit after `analyze`, a kill) leaves no
+    process behind: the helper sees its job pipe close and ends."""
+    import time
+
+    script = ("import os\nfrom analytics.parallel import Helper\nh = Helper('json', 2)\n"
+              "print(h.process.pid, flush=True)\nos._exit(0)\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    pid = int(proc.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        try:  # a zombie of ours counts as gone: it is not our child, so this only matters for init
+            with open(f"/proc/{pid}/stat") as fh:
+                if fh.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return
+        except OSError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"helper {pid} still running 30 s after its parent exited")

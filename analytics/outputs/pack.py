@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import json
 import platform
@@ -298,10 +299,29 @@ def _report_html(title: str, meta: dict, contents: Contents, methods: list[str],
         plotly_js=None if static else Markup(_plotly_js()))
 
 
+@functools.lru_cache(maxsize=1)
 def _plotly_js() -> str:
+    """plotly.js as the pack carries it: the library compressed (zlib, base64) with a loader that
+    inflates it with pako (vendored, ``assets/pako_inflate.es5.min.js``, MIT and Zlib licences)
+    and runs it at once, so that ``Plotly`` is defined for the scripts after it, as with the plain
+    library. 1.98 MB instead of 4.8 MB, in each of the two places it is needed (the report and
+    figures/plotly.min.js): that kept the pack of 10,000 patients under 25 MB when the scheme's
+    figures were added. Runs in any browser that runs plotly.js (pako is ES5; no eval)."""
+    import base64
+    import zlib
+
+    import plotly
     from plotly.offline import get_plotlyjs
 
-    return get_plotlyjs()
+    payload = base64.b64encode(zlib.compress(get_plotlyjs().encode("utf-8"), 9)).decode("ascii")
+    pako = (Path(__file__).parent / "assets" / "pako_inflate.es5.min.js").read_text(encoding="utf-8")
+    return (f"/* plotly.js (plotly.py {plotly.__version__}), zlib-compressed and base64-encoded, inflated below by "
+            "pako 2.1.0 (https://github.com/nodeca/pako, MIT and Zlib licences) */\n"
+            f"{pako}\n"
+            "(function(){var s=atob(\"" + payload + "\"),b=new Uint8Array(s.length),i;"
+            "for(i=0;i<s.length;i++){b[i]=s.charCodeAt(i);}"
+            "var e=document.createElement(\"script\");e.text=pako.inflate(b,{to:\"string\"});"
+            "(document.head||document.documentElement).appendChild(e);})();\n")
 
 
 def _table_html(df: pd.DataFrame, name: str = "", max_rows: int = 60) -> str:

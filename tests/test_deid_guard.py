@@ -372,3 +372,29 @@ def test_generated_clinical_columns_are_never_refused(data, n_patients, header, 
 def test_phone_numbers_in_the_guards_languages_are_refused(note):
     p = prep(f"{V},notas\nCADM-0001,0,20,\"{note}\"\n")
     assert "phone numbers" in _refused(p, "identifier_value", "notas").message
+
+
+def test_patient_ids_are_judged_once_per_export_and_both_files_are_refused_alike():
+    """The therapies file repeats the visits' patient ids: their verdicts are reused (each distinct
+    id judged once), and its finding is the one a fresh judgement gives: same count, reasons in the
+    same order, same rows."""
+    from analytics.ingest.deid import _patient_id_rule
+
+    from .conftest import table
+
+    ids = ["CADM-0001", "MRN1000123", "4512873", "12345678Z", "CADM-0002", "0012345678", "NHC-004512"]
+    visits = table("patient_id,visit_day,cdasi_activity\n" + "".join(f"{p},{d},20\n" for p in ids for d in (0, 30)),
+                   "visits")
+    # the therapies name some of the same ids, one new record number, and leave one pseudonym out
+    therapies = table("patient_id,drug,start_day\n" + "".join(f"{p},MMF,0\n" for p in ids[1:] + ["MRN7654321"]),
+                      "therapies")
+    judged: dict = {}
+    first = _patient_id_rule(visits, None, judged)
+    assert first is not None and "5 of 7 patient id(s)" in first.message
+    assert judged["CADM-0001"] == "" and judged["MRN1000123"] == "a record-number prefix and digits"
+    shared = _patient_id_rule(therapies, None, judged)
+    fresh = _patient_id_rule(therapies, None)
+    assert shared == fresh and "6 of 7 patient id(s)" in shared.message
+    assert judged["MRN7654321"] == "a record-number prefix and digits"
+    p = prep(visits.data.to_csv(index=False), therapies.data.to_csv(index=False))
+    assert [f.file for f in p.report.findings if f.rule == "identifier_patient_id"] == ["visits", "therapies"]

@@ -370,7 +370,38 @@ def _person_name_rule(table: RawTable, col: str, u: pd.Series, norm) -> Finding 
         "values before the export: codes rather than capitalised words)")
 
 
-def _patient_id_rule(table: RawTable, override: str | None) -> Finding | None:
+_PREFIX_REASON, _DIGITS_REASON = "a record-number prefix and digits", "a run of 7 or more digits"
+
+
+def _id_reasons(u: pd.Series, judged: dict | None = None) -> dict:
+    """{index of ``u``: why} for the patient ids of ``u`` that look like record numbers or national
+    ids, in the order the rules are tried (prefix, digits, a valid national number), then by index.
+    ``judged``: the verdicts on ids already seen (the visits' ids, when the therapies file repeats
+    them), used and extended: each distinct id is judged once per export."""
+    if judged:
+        known = u.map(judged)
+        todo = u[known.isna().to_numpy()]
+    else:
+        known, todo = None, u
+    reasons: dict = {}
+    if len(todo):
+        _, pid_re = _prefix_patterns()
+        digits = todo.str.replace(r"[\s.\-/]", "", regex=True)
+        for i in todo.index[todo.str.fullmatch(pid_re)]:
+            reasons[i] = _PREFIX_REASON
+        for i in todo.index[digits.str.fullmatch(r"\d{7,}")]:
+            reasons.setdefault(i, _DIGITS_REASON)
+        for i, f in identify_many(todo).items():
+            reasons.setdefault(i, f"a valid {f.name}")
+    if judged is not None:
+        judged.update(zip(todo.tolist(), (reasons.get(i, "") for i in todo.index)))
+    if known is not None:
+        reasons.update((i, r) for i, r in known.items() if isinstance(r, str) and r)
+    rank = {_PREFIX_REASON: 0, _DIGITS_REASON: 1}
+    return dict(sorted(reasons.items(), key=lambda item: (rank.get(item[1], 2), item[0])))
+
+
+def _patient_id_rule(table: RawTable, override: str | None, judged: dict | None = None) -> Finding | None:
     data = table.data
     if "patient_id" not in data.columns:
         return None
@@ -381,15 +412,7 @@ def _patient_id_rule(table: RawTable, override: str | None) -> Finding | None:
     header = table.headers.get("patient_id", "patient_id")
     header_kinds = [m for m in header_identifier(header)
                     if m[0] in ("medical record numbers", "national identity or social security numbers")]
-    _, pid_re = _prefix_patterns()
-    digits = u.str.replace(r"[\s.\-/]", "", regex=True)
-    reasons: dict[int, str] = {}
-    for i in u.index[u.str.fullmatch(pid_re)]:
-        reasons[i] = "a record-number prefix and digits"
-    for i in u.index[digits.str.fullmatch(r"\d{7,}")]:
-        reasons.setdefault(i, "a run of 7 or more digits")
-    for i, f in identify_many(u).items():
-        reasons.setdefault(i, f"a valid {f.name}")
+    reasons = _id_reasons(u, judged)
     if not reasons and not header_kinds:
         return None
     why = pd.Series(list(reasons.values()), dtype=object).value_counts()
@@ -418,13 +441,15 @@ def _patient_id_rule(table: RawTable, override: str | None) -> Finding | None:
         column="patient_id", file=table.kind, rows=rows, count=len(rows) or len(s))
 
 
-def scan_identifiers(table: RawTable, patient_id_override: str | None = None, norm=None) -> list[Finding]:
+def scan_identifiers(table: RawTable, patient_id_override: str | None = None, norm=None,
+                     judged: dict | None = None) -> list[Finding]:
     """Findings for identifier-like headers, values and patient ids, and for ages over 89.
-    ``norm`` (a DrugNormaliser) keeps drug names from reading as person names."""
+    ``norm`` (a DrugNormaliser) keeps drug names from reading as person names; ``judged``: a dict
+    shared by the tables of one export, so that each distinct patient id is judged once."""
     findings, flagged = _header_rule(table)
     data = table.data
     if table.kind == "visits" or "patient_id" in data.columns:
-        f = _patient_id_rule(table, patient_id_override)
+        f = _patient_id_rule(table, patient_id_override, judged)
         if f is not None:
             findings.append(f)
     for col in data.columns:

@@ -447,7 +447,8 @@ def _report_unknown_drugs(raw, rep, masks: dict[str, pd.Series], frame: pd.DataF
 
 # ---------------------------------------------------------------- the therapies file
 def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: str, anchors: pd.Series | None,
-                     patients: set, norm: DrugNormaliser, override: str | None = None) -> pd.DataFrame | None:
+                     patients: set, norm: DrugNormaliser, override: str | None = None,
+                     judged: dict | None = None) -> pd.DataFrame | None:
     d = raw.data
     if d.shape[1] == 0 or len(d) == 0:
         rep.add("empty_file", "error", "the therapies file has no rows", file="therapies",
@@ -455,7 +456,7 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
         return None
     if not _check_columns(raw, rep, [("patient_id",), ("drug",), ("start_date", "start_day")]):
         return None
-    rep.extend(scan_identifiers(raw, override, norm))
+    rep.extend(scan_identifiers(raw, override, norm, judged))
     need = "start_date" if basis == "date" else "start_day"
     if need not in d.columns:
         rep.add("time_basis_mismatch", "error",
@@ -587,7 +588,8 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
         rep.extend(scan_identifiers(visits, mapping.patient_id_override, norm))
         _guarded(rep, sources, mapping.patient_id_override)
         return Prepared(empty, None, rep, counts={"rows_read": visits.n_rows}, sources=sources)
-    rep.extend(scan_identifiers(visits, mapping.patient_id_override, norm))
+    judged: dict = {}  # each distinct patient id is judged once, though both files list it
+    rep.extend(scan_identifiers(visits, mapping.patient_id_override, norm, judged))
 
     order = date_order([(visits, ("visit_date", *_EVENT_DATES)), (therapies, ("start_date", "stop_date"))],
                        mapping.date_format)
@@ -611,7 +613,7 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
             rep.add("systemic_therapy_ignored", "info", "a therapies file was given, so the visits' "
                     "systemic_therapy column is not used for therapy lines", column="systemic_therapy")
         episodes = _parse_therapies(therapies, rep, order, basis, anchors, set(v["patient_id"]), norm,
-                                    mapping.patient_id_override)
+                                    mapping.patient_id_override, judged)
         v["agents"] = [()] * len(v)
     elif "systemic_therapy" in v.columns:
         _therapy_from_visits(visits, rep, v, norm)

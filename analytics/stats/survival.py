@@ -111,8 +111,16 @@ def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[f
     arms = list(arms)
     ticks = list(ticks) if ticks is not None else [0.0, 12.0, 24.0, 36.0, 48.0]
     rows, fitters, risk_rows = [], {}, []
+    # each arm's rows found once (comparing a text column to each arm again costs at 360,000 lines)
+    codes, labels = pd.factorize(table["arm"], use_na_sentinel=True)
+    at = {label: np.flatnonzero(codes == k) for k, label in enumerate(labels)}
+    none = np.array([], dtype=np.intp)
+
+    def of(arm):
+        return table.iloc[at.get(arm, none)]
+
     for arm in arms:
-        sub = table[table["arm"] == arm]
+        sub = of(arm)
         row = {"arm": arm, "lines": len(sub), "events": int(sub["event"].sum())}
         nan = dict.fromkeys(["median", "median_lower", "median_upper", "cum_12w", "cum_12w_lower", "cum_12w_upper",
                              "cum_24w", "cum_24w_lower", "cum_24w_upper"], np.nan)
@@ -144,7 +152,7 @@ def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[f
                          for a, rs, es, cs in risk_rows for t, r, e, c in zip(ticks, rs, es, cs)]
                         ).set_index(["arm", "tick"])
 
-    present = [a for a in arms if len(table[table["arm"] == a]) > 0]
+    present = [a for a in arms if len(at.get(a, none)) > 0]
     logrank = {"statistic": None, "df": max(len(present) - 1, 0), "p": None, "arms": present}
     pair_rows = []
     if not tests:
@@ -160,7 +168,7 @@ def fit_km(table: pd.DataFrame, arms: list[str] | tuple[str, ...], ticks: list[f
                 res = multivariate_logrank_test(sub["time"], sub["arm"].astype(str), sub["event"])
             logrank |= {"statistic": float(res.test_statistic), "p": float(res.p_value)}
             for a, b in combinations(present, 2):
-                x, y = table[table["arm"] == a], table[table["arm"] == b]
+                x, y = of(a), of(b)
                 with capture_warnings(warns):
                     r = logrank_test(x["time"], y["time"], x["event"], y["event"])
                 pair_rows.append({"arm_a": a, "arm_b": b, "statistic": float(r.test_statistic),

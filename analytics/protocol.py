@@ -149,7 +149,11 @@ def recorded(**inputs: str):
 
     ``inputs`` maps the data parameters to the names a snippet builds them under, e.g.
     ``recorded(table="table", trajectories="derivation.trajectories")``; every other argument
-    (defaults included) is recorded as a literal keyword argument."""
+    (defaults included) is recorded as a literal keyword argument.
+
+    The function runs with BLAS on one thread (threadpoolctl), wherever it is called from: the
+    registry, a worker process, a reproduce snippet or a notebook get the same numbers to the
+    last digit (a sum split over threads rounds differently)."""
     import dataclasses
     import functools
     import inspect
@@ -159,7 +163,10 @@ def recorded(**inputs: str):
 
         @functools.wraps(fn)
         def inner(*args, **kwargs):
-            result = fn(*args, **kwargs)
+            from threadpoolctl import threadpool_limits
+
+            with threadpool_limits(limits=1, user_api="blas"):
+                result = fn(*args, **kwargs)
             bound = sig.bind(*args, **kwargs)
             bound.apply_defaults()
             data, literal = [], {}

@@ -205,11 +205,13 @@ class SchemeResult:
 
 
 # -------------------------------------------------------------------- the fit
-@recorded(derivation="derivation", full="full", prepared="prepared")
+@recorded(derivation="derivation", full="full", prepared="prepared", table="table")
 def fit_scheme(derivation: Derivation, full: Derivation, prepared: Prepared | None = None,
-               scheme: Scheme | None = None, adjust_for: tuple[str, ...] = (), alpha: float = 0.05) -> SchemeResult:
+               scheme: Scheme | None = None, adjust_for: tuple[str, ...] = (), alpha: float = 0.05,
+               table: pd.DataFrame | None = None) -> SchemeResult:
     """The scheme view of the (filtered) cohort ``derivation``; ``full``: the whole export's
-    derivation, the patients' history (refractory, skipped steps, escalation)."""
+    derivation, the patients' history (refractory, skipped steps, escalation). ``table``: the
+    analysis table of ``derivation`` and ``prepared``, if already built (it is built otherwise)."""
     from .survival import fit_km
 
     scheme = scheme or Scheme.default()
@@ -263,7 +265,7 @@ def fit_scheme(derivation: Derivation, full: Derivation, prepared: Prepared | No
     cox = None
     ref_ids = set(inc.loc[inc["refractory"], "line_id"])
     if ref_ids:
-        table = analysis_table(derivation, prepared)
+        table = analysis_table(derivation, prepared) if table is None else table
         table = table[table["line_id"].isin(ref_ids)].reset_index(drop=True)
         if len(table):
             cox = fit_cox(table, arms, tuple(adjust_for), alpha=alpha)

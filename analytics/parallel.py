@@ -156,11 +156,16 @@ class Helper:
         """Helpers for :func:`usable_workers` processes (``workers``, ``visits``: the expected
         number of visits) when that is two or more and the export is not expected to hold more
         than :data:`AUTO_MAX_VISITS` visits (the data are sent to the helper as a copy; above
-        that, forked children share them instead); otherwise None."""
+        that, forked children share them instead); otherwise, or when the fork fails, None."""
         if visits is None or visits > AUTO_MAX_VISITS:
             return None
         processes = usable_workers(workers, visits)
-        return cls(package, processes) if processes >= 2 else None
+        if processes < 2:
+            return None
+        try:
+            return cls(package, processes)
+        except OSError:  # no process could be forked (a limit on processes or memory): fit here
+            return None
 
     @staticmethod
     def visits_in(path) -> int | None:

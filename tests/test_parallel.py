@@ -263,3 +263,16 @@ def test_the_helper_ends_with_its_parent():
             return
         time.sleep(0.1)
     raise AssertionError(f"helper {pid} still running 30 s after its parent exited")
+
+
+@fork
+def test_a_helper_that_cannot_be_forked_is_no_helper(monkeypatch):
+    import multiprocessing.process
+
+    from analytics.parallel import Helper
+
+    def refuse(self):
+        raise OSError(11, "Resource temporarily unavailable")  # what fork says at a process limit
+
+    monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
+    assert Helper.start("json", 2, 1000) is None

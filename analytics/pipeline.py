@@ -148,10 +148,10 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     :class:`ModelOptions`. ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of
     ``options``, ``models`` and ``cohort`` (the models are then fitted). ``workers`` > 1: the
     models are fitted on that many processes (:mod:`analytics.parallel`; None: chosen);
-    ``helper``: a :class:`~analytics.parallel.Helper` forked before the data were read, one of
-    them (the caller closes it). ``meanwhile(derivation)``: the caller's work on the cohort's
-    derivation that does not need the models (writing its tables), run while they are fitted.
-    Raises InvalidDataError when the report has errors."""
+    ``helper``: a :class:`~analytics.parallel.Helper` forked before the data were read, which
+    then fits them with its forks (the caller closes it). ``meanwhile(derivation)``: the
+    caller's work on the cohort's derivation that does not need the models (writing its
+    tables), run while they are fitted. Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     notes = []
     if spec is not None:

@@ -60,6 +60,14 @@ def neutralise(df: pd.DataFrame) -> pd.DataFrame:
 _PLAIN_NUMBERS = (np.dtype("float64"), np.dtype("int64"), np.dtype("bool"))
 
 
+def _distinct_numbers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(codes, distinct values) of a number array, code -1 for missing, for printing each distinct
+    value once; None when -0.0 and 0.0 both occur (one distinct value, printed differently)."""
+    if values.dtype.kind == "f" and np.signbit(values[values == 0]).any():
+        return None
+    return pd.factorize(values, use_na_sentinel=True)
+
+
 def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with its plain number columns (float64, int64, bool) replaced by the exact text
     pandas' CSV writer gives them, formatted once per distinct value (missing: empty), where a
@@ -71,11 +79,10 @@ def _as_csv_text(df: pd.DataFrame) -> pd.DataFrame:
         if column.dtype not in _PLAIN_NUMBERS or len(column) < 1000:  # not nullable Int64: pandas writes NA empty
             continue
         values = column.to_numpy()
-        if values.dtype.kind == "f" and np.signbit(values[values == 0]).any():
-            continue  # -0.0 and 0.0 are one distinct value, written differently
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
-        if len(uniques) * 4 > len(values):
+        distinct = _distinct_numbers(values)
+        if distinct is None or len(distinct[1]) * 4 > len(values):
             continue
+        codes, uniques = distinct
         text = np.append(uniques.astype(str).astype(object), "")  # code -1 (missing) is the last, empty
         out = df.copy(deep=False) if out is None else out
         out.isetitem(i, text[codes])
@@ -108,11 +115,9 @@ def _arrow_text(column: pd.Series):
     values = column.to_numpy() if column.dtype != object else column.to_numpy(dtype=object)
     kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
     if kind == "f" and column.dtype == np.float64:
-        if np.signbit(values[values == 0]).any():  # -0.0 and 0.0 are one distinct value, printed differently
-            codes, uniques = np.arange(len(values)), values
-            codes = np.where(np.isnan(values), -1, codes)
-        else:
-            codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        distinct = _distinct_numbers(values)
+        codes, uniques = distinct if distinct is not None else (
+            np.where(np.isnan(values), -1, np.arange(len(values))), values)  # every cell printed
         text = pa.array(np.asarray(uniques).astype(str), type=pa.string())
         return pc.take(text, pa.array(codes, mask=codes < 0, type=pa.int64()))
     if kind in ("i", "u") or isinstance(column.dtype, pd.Int64Dtype):

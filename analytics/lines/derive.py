@@ -153,10 +153,10 @@ def followup_visits(cand: pd.DataFrame, scored: pd.DataFrame, line_code: np.ndar
     n = np.maximum(hi - lo, 0)
     line_rows = np.repeat(np.arange(len(cand)), n)
     visit_rows = order[np.repeat(lo, n) + np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)]
-    fu = cand.iloc[line_rows].reset_index(drop=True)
-    picked = scored.iloc[visit_rows].reset_index(drop=True)
-    fu["day"] = picked["day"].to_numpy()
-    fu["cdasi_activity"] = picked["cdasi_activity"].to_numpy()
+    fu = cand.take(line_rows)
+    fu.index = pd.RangeIndex(len(fu))  # not reset_index: that copies every column once more
+    fu["day"] = scored["day"].to_numpy().take(visit_rows)
+    fu["cdasi_activity"] = scored["cdasi_activity"].to_numpy().take(visit_rows)
     return fu
 
 
@@ -218,12 +218,14 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     ok = bl["baseline_day"].to_numpy(dtype=float) >= (ln["start_day"].to_numpy() + lo)
     ln["baseline_day"] = np.where(ok, bl["baseline_day"].to_numpy(dtype=float), np.nan)
     ln["baseline_cdasi"] = np.where(ok, bl["baseline_cdasi"].to_numpy(dtype=float), np.nan)
+    del left, right, bl, ok  # at 100,000 patients each of these is tens of MB: not kept to the end
 
     # Follow-up: scored visits after the baseline visit and the start day, up to and including the end day.
     has_base = ln["baseline_day"].notna().to_numpy()
-    cand = ln.loc[has_base, ["line_id", "patient_id", "start_day", "baseline_day", "baseline_cdasi", "end_day",
-                             "arm", "line_number"]]
+    cand = ln.loc[has_base, ["line_id", "start_day", "baseline_day", "baseline_cdasi", "end_day"]]
+    cand["pos"] = np.flatnonzero(has_base)  # the line's row in ln (and in lines)
     fu = followup_visits(cand, scored, line_pc[has_base], scored_pc)
+    del cand, scored, scored_pc
     meets = pd.Series(meets_rule(fu["baseline_cdasi"], fu["cdasi_activity"], options.response), index=fu.index)
     if options.confirm:
         nxt_meets = meets.groupby(fu["line_id"], sort=False).shift(-1, fill_value=False).astype(bool)
@@ -242,28 +244,37 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     ln["event"] = pd.array(np.where(inc, ev_day.notna().astype(int), 0), dtype="Int64")
     ln.loc[~inc, "event"] = pd.NA
     t_day = ev_day.fillna(ln["line_id"].map(last_fu))
+    del meets, gfu, n_fu, last_fu, first_event
     ln["time_weeks"] = np.where(inc, (t_day - ln["start_day"]) / 7.0, np.nan)
     ln["censor_reason"] = np.where(inc & ev_day.isna(), ln["end_reason"], "")
     for c in ("end_day", "baseline_day"):
         ln[c] = pd.array(ln[c].round(), dtype="Int64")
     ln["stop_reason"] = ln["stop_reason"].fillna("")
-    lines = ln[list(LINES_COLUMNS) + ["end_reason", "n_followup_visits", "ongoing"]].reset_index(drop=True)
+    lines = ln[list(LINES_COLUMNS) + ["end_reason", "n_followup_visits", "ongoing"]]  # ln has a RangeIndex
+    del ln, ev_day, t_day, has_fu
 
-    # Trajectories: the baseline visit and every follow-up visit of each included line.
-    inc_lines = lines.loc[inc.to_numpy(), ["patient_id", "line_id", "arm", "line_number", "start_day",
-                                           "baseline_day", "baseline_cdasi"]]
-    base_rows = inc_lines.assign(visit_day=inc_lines["baseline_day"].astype("int64"),
-                                 cdasi_activity=inc_lines["baseline_cdasi"])
-    fu_rows = fu.rename(columns={"day": "visit_day"})  # every follow-up visit's line is included
-    traj = pd.concat([base_rows, fu_rows], ignore_index=True)
-    traj["visit_day"] = traj["visit_day"].astype("int64")
-    traj["weeks"] = (traj["visit_day"] - traj["start_day"]) / 7.0
-    del fu, fu_rows, base_rows  # a million rows each at 100,000 patients: not kept while sorting
-    trajectories = traj[list(TRAJECTORY_COLUMNS)]  # the columns kept, then one sort (no further copy)
-    del traj
-    trajectories = trajectories.sort_values(["patient_id", "line_number", "visit_day"], kind="stable",
-                                            ignore_index=True)
-    trajectories["line_number"] = trajectories["line_number"].astype("int64")
+    # Trajectories: the baseline visit and every follow-up visit of each included line (every follow-up
+    # visit's line is included), in the order of patient_id, line_number and visit_day. Lines are in
+    # that order of patient_id and line_number already, so the rows are ordered by (line row, day) on
+    # integers, and each column is built once by taking from lines: no frame of a million rows is
+    # concatenated or sorted on strings.
+    base_pos = np.flatnonzero(inc.to_numpy())
+    pos = np.concatenate([base_pos, fu["pos"].to_numpy(dtype=np.int64)])
+    visit_day = np.concatenate([lines["baseline_day"].to_numpy(dtype=np.int64, na_value=0)[base_pos],
+                                fu["day"].to_numpy(dtype=np.int64)])
+    activity = np.concatenate([lines["baseline_cdasi"].to_numpy(dtype=float)[base_pos],
+                               fu["cdasi_activity"].to_numpy(dtype=float)])
+    del fu
+    low = int(visit_day.min(initial=0))
+    order = np.argsort(pos * (int(visit_day.max(initial=0)) - low + 1) + (visit_day - low), kind="stable")
+    pos, visit_day, activity = pos[order], visit_day[order], activity[order]
+    del order
+    trajectories = pd.DataFrame({
+        "patient_id": lines["patient_id"].to_numpy()[pos], "line_id": lines["line_id"].to_numpy()[pos],
+        "arm": lines["arm"].to_numpy()[pos], "line_number": lines["line_number"].to_numpy(dtype=np.int64)[pos],
+        "visit_day": visit_day, "weeks": (visit_day - lines["start_day"].to_numpy(dtype=np.int64)[pos]) / 7.0,
+        "cdasi_activity": activity, "baseline_cdasi": lines["baseline_cdasi"].to_numpy(dtype=float)[pos]},
+        columns=list(TRAJECTORY_COLUMNS))
 
     attrition = _attrition(prepared, lines, options)
     counts = {"lines_derived": len(lines), "lines_included": int(lines["included"].sum()),

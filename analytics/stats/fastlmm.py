@@ -228,6 +228,14 @@ class _Design:
         self.n_theta1 = len(_TRI[q_line])
         self.n_theta = self.n_theta1 + (len(_TRI[q_patient]) if q_patient else 0)
 
+    def release(self) -> None:
+        """Let go of the observation-level arrays and the work arrays once the fit is done: the
+        deviance and its derivatives (Satterthwaite's df, later) need only the per-line statistics.
+        At 100,000 patients these are hundreds of MB, and a fit kept as a fallback would hold them
+        while the next model is fitted."""
+        self.Xs = self.ys = self.Z = self.order = self.obs_line = None
+        self._work.clear()
+
     def _ws(self, name: str, rows: int, like: np.ndarray) -> list[np.ndarray]:
         """``rows`` work arrays shaped like ``like``, kept between deviances (never returned to callers)."""
         key = (name, rows, like.shape)
@@ -529,6 +537,8 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
         fit_sorted += np.sum(Z[:, :q_patient] * blups["patient"][design.line_patient[design.obs_line]], axis=1)
     fitted = np.empty(n)
     fitted[design.order] = fit_sorted
+    del fit_sorted, Z
+    design.release()  # what only the fit needed: a fit kept as a fallback then holds the per-line statistics
     k1 = design.n_theta1
     thetas = {"line": theta[:k1]} | ({"patient": theta[k1:]} if q_patient else {})
     fit = LmmFit(beta, cov_beta, sigma2, thetas, {lev: sigma2 * (L @ L.T) for lev, L in zip(names, Ls)},

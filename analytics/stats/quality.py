@@ -231,6 +231,18 @@ def _by_antibody(antibody: pd.Series, test) -> pd.Series:
     return pd.Series(judged[codes], index=antibody.index)
 
 
+def _by_patient_and_day(v: pd.DataFrame) -> bool:
+    """Whether the visits are sorted by patient_id and, within a patient, by day."""
+    pid = v["patient_id"]
+    if not pid.is_monotonic_increasing:
+        return False
+    same = np.empty(len(v), dtype=bool)
+    same[:1] = False
+    same[1:] = pid.to_numpy()[1:] == pid.to_numpy()[:-1]
+    day = v["day"].to_numpy()
+    return bool(np.all(np.diff(day)[same[1:]] >= 0))
+
+
 @recorded(prepared="prepared", derivation="full")
 def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year",
                     alpha: float = 0.05, targets=(), better=()) -> QualityResult:
@@ -269,6 +281,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     base = ln[ln["baseline_day"].notna()].copy()
     base["end_day"] = base["end_day"].astype(float)
     reach = base[base["end_day"] >= base["start_day"] + WEEK12].copy()
+    del base
     if dated:
         start_date = reach["patient_id"].map(prepared.anchors) + pd.to_timedelta(reach["start_day"], unit="D")
         reach["period"] = _periods(start_date, eff_period).to_numpy()
@@ -302,8 +315,10 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     failing["escalated_after_no_mcid"] = nomcid.loc[nomcid["escalated"] == 0, cols]
 
     # 5. Median interval between visits (days), by the period of the later visit
-    vs = v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]].sort_values(["patient_id", "day"])
-    gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id")["day"].diff(),
+    vs = v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]]
+    if not _by_patient_and_day(vs):  # prepared visits are (Prepared's contract); a copy sorted otherwise
+        vs = vs.sort_values(["patient_id", "day"])
+    gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id", sort=False)["day"].diff(),
                          "period": _periods(vs["visit_date"], eff_period) if dated else "all"}).dropna(subset=["gap"])
     rows.append({"key": "median_visit_interval", "numerator": np.nan, "denominator": len(gaps),
                  "value": float(gaps["gap"].median()) if len(gaps) else np.nan})

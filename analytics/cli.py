@@ -385,11 +385,12 @@ def _spec(args):
 
 def _print_models(analysis) -> None:
     """What each registered analysis prints (its ``cli`` lines), in registry order."""
-    from .registry import entries
+    from .registry import Rendered, entries
 
     for e in entries():
         if e.cli is not None and e.name in analysis.models:
-            for line in e.cli(analysis.models[e.name]):
+            result = analysis.models[e.name]
+            for line in result.cli if isinstance(result, Rendered) else e.cli(result):
                 print(line)
     print("Observational data: see results.json \"comparison_note\" before reading arm differences as effects.")
 

@@ -73,7 +73,9 @@ class ModelOptions:
 
 @dataclass
 class Models:
-    """The fitted analyses by registry name (``models.km``, ``models["mixed"]``)."""
+    """The fitted analyses by registry name (``models.km``, ``models["mixed"]``). Fitted by a
+    :class:`~analytics.parallel.Helper` (the ``analyze`` command), all but the ``local`` ones are
+    :class:`~analytics.registry.Rendered`: their results.json sections, not the result objects."""
 
     arms: list[str]
     results: dict[str, Any]
@@ -105,12 +107,16 @@ class Models:
 
     def sections(self) -> dict:
         """The statistics sections of results.json, from the registry."""
-        from .registry import entry, place
+        from .registry import Rendered, entry, place
 
         doc: dict = {}
         for name, result in self.results.items():
-            place(doc, entry(name), result)
-        doc["analyses"] = {name: {"call": r.call.to_dict() if getattr(r, "call", None) else None,
+            if isinstance(result, Rendered):
+                result.place(doc, entry(name))
+            else:
+                place(doc, entry(name), result)
+        doc["analyses"] = {name: {"call": r.call if isinstance(r, Rendered)
+                                  else (r.call.to_dict() if getattr(r, "call", None) else None),
                                   "alpha": getattr(r, "alpha", None)} for name, r in self.results.items()}
         return doc
 

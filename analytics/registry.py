@@ -149,18 +149,60 @@ def fit_entry(e: Entry, ctx: FitContext):
 
 
 @dataclass
+class Rendered:
+    """An analysis's result as results.json and ``analyze``'s summary use it, computed where it
+    was fitted: its section(s) as :func:`place` puts them into an empty document, its call and
+    alpha, its warnings and its command-line lines. A :class:`~analytics.parallel.Helper`'s
+    processes send these instead of the results, whose classes (and the lifelines and
+    statsmodels objects they hold) would make the receiving process import the modelling
+    libraries only to unpickle them: about 1 s of one core while the others fit.
+    :meth:`Models.sections` and ``analyze``'s summary take either."""
+
+    name: str
+    doc: dict
+    call: dict | None
+    alpha: float | None
+    warnings: list
+    cli: list[str] | None
+
+    @classmethod
+    def of(cls, e: Entry, result) -> "Rendered":
+        doc: dict = {}
+        place(doc, e, result)
+        call = getattr(result, "call", None)
+        return cls(e.name, doc, call.to_dict() if call is not None else None, getattr(result, "alpha", None),
+                   list(getattr(result, "warnings", None) or []), list(e.cli(result)) if e.cli is not None else None)
+
+    def place(self, doc: dict, e: Entry) -> None:
+        """What :func:`place` does with the result: a custom ``place`` (the built-in ones assign
+        top-level keys) or the section at ``results_key``, merged in the same way."""
+        if e.place is not None:
+            doc.update(self.doc)
+            return
+        if not e.results_key:
+            return
+        section, target = self.doc, doc
+        for key in e.results_key[:-1]:
+            section, target = section[key], target.setdefault(key, {})
+        _put(target, e.results_key[-1], section[e.results_key[-1]])
+
+
+@dataclass
 class _Fit:
     """Fit one analysis by name, with progress: what each process of a parallel fit runs (a
-    class, not a closure, so that it pickles for a :class:`~analytics.parallel.Helper`)."""
+    class, not a closure, so that it pickles for a :class:`~analytics.parallel.Helper`).
+    ``render``: return its :class:`Rendered` form instead of the result."""
 
     ctx: FitContext
     progress: Callable[[str], None] | None = None
+    render: bool = False
 
     def __call__(self, name: str):
         e = entry(name)
         if self.progress:
             self.progress(e.title)
-        return fit_entry(e, self.ctx)
+        result = fit_entry(e, self.ctx)
+        return Rendered.of(e, result) if self.render else result
 
 
 def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
@@ -173,7 +215,8 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     first; None: chosen from the cores and the size of the export
     (:func:`~analytics.parallel.usable_workers`). ``helper``: a
     :class:`~analytics.parallel.Helper` started before the data were read, which fits on its
-    processes (closed if not used). ``meanwhile``: work of the caller's that does not need the
+    processes (closed if not used); the results then come back as :class:`Rendered` (what
+    results.json and ``analyze``'s summary need), except the ``local`` ones. ``meanwhile``: work of the caller's that does not need the
     results (writing the line tables), run while the other processes fit, or first."""
     if workers != 1:
         from .parallel import usable_workers
@@ -182,7 +225,7 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     wanted = None if names is None else set(names)
     todo = [e for e in entries() if wanted is None or e.name in wanted]
     results, timings = {}, {}
-    fit = _Fit(ctx, progress)
+    fit = _Fit(ctx, progress)  # rendered when a helper fits (below)
 
     def timed(e: Entry):
         t0 = time.perf_counter()
@@ -203,9 +246,12 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
             helper.close()
             helper = None
         ctx.table  # computed once, before the helper gets the data or the children are forked, and shared
+        if helper is not None:
+            # the helper's processes send the results rendered (Rendered), so that this process,
+            # which only writes them, does not import the modelling libraries meanwhile
+            fit = _Fit(ctx, progress, render=True)
         done = fit_parallel([e.name for e in shared], fit, workers, helper=helper, meanwhile=meanwhile,
-                            # once, before the fork, rather than once in each process (and the
-                            # results' classes, to unpickle them)
+                            # once, before this process forks, rather than once in each child
                             prepare=lambda: import_package(f"{__package__}.stats"))
         fitted |= {e.name: r for e, r in zip(shared, done)}
     elif helper is not None:
@@ -251,11 +297,16 @@ def place(doc: dict, e: Entry, result) -> None:
     target = doc
     for key in e.results_key[:-1]:
         target = target.setdefault(key, {})
-    last = e.results_key[-1]
-    if isinstance(target.get(last), dict) and isinstance(section, dict):
-        target[last].update(section)
+    _put(target, e.results_key[-1], section)
+
+
+def _put(target: dict, key: str, section) -> None:
+    """A section into its place: merged into a section already there (the Cox models go into
+    time_to_response), otherwise set."""
+    if isinstance(target.get(key), dict) and isinstance(section, dict):
+        target[key].update(section)
     else:
-        target[last] = section
+        target[key] = section
 
 
 # ------------------------------------------------------------------ the built-in analyses

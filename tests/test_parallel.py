@@ -85,12 +85,15 @@ def _results(folder: Path) -> dict:
 @fork
 def test_analyze_gives_the_same_outputs_on_one_and_two_processes(tmp_path, sample_dir, capsys):
     visits, therapies = sample_dir / "visits.csv", sample_dir / "therapies.csv"
-    outs = {}
+    outs, printed = {}, {}
     for jobs in ("1", "2"):
         out = tmp_path / f"jobs{jobs}"
         assert main(["analyze", str(visits), "--therapies", str(therapies), "--jobs", jobs, "--out", str(out)]) == 0
         outs[jobs] = out
+        printed[jobs] = capsys.readouterr().out.replace(str(out), "OUT")
     assert _results(outs["1"]) == _results(outs["2"])
+    # the summary: on two processes the helper's processes send each analysis's lines (Rendered)
+    assert printed["1"] == printed["2"] and "Mixed model (" in printed["2"]
     for name in ("lines.csv", "trajectories.csv", "attrition.csv"):
         assert (outs["1"] / name).read_bytes() == (outs["2"] / name).read_bytes()
 
@@ -276,3 +279,43 @@ def test_a_helper_that_cannot_be_forked_is_no_helper(monkeypatch):
 
     monkeypatch.setattr(multiprocessing.process.BaseProcess, "start", refuse)
     assert Helper.start("json", 2, 1000) is None
+
+
+@fork
+def test_with_a_helper_this_process_does_not_import_the_modelling_libraries(tmp_path, sample_dir):
+    """The helper's processes send results.json's sections (Rendered), not results holding
+    lifelines and statsmodels objects: unpickling those would import the libraries here, about
+    1 s of a core while the others fit."""
+    code = ("import sys; from analytics.cli import main; rc = main(sys.argv[1:]); "
+            "print('HEAVY', sorted(m for m in ('lifelines', 'statsmodels', 'patsy', 'plotly') if m in sys.modules)); "
+            "sys.exit(rc)")
+    out = tmp_path / "o"
+    proc = subprocess.run([sys.executable, "-c", code, "analyze", str(sample_dir / "visits.csv"), "--therapies",
+                           str(sample_dir / "therapies.csv"), "--jobs", "2", "--out", str(out)], capture_output=True,
+                          text=True, stdin=subprocess.DEVNULL, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stdout, proc.stdout
+    assert json.loads((out / "results.json").read_text())["mixed_model"]["converged"] is True
+
+
+def test_a_rendered_result_places_as_the_result_does(sample_dir):
+    """Every built-in analysis: results.json built from Rendered forms (sent by a helper's
+    processes) is the document built from the results, and its summary lines are the same."""
+    import pickle
+
+    from analytics.pipeline import analyze, load
+    from analytics.registry import Rendered, entries, place
+
+    prepared, _ = load(sample_dir / "visits.csv", therapies=sample_dir / "therapies.csv")
+    models = analyze(prepared, models=True).models
+    direct, rendered = {}, {}
+    for e in entries():
+        if e.name not in models:
+            continue
+        result = models[e.name]
+        r = Rendered.of(e, result)
+        r = pickle.loads(pickle.dumps(r))  # as if sent: nothing shared with the result
+        place(direct, e, result)
+        r.place(rendered, e)
+        assert r.cli == (list(e.cli(result)) if e.cli else None)
+    assert json.dumps(rendered, sort_keys=True, default=str) == json.dumps(direct, sort_keys=True, default=str)

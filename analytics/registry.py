@@ -235,7 +235,11 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     parallel = workers > 1 and bool(shared)
     if meanwhile is not None and not parallel:
         meanwhile()
-    fitted = {e.name: timed(e) for e in todo if e.local or not parallel}
+    # On one process too, the costliest first: their large intermediates (the mixed model's, the
+    # scheme's, the quality indicators') then come while few results are held, which lowers the
+    # peak memory (100,000 patients: about 1.37 -> 1.2 GB). Results are returned in registry order.
+    fitted = {e.name: timed(e) for e in sorted(todo, key=lambda e: (not e.local, -e.cost))
+              if e.local or not parallel}
     if parallel:
         from .parallel import AUTO_MAX_VISITS, fit_parallel, import_package
 

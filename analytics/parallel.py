@@ -251,8 +251,8 @@ def fit_parallel(todo: list, fit: Callable[[Any], Any], workers: int, helper: He
     Without ``helper`` (or when it cannot take the work), this process and ``workers - 1`` forked
     children fit. With a :class:`Helper`, the helper and its forks fit (``todo`` and ``fit`` must
     pickle), and this process only receives their results. ``prepare`` runs here before this
-    process forks its own children (imports that they then share; not when the helper fits); ``meanwhile``
-    runs here while the others fit (writing what does not depend on the results). Whatever a
+    process forks its own children (imports that they then share; not when the helper fits);
+    ``meanwhile`` runs here while the others fit (writing what does not depend on the results). Whatever a
     process took but did not deliver (it died, or the result did not pickle) is fitted here at
     the end. Raises what ``fit`` raised for the first failing item (in ``todo`` order)."""
     ctx = multiprocessing.get_context("fork")

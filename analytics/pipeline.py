@@ -150,9 +150,9 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     models are fitted on that many processes (:mod:`analytics.parallel`; None: chosen);
     ``helper``: a :class:`~analytics.parallel.Helper` forked before the data were read, which
     then fits them with its forks (the caller closes it) and sends them back rendered
-    (:class:`~analytics.registry.Rendered`: what results.json and the command line need). ``meanwhile(derivation)``: the
-    caller's work on the cohort's derivation that does not need the models (writing its
-    tables), run while they are fitted. Raises InvalidDataError when the report has errors."""
+    (:class:`~analytics.registry.Rendered`: what results.json and the command line need).
+    ``meanwhile(derivation)``: the caller's work on the cohort's derivation that does not need
+    the models (writing its tables), run while they are fitted. Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     notes = []
     if spec is not None:

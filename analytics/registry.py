@@ -216,8 +216,9 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     (:func:`~analytics.parallel.usable_workers`). ``helper``: a
     :class:`~analytics.parallel.Helper` started before the data were read, which fits on its
     processes (closed if not used); the results then come back as :class:`Rendered` (what
-    results.json and ``analyze``'s summary need), except the ``local`` ones. ``meanwhile``: work of the caller's that does not need the
-    results (writing the line tables), run while the other processes fit, or first."""
+    results.json and ``analyze``'s summary need), except the ``local`` ones. ``meanwhile``: work
+    of the caller's that does not need the results (writing the line tables), run while the other
+    processes fit, or first."""
     if workers != 1:
         from .parallel import usable_workers
 
@@ -237,7 +238,8 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
         meanwhile()
     # On one process too, the costliest first: their large intermediates (the mixed model's, the
     # scheme's, the quality indicators') then come while few results are held, which lowers the
-    # peak memory (100,000 patients: about 1.37 -> 1.2 GB). Results are returned in registry order.
+    # peak memory (100,000 patients: the largest stage's peak 1.37 -> 1.28 GB, bench_memory.py).
+    # Results are returned in registry order.
     fitted = {e.name: timed(e) for e in sorted(todo, key=lambda e: (not e.local, -e.cost))
               if e.local or not parallel}
     if parallel:

@@ -203,3 +203,29 @@ def test_12_week_indicators_agree_with_a_join_of_every_line_to_every_visit(tmp_p
     assert set(q.failing["assessed_by_12w"]["line_id"]) == not_assessed
     assert set(q.failing["no_mcid_by_12w"]["line_id"]) == no_mcid
     assert _ind(q, "assessed_by_12w")[1] == len(reach) > 20 and 0 < len(no_mcid) < len(reach)
+
+
+def test_visit_intervals_do_not_depend_on_the_order_of_the_visits():
+    """Prepared visits come sorted by patient and day, and the visit-interval indicator then skips
+    its sort; visits in another order (a hand-built Prepared) are sorted first, with the same
+    result. The same checks of order, by hand: a patient's days out of order, patients out of order."""
+    import dataclasses
+
+    import pandas as pd
+
+    from analytics.stats.quality import _by_patient_and_day
+
+    p = prep(H + "\nA,2020-01-01,5,,\nA,2020-01-31,5,,\nA,2020-03-31,5,,\nB,2022-05-22,5,,\nB,2022-06-01,5,,\n")
+    full = derive(p, DeriveOptions())
+    assert _by_patient_and_day(p.visits)
+    shuffled = dataclasses.replace(p, visits=p.visits.iloc[[4, 2, 0, 3, 1]])
+    assert not _by_patient_and_day(shuffled.visits)
+    a, b = compute_quality(p, full, "year"), compute_quality(shuffled, full, "year")
+    assert _ind(a, "median_visit_interval")[1:] == (3, 30.0)
+    assert _ind(b, "median_visit_interval") == _ind(a, "median_visit_interval")
+    pd.testing.assert_frame_equal(a.by_period, b.by_period)
+    pd.testing.assert_frame_equal(a.failing["median_visit_interval"].sort_index(),
+                                  b.failing["median_visit_interval"].sort_index())
+    days_back = pd.DataFrame({"patient_id": ["A", "A", "B"], "day": [5, 3, 0]})
+    assert not _by_patient_and_day(days_back)
+    assert _by_patient_and_day(pd.DataFrame({"patient_id": ["A", "B", "B"], "day": [9, 0, 0]}))

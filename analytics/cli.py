@@ -1,8 +1,9 @@
 """The ``cdasi-outcomes`` command line (contract.md section 3).
 
 Exit codes: 0 success (warnings allowed), 1 the data is invalid, 2 unusable arguments or an
-unreadable file, 3 an internal error (a bug: please report it). Never a traceback, unless
-``CDASI_DEBUG=1`` is set.
+unreadable file, 3 an internal error (a bug: please report it); 130 after Ctrl-C, 143 after
+SIGTERM (``analyze``: cleaned up as after Ctrl-C). Never a traceback, unless ``CDASI_DEBUG=1``
+is set.
 """
 
 from __future__ import annotations
@@ -317,7 +318,11 @@ def _cmd_analyze(args) -> int:
     # the helper process imports the modelling libraries while this one reads the export, and fits
     # while this one writes the line tables (into a staging folder, moved into place at the end)
     helper = Helper.start(f"{__package__}.stats", workers, Helper.visits_in(args.visits))
+    # a service manager's stop: clean up as Ctrl-C does (set after the fork: the helper keeps
+    # the default, to end at once when it is terminated)
+    previous = _terminate_on_sigterm()
     staging = Path(args.out) / f".cdasi-partial-{os.getpid()}"
+    finished = False
     try:
         prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
@@ -327,6 +332,7 @@ def _cmd_analyze(args) -> int:
             print(f"warning: {note}", file=sys.stderr)
         analysis.timings_s["total"] = time.perf_counter() - t0
         paths = write_outputs(analysis, args.out, tables=staging)
+        finished = True
     except InvalidDataError as exc:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - nothing was written; fix the errors above (or run `cdasi-outcomes validate`)",
@@ -334,11 +340,12 @@ def _cmd_analyze(args) -> int:
         return 1
     finally:
         if helper is not None:
-            helper.close()
+            helper.close(stop=not finished)
         if staging.exists():
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)
+        _restore_sigterm(previous)
     lines = analysis.derivation.to_dict()
     print(f"{prepared.counts['patients']} patients, {prepared.counts['visits']} visits, "
           f"{lines['derived']} lines derived, {lines['included']} included, {lines['events']} responses "
@@ -354,9 +361,37 @@ def _cmd_analyze(args) -> int:
     return 0
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived: raised where the command is, so that its cleanup runs (as for Ctrl-C)."""
+
+
+def _terminate_on_sigterm():
+    """Make SIGTERM raise :class:`Terminated` in this (the main) thread; returns the previous
+    handler, or None where it cannot be set (another thread, a platform without SIGTERM)."""
+    import signal
+
+    def raise_terminated(signum, _frame):
+        raise Terminated(signum)
+
+    try:
+        return signal.signal(signal.SIGTERM, raise_terminated)
+    except (ValueError, AttributeError, OSError):
+        return None
+
+
+def _restore_sigterm(previous) -> None:
+    if previous is not None:
+        import signal
+
+        signal.signal(signal.SIGTERM, previous)
+
+
 def _progress(title: str) -> None:
-    """A fitting step, on stderr (a module function: it pickles for the helper process)."""
-    print(f"  {title}...", file=sys.stderr, flush=True)
+    """A fitting step, on stderr (a module function: it pickles for the helper process). One
+    write of the whole line: two processes print at once, and print() writes the text and the
+    newline separately, so lines could interleave."""
+    sys.stderr.write(f"  {title}...\n")
+    sys.stderr.flush()
 
 
 def _spec(args):
@@ -532,6 +567,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("terminated (SIGTERM)", file=sys.stderr)
+        return 143
     except Exception as exc:  # a bug: say so plainly, without a traceback
         if os.environ.get("CDASI_DEBUG"):
             raise

@@ -71,10 +71,13 @@ def _child(todo, counter, conn, fit: Callable[[Any], Any]) -> None:
             except BaseException as exc:  # noqa: BLE001 - handed to the caller, which raises it
                 payload, ok = _portable(exc), False
             try:
-                conn.send_bytes(pickle.dumps((i, ok, payload, time.perf_counter() - t0), protocol=5))
+                message = pickle.dumps((i, ok, payload, time.perf_counter() - t0), protocol=5)
             except Exception as exc:  # an unpicklable result: the caller fits this one itself
-                conn.send_bytes(pickle.dumps((i, None, f"{type(exc).__name__}: {exc}", 0.0)))
+                message = pickle.dumps((i, None, f"{type(exc).__name__}: {exc}", 0.0))
+            conn.send_bytes(message)
         conn.send_bytes(pickle.dumps(None))
+    except OSError:  # the caller is gone or gave up (it closed its end): nobody left to fit for
+        return
     finally:
         conn.close()
 
@@ -194,13 +197,16 @@ class Helper:
         self._jobs.close()
         return True
 
-    def close(self) -> None:
-        """End the helper at once if it has no work (it may still be importing); idempotent."""
+    def close(self, stop: bool = False) -> None:
+        """End the helper at once if it has no work (it may still be importing), or, with
+        ``stop`` (the caller gives up: an error, SIGTERM), even if it has; idempotent. A fork of
+        the helper that is fitting ends when it next sends (the pipe is closed)."""
         if not self._jobs.closed:
             self._jobs.close()
-        if not self.submitted:
-            for conn in self.results:
-                conn.close()
+        if not self.submitted or stop:
+            if not self.submitted:  # once submitted, the threads reading them close them
+                for conn in self.results:
+                    conn.close()
             if self.process.is_alive():
                 self.process.terminate()
             self.process.join(timeout=5)

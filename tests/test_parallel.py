@@ -319,3 +319,54 @@ def test_a_rendered_result_places_as_the_result_does(sample_dir):
         r.place(rendered, e)
         assert r.cli == (list(e.cli(result)) if e.cli else None)
     assert json.dumps(rendered, sort_keys=True, default=str) == json.dumps(direct, sort_keys=True, default=str)
+
+
+@fork
+def test_sigterm_during_analyze_cleans_up_like_ctrl_c(tmp_path, sample_dir):
+    """A service manager's stop (SIGTERM) while the models are fitted: the command exits 143, its
+    staging folder is gone, no results.json is written, and its helper processes end."""
+    import signal
+    import time
+
+    exe = Path(sys.executable).with_name("cdasi-outcomes")
+    if not exe.exists():
+        pytest.skip("the console script is not installed")
+    out = tmp_path / "o"
+    proc = subprocess.Popen([str(exe), "analyze", str(sample_dir / "visits.csv"), "--therapies",
+                             str(sample_dir / "therapies.csv"), "--jobs", "2", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 120
+    while not list(out.glob(".cdasi-partial-*")):  # the line tables are being written: the models are fitting
+        assert proc.poll() is None and time.monotonic() < deadline, "the command ended before it could be stopped"
+        time.sleep(0.005)
+    helpers = _children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    assert not list(out.glob(".cdasi-partial-*")) and not (out / "results.json").exists()
+    deadline = time.monotonic() + 30
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in helpers):
+        assert time.monotonic() < deadline, f"helper processes still running: {helpers}"
+        time.sleep(0.05)
+
+
+def _children(pid: int) -> list[int]:
+    """The process's children and their children (Linux /proc)."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if p.name.isdigit():
+            try:
+                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid == pid:
+                out += [int(p.name), *_children(int(p.name))]
+    return out
+
+
+def _state(pid: int) -> str:
+    try:
+        return {"Z": "zombie"}.get((Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0], "alive")
+    except OSError:
+        return "zombie"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import pickle
+import signal
 import sys
 import threading
 import time
@@ -63,6 +64,10 @@ def usable_workers(requested: int | None, visits: int | None = None) -> int:
 def _child(todo, counter, conn, fit: Callable[[Any], Any]) -> None:
     """A forked worker: fit analyses from the shared counter until none is left; send
     ``(index, ok, payload, seconds)`` for each, then ``None``."""
+    try:  # terminated, a worker ends at once, whatever handler the process it was forked from set
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    except ValueError:  # not the main thread
+        pass
     try:
         for i in _claims(counter, len(todo)):
             t0 = time.perf_counter()

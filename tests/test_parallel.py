@@ -370,3 +370,28 @@ def _state(pid: int) -> str:
         return {"Z": "zombie"}.get((Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0], "alive")
     except OSError:
         return "zombie"
+
+
+def _pid_and_sigterm_default(x):
+    import signal
+    import time
+
+    time.sleep(0.2)  # long enough that the forked worker takes items too
+    return os.getpid(), signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+
+
+@fork
+def test_a_worker_ends_when_terminated_whatever_handler_its_parent_set():
+    """`analyze` makes SIGTERM raise in its own process (to clean up); the workers it forks
+    restore the default, so that terminating them (after an error or Ctrl-C) ends them at once
+    instead of raising inside a fit they would report and go on from."""
+    import signal
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        got = [r for r, _ in fit_parallel(list(range(6)), _pid_and_sigterm_default, 2)]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    in_workers = [default for pid, default in got if pid != os.getpid()]
+    assert in_workers and all(in_workers)
+    assert not any(default for pid, default in got if pid == os.getpid())  # this process keeps its handler

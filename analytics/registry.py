@@ -159,7 +159,7 @@ class Rendered:
     :meth:`Models.sections` and ``analyze``'s summary take either."""
 
     name: str
-    doc: dict
+    section: Any  # to_results' output for results_key; with a custom place, the document it writes
     call: dict | None
     alpha: float | None
     warnings: list
@@ -167,24 +167,22 @@ class Rendered:
 
     @classmethod
     def of(cls, e: Entry, result) -> "Rendered":
-        doc: dict = {}
-        place(doc, e, result)
+        if e.place is not None:
+            section: Any = {}
+            e.place(section, result)
+        else:
+            section = e.to_results(result) if e.results_key else None
         call = getattr(result, "call", None)
-        return cls(e.name, doc, call.to_dict() if call is not None else None, getattr(result, "alpha", None),
+        return cls(e.name, section, call.to_dict() if call is not None else None, getattr(result, "alpha", None),
                    list(getattr(result, "warnings", None) or []), list(e.cli(result)) if e.cli is not None else None)
 
     def place(self, doc: dict, e: Entry) -> None:
-        """What :func:`place` does with the result: a custom ``place`` (the built-in ones assign
-        top-level keys) or the section at ``results_key``, merged in the same way."""
+        """What :func:`place` does with the result: a custom ``place``'s document (the built-in
+        one assigns top-level keys) or the section at ``results_key``, merged in the same way."""
         if e.place is not None:
-            doc.update(self.doc)
-            return
-        if not e.results_key:
-            return
-        section, target = self.doc, doc
-        for key in e.results_key[:-1]:
-            section, target = section[key], target.setdefault(key, {})
-        _put(target, e.results_key[-1], section[e.results_key[-1]])
+            doc.update(self.section)
+        elif e.results_key:
+            _put(doc, e.results_key, self.section)
 
 
 @dataclass
@@ -296,23 +294,21 @@ def place(doc: dict, e: Entry, result) -> None:
     """Put the result's section into the results.json document ``doc``."""
     if e.place is not None:
         e.place(doc, result)
-        return
-    if not e.results_key:
-        return
-    section = e.to_results(result)
+    elif e.results_key:
+        _put(doc, e.results_key, e.to_results(result))
+
+
+def _put(doc: dict, path: tuple[str, ...], section) -> None:
+    """A section at ``path`` in the document: merged into a section already there (the Cox
+    models go into time_to_response), otherwise set."""
     target = doc
-    for key in e.results_key[:-1]:
+    for key in path[:-1]:
         target = target.setdefault(key, {})
-    _put(target, e.results_key[-1], section)
-
-
-def _put(target: dict, key: str, section) -> None:
-    """A section into its place: merged into a section already there (the Cox models go into
-    time_to_response), otherwise set."""
-    if isinstance(target.get(key), dict) and isinstance(section, dict):
-        target[key].update(section)
+    last = path[-1]
+    if isinstance(target.get(last), dict) and isinstance(section, dict):
+        target[last].update(section)
     else:
-        target[key] = section
+        target[last] = section
 
 
 # ------------------------------------------------------------------ the built-in analyses

@@ -233,14 +233,11 @@ def _by_antibody(antibody: pd.Series, test) -> pd.Series:
 
 def _by_patient_and_day(v: pd.DataFrame) -> bool:
     """Whether the visits are sorted by patient_id and, within a patient, by day."""
-    pid = v["patient_id"]
-    if not pid.is_monotonic_increasing:
+    if not v["patient_id"].is_monotonic_increasing:
         return False
-    same = np.empty(len(v), dtype=bool)
-    same[:1] = False
-    same[1:] = pid.to_numpy()[1:] == pid.to_numpy()[:-1]
-    day = v["day"].to_numpy()
-    return bool(np.all(np.diff(day)[same[1:]] >= 0))
+    pid, day = v["patient_id"].to_numpy(), v["day"].to_numpy()
+    same_patient = pid[1:] == pid[:-1]  # each visit and the one before it
+    return bool(np.all(np.diff(day)[same_patient] >= 0))
 
 
 @recorded(prepared="prepared", derivation="full")

@@ -82,6 +82,21 @@ def test_single_group_design_errors_become_warnings():
     assert res.warnings  # too few lines: a result with a warning, never an exception
 
 
+def test_no_residual_degrees_of_freedom_is_a_clear_error_not_a_division_by_zero():
+    """Six visits for six fixed effects (weeks * arm over three arms): REML's n - p is zero. The
+    fast path refuses the design with a ValueError, and fit_mixed returns an empty result that
+    says why (hypothesis found the ZeroDivisionError this replaced)."""
+    d = pd.DataFrame({"line_id": ["L1", "L1", "L2", "L2", "L3", "L3"],
+                      "arm": ["MMF", "MMF", "IVIG", "IVIG", "JAKi", "JAKi"],
+                      "weeks": [0.0, 8, 0, 6, 0, 12], "cdasi_activity": [20.0, 15, 30, 22, 25, 10]})
+    X = np.column_stack([np.ones(6), d["weeks"], d["arm"] == "IVIG", d["arm"] == "JAKi",
+                         d["weeks"] * (d["arm"] == "IVIG"), d["weeks"] * (d["arm"] == "JAKi")]).astype(float)
+    with pytest.raises(ValueError, match="no residual degrees of freedom"):
+        fit_lmm(X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0], weeks=d["weeks"].to_numpy())
+    res = fit_mixed(d, ARMS)
+    assert not res.converged and any("no residual degrees of freedom" in w for w in res.warnings), res.warnings
+
+
 STRUCTURES = [{"line": 2}, {"line": 1}, {"patient": 2, "line": 2}, {"patient": 1, "line": 2},
               {"patient": 1, "line": 1}, {"patient": 2, "line": 1}]
 

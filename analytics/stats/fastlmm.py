@@ -507,9 +507,12 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     the outer groups (None: random effects by line only); ``weeks``: the random-slope covariate
     (needed when a q is 2). ``q_line``/``q_patient``: 1 for a random intercept, 2 for an intercept and
     a slope. ``start``: a starting theta (the line level's, then the patient level's), tried before the
-    default starts. Raises ValueError when X is rank-deficient or the lines are not nested in patients."""
+    default starts. Raises ValueError when X is rank-deficient, has no fewer columns than rows, or
+    the lines are not nested in patients."""
     X = np.asarray(X, float)
     n, p = X.shape
+    if n <= p:  # REML's n - p (and sigma^2's) would be zero: nothing is left to estimate the variances
+        raise ValueError(f"{n} observations for {p} fixed effects: no residual degrees of freedom")
     if np.linalg.matrix_rank(X) < p:
         raise ValueError("the fixed-effects design is rank-deficient (collinear covariates)")
     if patients is None:

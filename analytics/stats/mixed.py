@@ -258,6 +258,10 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
     attempts = _attempts(spec, nested)
     fit, used, fallback = None, None, None
     X = dmatrix(formula.split("~", 1)[1], d, return_type="dataframe")  # once, for every attempt and the result
+    if len(X) <= X.shape[1]:
+        warns.append(f"too few visits ({len(X)}) for the model's {X.shape[1]} fixed effects: no residual degrees "
+                     "of freedom")
+        return empty
     codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None}
     done: dict = {}
     if len(attempts) == 3:

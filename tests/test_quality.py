@@ -213,7 +213,7 @@ def test_visit_intervals_do_not_depend_on_the_order_of_the_visits():
 
     import pandas as pd
 
-    from analytics.stats.quality import _by_patient_and_day
+    from analytics.ingest.validate import sorted_by_patient_and_day as _by_patient_and_day
 
     p = prep(H + "\nA,2020-01-01,5,,\nA,2020-01-31,5,,\nA,2020-03-31,5,,\nB,2022-05-22,5,,\nB,2022-06-01,5,,\n")
     full = derive(p, DeriveOptions())

@@ -268,3 +268,29 @@ def test_a_patient_level_value_that_varies_names_the_patients_in_order_and_every
     assert f.column == "sex" and f.patient_ids == ("P3", "P9") and f.rows == (2, 3, 4, 6)
     assert "within 2 patient(s)" in f.message
     assert not [f for f in p.report.findings if f.rule == "varies_within_patient" and f.column == "age_at_onset"]
+
+
+def test_visits_in_any_order_prepare_alike_duplicates_merged_and_patient_values_filled():
+    """Validation sorts the visits by patient and day before it merges duplicates and fills the
+    patient-level columns (both then work on neighbouring rows): an export in another order gives
+    the same visits, with each row's own line number, and the same findings."""
+    import pandas as pd
+
+    rows = ["P2,30,10,MMF,,", "P1,0,20,MMF,F,", "P2,0,12,MMF,M,", "P1,30,9,MMF,,", "P1,30,9,MMF,,",
+            "P10,0,7,,,", "P2,60,8,MMF,,", "P10,30,6,,,"]
+    head = V.strip() + ",sex,antibody\n"
+    ordered = prep(head + "\n".join(sorted(rows, key=lambda r: (r.split(",")[0], int(r.split(",")[1])))) + "\n")
+    shuffled = prep(head + "\n".join(rows) + "\n")
+    for p in (ordered, shuffled):
+        v = p.visits
+        assert list(zip(v["patient_id"], v["day"])) == [("P1", 0), ("P1", 30), ("P10", 0), ("P10", 30),
+                                                         ("P2", 0), ("P2", 30), ("P2", 60)]
+        # a patient's sex on every visit, from whichever visit gives it; a patient without one keeps none
+        assert v["sex"].tolist()[:2] == ["female"] * 2 and v["sex"].tolist()[4:] == ["male"] * 3
+        assert v["sex"].iloc[2:4].isna().all()
+        merged = next(f for f in p.report.findings if f.rule == "duplicate_visit_merged")
+        assert "1 row(s) repeat" in merged.message and p.counts["duplicate_rows_merged"] == 1
+    assert shuffled.visits["row"].tolist() == [3, 5, 7, 9, 4, 2, 8]  # each visit's line in its own file
+    assert next(f for f in shuffled.report.findings if f.rule == "duplicate_visit_merged").rows == (5, 6)
+    cols = [c for c in ordered.visits.columns if c != "row"]
+    pd.testing.assert_frame_equal(ordered.visits[cols], shuffled.visits[cols])

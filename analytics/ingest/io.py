@@ -267,7 +267,7 @@ def _read_csv(data: bytes, name: str) -> pd.DataFrame:
     except UnicodeDecodeError as exc:
         raise InputError(f"{name} is not UTF-8 text (byte {exc.start}: {data[exc.start:exc.start + 1]!r}); "
                          "re-save it as 'CSV UTF-8' (Excel) or export it as XLSX") from None
-    if not text.strip():
+    if not text or text.isspace():  # not strip(): a copy of the whole text (0.5 s at a million visits)
         return pd.DataFrame()
     sep = _sniff_delimiter(text)
     del text  # the decoded copy is as large as the file: not kept while Arrow reads

@@ -352,10 +352,36 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
         out[name] = mapped.astype("boolean")
 
 
+def sorted_by_patient_and_day(v: pd.DataFrame) -> bool:
+    """Whether the visits are sorted by patient_id and, within a patient, by day."""
+    if not v["patient_id"].is_monotonic_increasing:
+        return False
+    pid, day = v["patient_id"].to_numpy(), v["day"].to_numpy()
+    same_patient = pid[1:] == pid[:-1]  # each visit and the one before it
+    return bool(np.all(np.diff(day)[same_patient] >= 0))
+
+
+def sort_by_patient_and_day(v: pd.DataFrame) -> pd.DataFrame:
+    """``v`` sorted by patient_id, then day, stably, its index kept; ``v`` itself when it is
+    sorted already (a check of one pass, where sorting a million visits takes most of a second)."""
+    if sorted_by_patient_and_day(v):
+        return v
+    codes = pd.factorize(v["patient_id"].to_numpy(), sort=True)[0]
+    return v.take(np.lexsort((v["day"].to_numpy(), codes)))  # lexsort is stable
+
+
 def _merge_duplicates(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    dup = v.duplicated(["patient_id", "day"], keep=False)
-    if not dup.any():
+    """Merge rows that repeat a patient's visit day with the same values; report those that
+    disagree. ``v`` is sorted by patient and day (:func:`sort_by_patient_and_day`), and so is
+    what it returns."""
+    pid, day = v["patient_id"].to_numpy(), v["day"].to_numpy()
+    same = (pid[1:] == pid[:-1]) & (day[1:] == day[:-1])  # a row and the one before it: one visit
+    if not same.any():
         return v, 0
+    dup = np.zeros(len(v), bool)
+    dup[1:] |= same
+    dup[:-1] |= same
+    dup = pd.Series(dup, index=v.index)
     sub = v[dup]
     compare = [c for c in v.columns if c not in ("row", "patient_id", "day", "visit_date")]
     nun = sub.groupby(["patient_id", "day"], sort=False)[compare].nunique(dropna=True)
@@ -378,28 +404,42 @@ def _merge_duplicates(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> 
                 "each group was merged into one visit", fix="remove the repeated rows from the export",
                 file=raw.kind, rows=(agree.index + 2).tolist(), patient_ids=agree["patient_id"])
     first = sub.groupby(["patient_id", "day"], sort=False, as_index=False).first()
-    v = pd.concat([v[~dup], first], ignore_index=True)
+    v = sort_by_patient_and_day(pd.concat([v[~dup], first], ignore_index=True))
     return v, len(sub) - len(first)
 
 
 def _patient_level(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> pd.DataFrame:
+    """Columns that describe the patient (sex, antibody, ...): an error where one takes two values
+    within a patient, and each patient's first value given to all of its visits. ``v`` is sorted
+    by patient (each patient's visits one run), so everything is a pass over arrays."""
     names = [name for name in PATIENT_LEVEL if name in v.columns]
-    if not names:
+    if not names or not len(v):
         return v
-    patient, ids = pd.factorize(v["patient_id"].to_numpy())  # grouped by integer codes, found once
+    pid = v["patient_id"].to_numpy()
+    run = np.r_[True, pid[1:] != pid[:-1]]  # the first visit of each patient
+    starts = np.flatnonzero(run)
+    patient = np.cumsum(run) - 1  # per visit: its patient's number
     for name in names:
-        by_patient = v[name].groupby(patient, sort=False)
-        nun = by_patient.nunique(dropna=True)
-        varying_codes = nun.index[nun.to_numpy() > 1]
+        values = v[name].array  # a numpy or a nullable (boolean, Int64) array: its type kept
+        codes = pd.factorize(v[name])[0]  # -1: missing
+        known = np.flatnonzero(codes >= 0)
+        kp = patient[known]
+        first_known = np.diff(kp, prepend=-1) != 0  # the first known value of each patient
+        first = starts.copy()  # per patient: the row of its first value (its first row when it has none)
+        first[kp[first_known]] = known[first_known]
+        fill = first[patient]  # per visit: the row of its patient's first value
+        differs = codes != codes[fill]  # a missing value, or another value than the patient's first
+        varying_codes = np.unique(patient[differs & (codes >= 0)])
         if len(varying_codes):
-            varying = pd.Index(np.sort(ids[varying_codes]))
+            varying = pd.Index(np.sort(pid[starts[varying_codes]]))
             mask = np.isin(patient, varying_codes)
             rep.add("varies_within_patient", "error",
                     f"{name} takes more than one value within {len(varying)} patient(s)",
                     fix=f"{name} describes the patient, not the visit: give it one value per patient",
                     column=name, file=raw.kind, rows=sorted(v.loc[mask, "row"].tolist()),
                     patient_ids=list(varying[:5]))
-        v[name] = by_patient.transform("first")
+        if differs.any():  # otherwise every visit has its patient's value already
+            v[name] = values.take(fill)
     return v
 
 
@@ -603,9 +643,12 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
         anchors = v.groupby("patient_id")["visit_date"].min()
         v["day"] = (v["visit_date"] - v["patient_id"].map(anchors)).dt.days
     v["day"] = v["day"].astype("int64")
+    # Sorted first (the index, the rows' positions in the file, kept for the findings): duplicates are
+    # then neighbours, and a patient's visits are one run. Most exports are in this order already.
+    v = sort_by_patient_and_day(v)
     v, n_dupes = _merge_duplicates(visits, rep, v)
     v = _patient_level(visits, rep, v)
-    v = v.sort_values(["patient_id", "day"], kind="stable", ignore_index=True)
+    v.index = pd.RangeIndex(len(v))  # not reset_index(): that copies (and consolidates) every column
 
     episodes = None
     if therapies is not None:
@@ -614,11 +657,11 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
                     "systemic_therapy column is not used for therapy lines", column="systemic_therapy")
         episodes = _parse_therapies(therapies, rep, order, basis, anchors, set(v["patient_id"]), norm,
                                     mapping.patient_id_override, judged)
-        v["agents"] = [()] * len(v)
+        v["agents"] = _no_agents(len(v))
     elif "systemic_therapy" in v.columns:
         _therapy_from_visits(visits, rep, v, norm)
     else:
-        v["agents"] = [()] * len(v)
+        v["agents"] = _no_agents(len(v))
         rep.add("no_therapy_information", "warning", "there is no systemic_therapy column and no therapies file, "
                 "so no therapy lines can be derived", fix="add a systemic_therapy column or give --therapies FILE",
                 column="systemic_therapy")
@@ -632,6 +675,14 @@ def _prepare(visits: RawTable, therapies: RawTable | None, mapping: ColumnMappin
               "visits_with_activity": int((~no_act).sum())}
     _guarded(rep, sources, mapping.patient_id_override)
     return Prepared(v, episodes, rep, basis, anchors, counts, sources)
+
+
+def _no_agents(n: int) -> np.ndarray:
+    """An agents column of empty tuples (one object shared: a list of a million made pandas infer
+    its type for a third of a second)."""
+    out = np.empty(n, dtype=object)
+    out.fill(())
+    return out
 
 
 def _guarded(rep: ValidationReport, sources: dict, override: str | None) -> None:

@@ -19,7 +19,7 @@ from ..lines.derive import Derivation, followup_visits, patient_codes
 from ..errors import OptionError
 from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
 from ..display.style import base_layout, count_text, figure_width
-from ..ingest.validate import Prepared
+from ..ingest.validate import Prepared, sorted_by_patient_and_day
 
 __all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
 
@@ -231,15 +231,6 @@ def _by_antibody(antibody: pd.Series, test) -> pd.Series:
     return pd.Series(judged[codes], index=antibody.index)
 
 
-def _by_patient_and_day(v: pd.DataFrame) -> bool:
-    """Whether the visits are sorted by patient_id and, within a patient, by day."""
-    if not v["patient_id"].is_monotonic_increasing:
-        return False
-    pid, day = v["patient_id"].to_numpy(), v["day"].to_numpy()
-    same_patient = pid[1:] == pid[:-1]  # each visit and the one before it
-    return bool(np.all(np.diff(day)[same_patient] >= 0))
-
-
 @recorded(prepared="prepared", derivation="full")
 def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "year",
                     alpha: float = 0.05, targets=(), better=()) -> QualityResult:
@@ -313,7 +304,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
 
     # 5. Median interval between visits (days), by the period of the later visit
     vs = v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]]
-    if not _by_patient_and_day(vs):  # prepared visits are (Prepared's contract); a copy sorted otherwise
+    if not sorted_by_patient_and_day(vs):  # prepared visits are (Prepared's contract); a copy sorted otherwise
         vs = vs.sort_values(["patient_id", "day"])
     gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id", sort=False)["day"].diff(),
                          "period": _periods(vs["visit_date"], eff_period) if dated else "all"}).dropna(subset=["gap"])

@@ -119,6 +119,16 @@ def test_interval_bounds_by_hand():
     # P1 responds at week 8, previous assessment week 4: (4, 8]. P2 is censored at week 4: (4, inf).
     assert (b.loc["P1:1", "lower"], b.loc["P1:1", "upper"]) == (4, 8)
     assert b.loc["P2:1", "lower"] == 4 and np.isinf(b.loc["P2:1", "upper"])
+    # the trajectories in any order (the bounds look each line's visits up by week)
+    import dataclasses
+
+    shuffled = dataclasses.replace(d, trajectories=d.trajectories.iloc[::-1].reset_index(drop=True))
+    pd.testing.assert_frame_equal(interval_bounds(analysis_table(d, p), shuffled).set_index("line_id"), b)
+    # a response at the first follow-up visit: its previous assessment is the baseline, week 0
+    p = prep(H + "P3,0,20,MMF\nP3,14,10,MMF\n")
+    d = derive(p, DeriveOptions())
+    b = interval_bounds(analysis_table(d, p), d).set_index("line_id")
+    assert (b.loc["P3:1", "lower"], b.loc["P3:1", "upper"]) == (0, 2)
 
 
 def test_npmle_median_by_hand():

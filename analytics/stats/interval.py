@@ -32,15 +32,24 @@ __all__ = ["IntervalResult", "interval_bounds", "fit_interval"]
 def interval_bounds(table: pd.DataFrame, derivation: Derivation) -> pd.DataFrame:
     """Add ``lower`` and ``upper`` (weeks): (previous assessment, responding visit] for events,
     (time, inf) for censored lines. The lower bound is never below 0 (the line start)."""
-    tr = derivation.trajectories[["line_id", "weeks"]].sort_values(["line_id", "weeks"], kind="stable")
-    tr = tr.assign(prev=tr.groupby("line_id")["weeks"].shift())
     out = table.copy()
-    key = pd.MultiIndex.from_arrays([tr["line_id"], tr["weeks"].round(9)])
-    prev = pd.Series(tr["prev"].to_numpy(), index=key)
-    prev = prev[~prev.index.duplicated()]
-    look = pd.MultiIndex.from_arrays([out["line_id"], out["time"].round(9)])
-    lower_event = prev.reindex(look).to_numpy()
     is_event = out["event"].to_numpy() == 1
+    # Lines as integer codes (the table's first, so that only the responding lines' visits are kept),
+    # each line's visits by week (stably), and per visit the week of the one before it in its line.
+    codes, lines = pd.factorize(out["line_id"].to_numpy())
+    tr = derivation.trajectories
+    tc = pd.Index(lines).get_indexer(tr["line_id"].to_numpy())
+    keep = np.isin(tc, codes[is_event])
+    tc, weeks = tc[keep], tr["weeks"].to_numpy(float)[keep]
+    order = np.lexsort((weeks, tc))
+    tc, weeks = tc[order], weeks[order]
+    prev = np.full(len(weeks), np.nan)
+    prev[1:] = weeks[:-1]
+    prev[np.diff(tc, prepend=-1) != 0] = np.nan  # a line's first visit has none
+    # the visit at the event time (the first of equal weeks), and the week before it
+    visits = pd.DataFrame({"c": tc, "w": weeks.round(9), "prev": prev}).drop_duplicates(["c", "w"])
+    look = pd.DataFrame({"c": codes, "w": out["time"].to_numpy(float).round(9)})
+    lower_event = look.merge(visits, how="left", on=["c", "w"])["prev"].to_numpy()
     out["lower"] = np.where(is_event, np.clip(np.nan_to_num(lower_event, nan=0.0), 0.0, None), out["time"])
     out["upper"] = np.where(is_event, out["time"], np.inf)
     return out

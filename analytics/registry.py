@@ -98,6 +98,8 @@ class Entry:
     whole_export: bool = False
     local: bool = False  # fitted in the calling process even with workers > 1 (its result holds the inputs)
     cost: float = 1.0  # relative time to fit (10,000 patients): on several processes the costliest start first
+    # MB the fit adds while it runs (100,000 patients, bench_memory.py): on one process the largest first
+    memory: float = 0.0
 
     @property
     def heading(self) -> str:
@@ -234,11 +236,11 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     parallel = workers > 1 and bool(shared)
     if meanwhile is not None and not parallel:
         meanwhile()
-    # On one process too, the costliest first: their large intermediates (the mixed model's, the
-    # scheme's, the quality indicators') then come while few results are held, which lowers the
-    # peak memory (100,000 patients: the largest stage's peak 1.37 -> 1.28 GB, bench_memory.py).
-    # Results are returned in registry order.
-    fitted = {e.name: timed(e) for e in sorted(todo, key=lambda e: (not e.local, -e.cost))
+    # On one process, those with the largest intermediates first (the mixed model's, the quality
+    # indicators', the scheme's): they then come while few results are held, which lowers the peak
+    # memory (100,000 patients: the largest stage's peak 1.37 -> 1.28 GB ordered by cost, -> 1.22 GB
+    # ordered by memory, bench_memory.py). Results are returned in registry order.
+    fitted = {e.name: timed(e) for e in sorted(todo, key=lambda e: (not e.local, -e.memory, -e.cost))
               if e.local or not parallel}
     if parallel:
         from .parallel import AUTO_MAX_VISITS, fit_parallel, import_package
@@ -436,34 +438,34 @@ def _builtins() -> None:
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
               stage="overview", local=True),
         Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
-              results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04,
+              results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04, memory=91,
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
         Entry("km", "Time to response (Kaplan-Meier)",
               lambda ctx: _fit("stats.survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
               results_key=("time_to_response",), to_results=_km_results,
               tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
-              figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13,
+              figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13, memory=130,
               methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
                                       "tests across arms and pairwise with Holm correction.")),
         Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
               results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
-              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14,
+              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14, memory=136,
               notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("cox_adjusted", "Cox model, adjusted",
               lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
               results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
-              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19,
+              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19, memory=154,
               notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("competing", "Competing risks",
               lambda ctx: _fit("stats.competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("competing_risks",), tables={"summary": "competing_risks"},
-              figures={"curves": "competing_risks"}, cost=0.02,
+              figures={"curves": "competing_risks"}, cost=0.02, memory=11,
               methods=lambda r, ctx: ("Competing risks (stopping for inefficacy or an adverse event before response) "
                                       f"by the Aalen-Johansen estimator, {ci_label(r.alpha)}s (log-log).")),
         Entry("interval", "Interval-censoring sensitivity",
               lambda ctx: _fit("stats.interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
               results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
-              figures={"medians": "interval_censoring"}, cost=1.15,
+              figures={"medians": "interval_censoring"}, cost=1.15, memory=274,
               notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
               methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
                                       f"ratios with {ci_label(r.alpha)}s, interval- against right-censored.")),
@@ -474,12 +476,12 @@ def _builtins() -> None:
                                                     "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=_mixed_notes, cli=_mixed_cli,
-              methods=_mixed_methods, stage="mixed_model", cost=0.8),
+              methods=_mixed_methods, stage="mixed_model", cost=0.8, memory=441),
         Entry("adjusted", "Adjusted comparison (weighted)",
               lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
                                tuple(ctx.options.trim), alpha=ctx.alpha),
               place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
-              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27,
+              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27, memory=243,
               methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
                                       "a multinomial propensity model on the common support, truncated at the "
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
@@ -494,7 +496,7 @@ def _builtins() -> None:
               figures={"ladder": "scheme_ladder", "paths": "scheme_paths", "refractory": "scheme_refractory",
                        "refractory_cox": "scheme_refractory_cox"},
               section="Stepwise scheme", cli=_scheme_cli, notes=_scheme_notes, methods=_scheme_methods,
-              stage="scheme", cost=0.7),
+              stage="scheme", cost=0.7, memory=374),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
                                alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),
@@ -503,7 +505,7 @@ def _builtins() -> None:
                                                    for k in QUALITY_INDICATOR_KEYS}},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
-                               *q.notes], whole_export=True, stage="quality", cost=0.33),
+                               *q.notes], whole_export=True, stage="quality", cost=0.33, memory=393),
     ]
     for e in builtin:
         _REGISTRY.setdefault(e.name, e)

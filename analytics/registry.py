@@ -21,6 +21,10 @@ Each entry says:
   (quality indicators).
 - ``local``: fitted in the calling process even when the others are fitted on several cores
   (:mod:`analytics.parallel`), because its result holds the inputs (the cohort overview).
+- ``cost`` and ``memory``: the order of fitting. On several processes the costliest start first
+  (``cost``: seconds at 10,000 patients); on one process, the largest intermediates first
+  (``memory``: MB the fit adds at 100,000 patients, ``benchmarks/bench_memory.py``), so that they
+  come while few results are held. Neither changes a result.
 
 Suppression rules live with the tables (:class:`~analytics.protocol.TableSpec`) and are applied
 once by :mod:`analytics.display.suppression`.

@@ -213,13 +213,13 @@ def test_visit_intervals_do_not_depend_on_the_order_of_the_visits():
 
     import pandas as pd
 
-    from analytics.ingest.validate import sorted_by_patient_and_day as _by_patient_and_day
+    from analytics.ingest.validate import sorted_by_patient_and_day
 
     p = prep(H + "\nA,2020-01-01,5,,\nA,2020-01-31,5,,\nA,2020-03-31,5,,\nB,2022-05-22,5,,\nB,2022-06-01,5,,\n")
     full = derive(p, DeriveOptions())
-    assert _by_patient_and_day(p.visits)
+    assert sorted_by_patient_and_day(p.visits)
     shuffled = dataclasses.replace(p, visits=p.visits.iloc[[4, 2, 0, 3, 1]])
-    assert not _by_patient_and_day(shuffled.visits)
+    assert not sorted_by_patient_and_day(shuffled.visits)
     a, b = compute_quality(p, full, "year"), compute_quality(shuffled, full, "year")
     assert _ind(a, "median_visit_interval")[1:] == (3, 30.0)
     assert _ind(b, "median_visit_interval") == _ind(a, "median_visit_interval")
@@ -227,5 +227,5 @@ def test_visit_intervals_do_not_depend_on_the_order_of_the_visits():
     pd.testing.assert_frame_equal(a.failing["median_visit_interval"].sort_index(),
                                   b.failing["median_visit_interval"].sort_index())
     days_back = pd.DataFrame({"patient_id": ["A", "A", "B"], "day": [5, 3, 0]})
-    assert not _by_patient_and_day(days_back)
-    assert _by_patient_and_day(pd.DataFrame({"patient_id": ["A", "B", "B"], "day": [9, 0, 0]}))
+    assert not sorted_by_patient_and_day(days_back)
+    assert sorted_by_patient_and_day(pd.DataFrame({"patient_id": ["A", "B", "B"], "day": [9, 0, 0]}))

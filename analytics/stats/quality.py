@@ -19,7 +19,7 @@ from ..lines.derive import Derivation, followup_visits, patient_codes
 from ..errors import OptionError
 from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
 from ..display.style import base_layout, count_text, figure_width
-from ..ingest.validate import Prepared, sorted_by_patient_and_day
+from ..ingest.validate import Prepared, sort_by_patient_and_day
 
 __all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
 
@@ -304,8 +304,7 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
 
     # 5. Median interval between visits (days), by the period of the later visit
     vs = v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]]
-    if not sorted_by_patient_and_day(vs):  # prepared visits are (Prepared's contract); a copy sorted otherwise
-        vs = vs.sort_values(["patient_id", "day"])
+    vs = sort_by_patient_and_day(vs)  # prepared visits are (Prepared's contract); a copy sorted otherwise
     gaps = pd.DataFrame({"patient_id": vs["patient_id"], "gap": vs.groupby("patient_id", sort=False)["day"].diff(),
                          "period": _periods(vs["visit_date"], eff_period) if dated else "all"}).dropna(subset=["gap"])
     rows.append({"key": "median_visit_interval", "numerator": np.nan, "denominator": len(gaps),

@@ -164,3 +164,36 @@ def test_satterthwaite_df_is_invariant_to_the_order_of_the_rows():
     np.testing.assert_allclose(a.beta, b.beta, rtol=1e-6)
     np.testing.assert_allclose([a.df(e) for e in np.eye(6)], [b.df(e) for e in np.eye(6)], rtol=1e-4)
     np.testing.assert_allclose(a.fitted[shuffled.index.to_numpy()], b.fitted, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("qs", [{"line": 2}, {"patient": 2, "line": 2}, {"patient": 1, "line": 2}],
+                         ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
+def test_a_kept_evaluation_is_not_overwritten_by_the_next(qs):
+    """The deviance is computed in work arrays kept between evaluations. An evaluation whose blocks
+    the caller keeps (the final one of a fit, the Hessian's) is handed those arrays: later
+    evaluations, kept or not, at other parameters must leave its blocks as they were."""
+    from patsy import dmatrix
+
+    from analytics.stats.fastlmm import _Design
+
+    from .nested_sim import simulate_nested
+
+    d = simulate_nested(50, 4)
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
+    X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
+    design = _Design(X, d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
+                     pd.factorize(d["patient_id"])[0] if "patient" in qs else None, d["weeks"].to_numpy(float),
+                     qs["line"], qs.get("patient", 0), True)
+    theta = np.full(design.n_theta, 0.4)
+    kept = design.evaluate(theta, level=2)
+    before = [[b.copy() for b in s["B"]] for s in kept["levels"]]
+    for other in (theta * 2, theta / 3):
+        design.deviance_and_gradient(other)  # work arrays reused in place
+        design.evaluate(other, level=1)  # another kept evaluation
+    for s, old in zip(kept["levels"], before):
+        for b, b0 in zip(s["B"], old):
+            np.testing.assert_array_equal(b, b0)
+    again = design.evaluate(theta, level=2)
+    for s, t in zip(kept["levels"], again["levels"]):
+        for b, b2 in zip(s["B"], t["B"]):
+            np.testing.assert_array_equal(b, b2)

@@ -246,6 +246,10 @@ class _Design:
             self._work[key] = [np.empty_like(like) for _ in range(rows)]
         return self._work[key]
 
+    def _forget(self, name: str, rows: int, like: np.ndarray) -> None:
+        """Hand the work arrays ``name`` over to the caller: the next evaluation makes new ones."""
+        self._work.pop((name, rows, like.shape), None)
+
     def _by_patient(self, x: np.ndarray) -> np.ndarray:
         """Sums over each patient's lines of a per-line array (J,) or of each row of an m x J block."""
         lp, k = self.line_patient, self.n_patients
@@ -282,10 +286,13 @@ class _Design:
         SGS = _mul(_mul(S_1, G), S[:q1])
         E = [[S[i][j] - SGS[i][j] for j in range(2)] for i in range(2)]
         SGZ = _rows(S_1, GZ, self._ws("SGZ", 2, R[0]), self._ws("scratch", 1, R[0])[0])
-        # In place (no fresh block per deviance: at 100,000 patients that is 40 MB of page faults) unless
-        # the caller keeps what it returns (the per-group B) past the next evaluation.
-        reuse = level == 0 or not keep
-        Bx = [np.subtract(R[i], SGZ[i], out=SGZ[i] if reuse else None) for i in range(2)]
+        # In place (no fresh block per deviance: at 100,000 patients that is 40 MB of page faults). When
+        # the caller keeps what it returns (the per-group B) past the next evaluation, the work arrays
+        # holding it are handed over (forgotten here) instead of copied: the final evaluation of a fit
+        # then needs no more memory than the optimiser's.
+        Bx = [np.subtract(R[i], SGZ[i], out=SGZ[i]) for i in range(2)]
+        if level and keep:
+            self._forget("SGZ", 2, R[0])
         if q2:
             l2 = _const(L2)
             a01 = self._by_patient(E[0][1]) if q2 == 2 else None
@@ -323,7 +330,9 @@ class _Design:
             P1 = [[E1[i][j] - FHF[i][j] for j in range(q1)] for i in range(q1)]
             gathered = [np.take(bb, lp, axis=1, out=w) for bb, w in zip(B2p, self._ws("B2p_lines", q2, R[0]))]
             FHB = _rows(FH, gathered, self._ws("FHB", q1, R[0]), self._ws("scratch", 1, R[0])[0])
-            B1 = [np.subtract(B1[i], FHB[i], out=FHB[i] if reuse else None) for i in range(q1)]
+            B1 = [np.subtract(B1[i], FHB[i], out=FHB[i]) for i in range(q1)]
+            if keep:
+                self._forget("FHB", q1, R[0])
             AHA = _mul(_mul(A2p, H), A2p)
             P2 = [[A2p[i][j] - AHA[i][j] for j in range(q2)] for i in range(q2)]
             AHB = _rows(A2p, HB, self._ws("AHB", q2, B2p[0]), self._ws("scratch", 1, B2p[0])[0])

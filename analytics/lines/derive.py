@@ -116,6 +116,14 @@ def _next_visit_after(visit_pc: np.ndarray, visit_day: np.ndarray, pc: np.ndarra
     return out
 
 
+def _labels(conditions: list, choices: list[str], default: str) -> np.ndarray:
+    """``np.select(conditions, choices, default)`` as an object array holding one str object per
+    label: ``np.select`` on strings gives a fixed-width array whose every element becomes its own
+    str object in a frame (360,000 copies of a handful of words at 100,000 patients)."""
+    labels = np.array([*choices, default], dtype=object)
+    return labels[np.select(conditions, list(range(len(choices))), len(choices))]
+
+
 def patient_codes(*ids: pd.Series) -> list[np.ndarray]:
     """The same integer code for the same patient id across ``ids`` (joins on integers, not strings)."""
     codes, _ = pd.factorize(pd.concat(ids, ignore_index=True))
@@ -202,7 +210,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     next_visit = _next_visit_after(visit_pc, visits["day"].to_numpy(), line_pc,
                                    np.nan_to_num(np.where(is_next, nxt, np.nan), nan=-1e12))
     gone = ~ln["ongoing"].to_numpy() & ~(stop >= np.where(np.isnan(next_visit), np.inf, next_visit))
-    ln["end_reason"] = np.select([is_stop, is_next & gone, is_next], ["stopped", "switched", "added"], "last visit")
+    ln["end_reason"] = _labels([is_stop, is_next & gone, is_next], ["stopped", "switched", "added"], "last visit")
 
     # Baseline: the latest scored visit in [start + lo, start + hi].
     lo, hi = options.baseline_window_days
@@ -238,7 +246,8 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     has_fu = ln["line_id"].map(n_fu).fillna(0).astype(int)
     ln["n_followup_visits"] = has_fu
     ln["included"] = ((ln["baseline_day"].notna()) & (has_fu > 0)).astype(int)
-    ln["exclusion_reason"] = np.select([ln["baseline_day"].isna(), has_fu == 0], list(EXCLUSION_REASONS), "")
+    ln["exclusion_reason"] = _labels([ln["baseline_day"].isna().to_numpy(), (has_fu == 0).to_numpy()],
+                                     list(EXCLUSION_REASONS), "")
     ev_day = ln["line_id"].map(first_event)
     inc = ln["included"].eq(1)
     ln["event"] = pd.array(np.where(inc, ev_day.notna().astype(int), 0), dtype="Int64")
@@ -246,7 +255,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     t_day = ev_day.fillna(ln["line_id"].map(last_fu))
     del meets, gfu, n_fu, last_fu, first_event
     ln["time_weeks"] = np.where(inc, (t_day - ln["start_day"]) / 7.0, np.nan)
-    ln["censor_reason"] = np.where(inc & ev_day.isna(), ln["end_reason"], "")
+    ln["censor_reason"] = ln["end_reason"].where((inc & ev_day.isna()).to_numpy(), "")
     for c in ("end_day", "baseline_day"):
         ln[c] = pd.array(ln[c].round(), dtype="Int64")
     ln["stop_reason"] = ln["stop_reason"].fillna("")

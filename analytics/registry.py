@@ -47,7 +47,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .ingest.validate import Prepared
 
 __all__ = ["Entry", "FitContext", "entries", "entry", "figure_names", "fit_entry", "place", "register",
-           "table_names", "tables_of", "figures_of", "unregister"]
+           "table_names", "tables_of", "figures_of", "unregister", "visit_columns"]
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,9 @@ class Entry:
     cost: float = 1.0  # relative time to fit (10,000 patients): on several processes the costliest start first
     # MB the fit adds while it runs (100,000 patients, bench_memory.py): on one process the largest first
     memory: float = 0.0
+    # The columns of ctx.prepared.visits it reads, itself or through ctx.table (TABLE_VISIT_COLUMNS);
+    # None: any. The command line deletes the columns no analysis reads before fitting (visit_columns).
+    visits: tuple[str, ...] | None = None
 
     @property
     def heading(self) -> str:
@@ -123,6 +126,19 @@ def register(entry: Entry) -> Entry:
 
 def unregister(name: str) -> None:
     _REGISTRY.pop(name, None)
+
+
+def visit_columns(names: Iterable[str] | None = None) -> frozenset[str] | None:
+    """The visit columns the analyses (all, or ``names``) read after the lines are derived; None
+    when one of them does not say (an analysis registered without ``visits``)."""
+    wanted = None if names is None else set(names)
+    out: set[str] = set()
+    for e in entries():
+        if wanted is None or e.name in wanted:
+            if e.visits is None:
+                return None
+            out.update(e.visits)
+    return frozenset(out)
 
 
 def entries() -> list[Entry]:
@@ -430,6 +446,14 @@ def _scheme_methods(r, ctx) -> str:
             "steps skipped.")
 
 
+# The visit columns read after derivation (Entry.visits): the analysis table's patient
+# characteristics (lines/analysis_table.py), and the quality indicators' visits, scores and dates
+# (stats/quality.py). A test fits every analysis on visits cut to these and compares.
+TABLE_VISIT_COLUMNS = ("patient_id", "sex", "age_at_onset", "antibody", "ild", "malignancy")
+QUALITY_VISIT_COLUMNS = ("patient_id", "row", "day", "visit_date", "cdasi_activity", "antibody",
+                         "malignancy_screening_date", "pft_date", "hrct_date", "antibody_panel_date")
+
+
 def _builtins() -> None:
     if _builtins.done:
         return
@@ -440,36 +464,42 @@ def _builtins() -> None:
               tables={"attrition": "attrition", "validation_report": "validation_report", "lines": "lines",
                       "trajectories": "trajectories"},
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
-              stage="overview", local=True),
+              stage="overview", local=True, visits=()),
         Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04, memory=91,
+              visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
         Entry("km", "Time to response (Kaplan-Meier)",
               lambda ctx: _fit("stats.survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
               results_key=("time_to_response",), to_results=_km_results,
               tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
               figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13, memory=130,
+              visits=TABLE_VISIT_COLUMNS,
               methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
                                       "tests across arms and pairwise with Holm correction.")),
         Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
               results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
               figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14, memory=136,
+              visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("cox_adjusted", "Cox model, adjusted",
               lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
               results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
               figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19, memory=154,
+              visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("competing", "Competing risks",
               lambda ctx: _fit("stats.competing", "fit_competing", ctx.table, ctx.arms, alpha=ctx.alpha),
               results_key=("competing_risks",), tables={"summary": "competing_risks"},
               figures={"curves": "competing_risks"}, cost=0.02, memory=11,
+              visits=TABLE_VISIT_COLUMNS,
               methods=lambda r, ctx: ("Competing risks (stopping for inefficacy or an adverse event before response) "
                                       f"by the Aalen-Johansen estimator, {ci_label(r.alpha)}s (log-log).")),
         Entry("interval", "Interval-censoring sensitivity",
               lambda ctx: _fit("stats.interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
               results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
               figures={"medians": "interval_censoring"}, cost=1.15, memory=274,
+              visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
               methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
                                       f"ratios with {ci_label(r.alpha)}s, interval- against right-censored.")),
@@ -480,12 +510,14 @@ def _builtins() -> None:
                                                     "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=_mixed_notes, cli=_mixed_cli,
-              methods=_mixed_methods, stage="mixed_model", cost=0.8, memory=441),
+              methods=_mixed_methods, stage="mixed_model", cost=0.8, memory=441,
+              visits=TABLE_VISIT_COLUMNS),
         Entry("adjusted", "Adjusted comparison (weighted)",
               lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
                                tuple(ctx.options.trim), alpha=ctx.alpha),
               place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
               figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27, memory=243,
+              visits=TABLE_VISIT_COLUMNS,
               methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
                                       "a multinomial propensity model on the common support, truncated at the "
                                       f"{r.trim[0]:.0%} and {r.trim[1]:.0%} percentiles.")),
@@ -500,7 +532,8 @@ def _builtins() -> None:
               figures={"ladder": "scheme_ladder", "paths": "scheme_paths", "refractory": "scheme_refractory",
                        "refractory_cox": "scheme_refractory_cox"},
               section="Stepwise scheme", cli=_scheme_cli, notes=_scheme_notes, methods=_scheme_methods,
-              stage="scheme", cost=0.7, memory=374),
+              stage="scheme", cost=0.7, memory=374,
+              visits=TABLE_VISIT_COLUMNS),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
                                alpha=ctx.alpha, targets=ctx.options.targets, better=ctx.options.better),
@@ -509,7 +542,8 @@ def _builtins() -> None:
                                                    for k in QUALITY_INDICATOR_KEYS}},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
-                               *q.notes], whole_export=True, stage="quality", cost=0.33, memory=393),
+                               *q.notes], whole_export=True, stage="quality", cost=0.33, memory=393,
+              visits=QUALITY_VISIT_COLUMNS),
     ]
     for e in builtin:
         _REGISTRY.setdefault(e.name, e)

@@ -327,7 +327,7 @@ def _cmd_analyze(args) -> int:
         prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)
         print("Deriving lines and fitting the analyses:", file=sys.stderr, flush=True)
         analysis = analyze(prepared, timings=timings, spec=spec, workers=workers, progress=_progress, helper=helper,
-                           meanwhile=lambda derivation: write_tables(derivation, staging), release_visits=True)
+                           meanwhile=lambda derivation: write_tables(derivation, staging), lean=True)
         for note in analysis.notes:
             print(f"warning: {note}", file=sys.stderr)
         analysis.timings_s["total"] = time.perf_counter() - t0

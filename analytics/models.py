@@ -123,19 +123,21 @@ class Models:
 
 def fit_models(derivation, prepared=None, options: ModelOptions | None = None, full=None,
                names: Iterable[str] | None = None, progress: Callable[[str], None] | None = None,
-               workers: int | None = 1, helper=None, meanwhile: Callable[[], None] | None = None) -> Models:
+               workers: int | None = 1, helper=None, meanwhile: Callable[[], None] | None = None,
+               render: bool = False) -> Models:
     """Fit the registered analyses (all, or ``names``) on ``derivation``. ``full``: the
     whole-export derivation for analyses that ignore the cohort filters (quality); defaults
     to ``derivation``. ``workers`` > 1: fit on that many processes (forked; the same results;
     see :mod:`analytics.parallel`); None: as many as suit the machine and the export. ``helper``:
     a :class:`~analytics.parallel.Helper` forked before the data were read, which then fits;
     ``meanwhile``: the caller's work that does not need the models, run while they are fitted
-    (:func:`~analytics.registry.fit_all`)."""
+    (:func:`~analytics.registry.fit_all`); ``render``: keep each analysis only
+    :class:`~analytics.registry.Rendered` (what results.json and the summary need)."""
     from .registry import FitContext, fit_all
 
     if prepared is None:
         raise OptionError("fit_models needs the prepared export (covariates and the quality indicators use it)")
     options = options or ModelOptions()
     ctx = FitContext(prepared, derivation, full if full is not None else derivation, options)
-    results, timings = fit_all(ctx, names, progress, workers, helper, meanwhile)
+    results, timings = fit_all(ctx, names, progress, workers, helper, meanwhile, render)
     return Models(list(derivation.options.arms), results, timings, options)

@@ -144,7 +144,7 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
             models: ModelOptions | bool | None = None, cohort: CohortFilter | None = None,
             progress: Callable[[str], None] | None = None, spec=None, workers: int | None = 1,
             helper=None, meanwhile: Callable[[Derivation], None] | None = None,
-            release_visits: bool = False) -> Analysis:
+            lean: bool = False) -> Analysis:
     """Derive lines from validated data, restrict them to ``cohort`` (the dashboard's cohort
     filters), and fit the registered analyses when ``models`` is True or a
     :class:`ModelOptions`. ``spec``: an :class:`~analytics.spec.AnalysisSpec` instead of
@@ -154,10 +154,12 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     then fits them with its forks (the caller closes it) and sends them back rendered
     (:class:`~analytics.registry.Rendered`: what results.json and the command line need).
     ``meanwhile(derivation)``: the caller's work on the cohort's derivation that does not need
-    the models (writing its tables), run while they are fitted. ``release_visits``: once the
-    lines are derived, delete from ``prepared.visits`` the columns no analysis reads
-    (:func:`release_unread_visit_columns`; the command line's memory: it does not use them
-    again). Raises InvalidDataError when the report has errors."""
+    the models (writing its tables), run while they are fitted. ``lean``: the caller writes
+    only results.json, the line tables and the summary (the command line's ``analyze``), so
+    less is held while the models are fitted: once the lines are derived, the visit columns no
+    analysis reads are deleted from ``prepared.visits`` (:func:`release_unread_visit_columns`),
+    and each analysis is kept :class:`~analytics.registry.Rendered` as soon as it is fitted
+    (as a helper process sends them). Raises InvalidDataError when the report has errors."""
     prepared.raise_if_invalid()
     notes = []
     if spec is not None:
@@ -175,11 +177,11 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     timings["derive"] = time.perf_counter() - t0
     model_options = models if isinstance(models, ModelOptions) else ModelOptions()
     fitted = None
-    if models and release_visits:
+    if models and lean:
         release_unread_visit_columns(prepared)
     if models:
         fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers,
-                            helper=helper, meanwhile=meanwhile and (lambda: meanwhile(derivation)))
+                            helper=helper, meanwhile=meanwhile and (lambda: meanwhile(derivation)), render=lean)
         timings |= fitted.timings_s
     elif meanwhile is not None:
         meanwhile(derivation)

@@ -228,7 +228,8 @@ class _Fit:
 def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
             progress: Callable[[str], None] | None = None,
             workers: int | None = 1, helper=None,
-            meanwhile: Callable[[], None] | None = None) -> tuple[dict[str, Any], dict[str, float]]:
+            meanwhile: Callable[[], None] | None = None,
+            render: bool = False) -> tuple[dict[str, Any], dict[str, float]]:
     """Fit the analyses (all, or ``names``); returns results in registry order and timings by
     stage (each analysis's own seconds, summed). ``workers`` > 1: on that many processes at once
     (:mod:`analytics.parallel`; same results), except entries marked ``local``, the costliest
@@ -238,7 +239,9 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     processes (closed if not used); the results then come back as :class:`Rendered` (what
     results.json and ``analyze``'s summary need), except the ``local`` ones. ``meanwhile``: work
     of the caller's that does not need the results (writing the line tables), run while the other
-    processes fit, or first."""
+    processes fit, or first. ``render``: every analysis but the ``local`` ones comes back
+    :class:`Rendered` however it is fitted, rendered as soon as it is fitted so that its result's
+    frames are let go before the next (a scheme's line table is 60 MB at 100,000 patients)."""
     if workers != 1:
         from .parallel import usable_workers
 
@@ -246,11 +249,12 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
     wanted = None if names is None else set(names)
     todo = [e for e in entries() if wanted is None or e.name in wanted]
     results, timings = {}, {}
-    fit = _Fit(ctx, progress)  # rendered when a helper fits (below)
+    fit = _Fit(ctx, progress)
+    kept = _Fit(ctx, progress, render=render)  # the others: rendered when asked, or when a helper fits (below)
 
     def timed(e: Entry):
         t0 = time.perf_counter()
-        return fit(e.name), time.perf_counter() - t0
+        return (fit if e.local else kept)(e.name), time.perf_counter() - t0
 
     shared = sorted((e for e in todo if not e.local), key=lambda e: -e.cost)
     parallel = workers > 1 and bool(shared)
@@ -275,8 +279,8 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
         if helper is not None:
             # the helper's processes send the results rendered (Rendered), so that this process,
             # which only writes them, does not import the modelling libraries meanwhile
-            fit = _Fit(ctx, progress, render=True)
-        done = fit_parallel([e.name for e in shared], fit, workers, helper=helper, meanwhile=meanwhile,
+            kept = _Fit(ctx, progress, render=True)
+        done = fit_parallel([e.name for e in shared], kept, workers, helper=helper, meanwhile=meanwhile,
                             # once, before this process forks, rather than once in each child
                             prepare=lambda: import_package(f"{__package__}.stats"))
         fitted |= {e.name: r for e, r in zip(shared, done)}

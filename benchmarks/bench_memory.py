@@ -67,7 +67,7 @@ def main() -> None:
     registry.fit_entry = lambda e, ctx: staged(f"fit {e.name}", fit_entry)(e, ctx)
     c = cohort(args.patients)
     prepared, timings = pipeline.load(c["visits"], c["therapies"])
-    pipeline.analyze(prepared, timings=timings, models=True, workers=1, release_visits=True)  # as the command line
+    pipeline.analyze(prepared, timings=timings, models=True, workers=1, lean=True)  # as the command line
     print(f"| stage ({args.patients:,} patients) | held at start | peak | added | seconds |")
     print("|---|---|---|---|---|")
     for name, start, top, seconds in rows:

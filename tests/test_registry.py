@@ -176,16 +176,19 @@ def test_every_registered_result_follows_the_protocol(sample_dir, tmp_path, data
 
 
 def test_the_command_line_frees_only_the_visit_columns_no_analysis_reads(sample_dir):
-    """``analyze(release_visits=True)`` (the command line) deletes the visit columns that no
-    analysis reads after derivation, to fit in less memory. Every analysis must give the same
-    result as on all the columns: an analysis that reads a column its entry does not declare
-    (Entry.visits) either fails here or, where it skips a missing column, differs here."""
+    """``analyze(lean=True)`` (the command line) deletes the visit columns that no
+    analysis reads after derivation, and keeps each analysis rendered, to fit in less memory.
+    results.json must be the same, and every analysis's tables too: an analysis that reads a
+    column its entry does not declare (Entry.visits) either fails here or, where it skips a
+    missing column, differs here."""
+    from analytics.models import fit_models
     from analytics.pipeline import release_unread_visit_columns
+    from analytics.registry import Rendered
 
     kept, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
     cut, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
     a = analyze(kept, models=True)
-    b = analyze(cut, models=True, release_visits=True)
+    b = analyze(cut, models=True, lean=True)
     assert set(kept.visits.columns) - set(cut.visits.columns) == {
         "cdasi_damage", "prednisone_mg_day", "skindex29_symptoms", "skindex29_emotions", "skindex29_functioning",
         "itch_vas", "pga_skin", "systemic_therapy", "agents"}
@@ -194,9 +197,11 @@ def test_the_command_line_frees_only_the_visit_columns_no_analysis_reads(sample_
     for doc in (doc_a, doc_b):
         doc.pop("timings_s")
     assert json.dumps(doc_a, sort_keys=True, default=str) == json.dumps(doc_b, sort_keys=True, default=str)
+    assert all(isinstance(r, Rendered) for name, r in b.models.results.items() if not entry(name).local)
+    unrendered = fit_models(b.derivation, cut, full=b.full)  # on the cut columns, the results themselves
     compared = 0
     for e in entries():
-        specs_a, specs_b = a.models[e.name].tables(), b.models[e.name].tables()
+        specs_a, specs_b = a.models[e.name].tables(), unrendered[e.name].tables()
         assert specs_a.keys() == specs_b.keys()
         for key, spec in specs_a.items():
             pd.testing.assert_frame_equal(spec.frame, specs_b[key].frame)
@@ -213,5 +218,5 @@ def test_an_analysis_that_does_not_say_what_it_reads_keeps_every_visit_column(du
     assert visit_columns(["km", "quality"]) >= {"patient_id", "sex", "visit_date"}
     prepared, _ = load(sample_dir / "visits.csv", sample_dir / "therapies.csv")
     columns = list(prepared.visits.columns)
-    analyze(prepared, models=True, release_visits=True)
+    analyze(prepared, models=True, lean=True)
     assert release_unread_visit_columns(prepared) == [] and list(prepared.visits.columns) == columns

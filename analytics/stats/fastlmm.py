@@ -214,19 +214,20 @@ class _Design:
         self.line_patient = np.cumsum(pstart) - 1
         self.pstarts = np.flatnonzero(pstart)
         self.n_lines, self.n_patients = J, len(self.pstarts)
-        Xs, ys = X[order], y[order]
         w = np.zeros(n) if weeks is None else np.asarray(weeks, float)[order]
         self.Z = np.column_stack([np.ones(n), w])  # both levels use columns of [1, weeks]
         # Per line, entry by entry: S = Z'Z (2 x 2, on the [1, weeks] basis) and R = Z'[X y] (row k of Z':
         # (p + 1) x J, one contiguous row per column of [X y], so sums over a patient's lines are bincounts).
         s01 = np.add.reduceat(w, starts)
         self.S = [[np.diff(np.r_[starts, n]).astype(float), s01], [s01, np.add.reduceat(w * w, starts)]]
-        Xy = np.column_stack([Xs, ys])
+        Xy = np.column_stack([X[order], y[order]])
         self.R = [np.ascontiguousarray(np.add.reduceat(Xy, starts, axis=0).T),
                   np.ascontiguousarray(np.add.reduceat(w[:, None] * Xy, starts, axis=0).T)]
         self.XyXy = Xy.T @ Xy
         self._work: dict = {}
-        self.Xs, self.ys = Xs, ys
+        # The caller's X, not a sorted copy (tens of MB at 100,000 patients, held through the whole
+        # search): it is sorted again for the fitted values, once the work arrays are let go.
+        self.X = X
         self.dof = n - p if reml else n
         self.n_theta1 = len(_TRI[q_line])
         self.n_theta = self.n_theta1 + (len(_TRI[q_patient]) if q_patient else 0)
@@ -236,7 +237,7 @@ class _Design:
         deviance and its derivatives (Satterthwaite's df, later) need only the per-line statistics.
         At 100,000 patients these are hundreds of MB, and a fit kept as a fallback would hold them
         while the next model is fitted."""
-        self.Xs = self.ys = self.Z = self.order = self.obs_line = None
+        self.X = self.Z = self.order = self.obs_line = None
         self._work.clear()
 
     def _ws(self, name: str, rows: int, like: np.ndarray) -> list[np.ndarray]:
@@ -494,10 +495,12 @@ def _varpar_covariance(design: _Design, theta: np.ndarray, ev: dict, sigma: floa
         h = 1e-4 * max(abs(theta[i]), 1e-2)
         e = np.zeros(k)
         e[i] = h
-        up, dn = design.evaluate(theta + e, 1), design.evaluate(theta - e, 1)
-        if up["dev"] >= 1e300 or dn["dev"] >= 1e300:
+        # one evaluation at a time, in the work arrays (keep=False): only its gradient is kept
+        up = design.evaluate(theta + e, 1, keep=False)
+        gu = design.gradient_parts(up) if up["dev"] < 1e300 else None
+        dn = design.evaluate(theta - e, 1, keep=False)
+        if gu is None or dn["dev"] >= 1e300:
             return None, "the Hessian of the deviance could not be evaluated"
-        gu = design.gradient_parts(up)
         gd = design.gradient_parts(dn)
         H[i, :k] = ((gu[0] - gd[0]) + (gu[1] - gd[1]) / s2) / (2 * h)
     H[:k, :k] = (H[:k, :k] + H[:k, :k].T) / 2
@@ -551,7 +554,8 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     # BLUPs: b = Lambda Lambda' Z'V^-1 (y - X beta) per group
     blups = {lev: s["a"] @ (L @ L.T) for lev, s, L in zip(names, ev["levels"], Ls)}  # a: groups x q
     Z = design.Z
-    fit_sorted = design.Xs @ beta + np.sum(Z[:, :q_line] * blups["line"][design.obs_line], axis=1)
+    design._work.clear()  # before the sorted copy of X below: the kept blocks were handed over (evaluate)
+    fit_sorted = design.X[design.order] @ beta + np.sum(Z[:, :q_line] * blups["line"][design.obs_line], axis=1)
     if q_patient:
         fit_sorted += np.sum(Z[:, :q_patient] * blups["patient"][design.line_patient[design.obs_line]], axis=1)
     fitted = np.empty(n)

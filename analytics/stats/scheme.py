@@ -218,10 +218,15 @@ def fit_scheme(derivation: Derivation, full: Derivation, prepared: Prepared | No
     warns: list[str] = []
     arms = tuple(derivation.options.arms)
     history = _history(full.lines, scheme)
-    judged, failed = _assessments(history, full.trajectories, scheme)
-    history = history.join(judged).join(failed)
-    shown = derivation.lines["line_id"]
-    lines = history[history["line_id"].isin(shown.to_numpy())].reset_index(drop=True)
+    for part in _assessments(history, full.trajectories, scheme):  # on history's index: its columns added, in
+        for c in part.columns:                                     # place (a join would copy every column)
+            history[c] = part[c]
+    shown = history["line_id"].isin(derivation.lines["line_id"].to_numpy())
+    if shown.all() and history.index.equals(pd.RangeIndex(len(history))):
+        lines = history  # no cohort filter: every line (not a copy of them all)
+    else:
+        lines = history[shown].reset_index(drop=True)
+    del history, shown
     inc = lines[lines["included"] == 1]
 
     # per step

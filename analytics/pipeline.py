@@ -21,6 +21,7 @@ from .ingest.io import DATE_FORMATS, ColumnMapping, load_mapping, mapping_from_b
 from .lines.cohort import CohortFilter
 from .models import ModelOptions, Models, fit_models
 from .errors import OptionError
+from .heap import trim
 from .protocol import AnalysisWarning
 from .lines.options import DeriveOptions
 from .ingest.validate import Prepared, prepare
@@ -43,6 +44,8 @@ def load(visits: str | Path, therapies: str | Path | None = None,
     raw_t = read_table(therapies, "therapies", m) if therapies is not None else None
     t1 = time.perf_counter()
     prepared = prepare(raw_v, raw_t, m)
+    del raw_v, raw_t
+    trim()  # the raw text columns and validation's temporaries: back to the system before the lines
     if m.source:
         prepared.sources["mapping"] = {"name": Path(m.source).name}
     t2 = time.perf_counter()
@@ -58,6 +61,8 @@ def load_bytes(visits: tuple[bytes, str], therapies: tuple[bytes, str] | None = 
     raw_t = read_bytes(therapies[0], therapies[1], "therapies", m) if therapies is not None else None
     t1 = time.perf_counter()
     prepared = prepare(raw_v, raw_t, m)
+    del raw_v, raw_t
+    trim()
     if m.source:
         prepared.sources["mapping"] = {"name": m.source}
     return prepared, {"load": t1 - t0, "validate": time.perf_counter() - t1}
@@ -179,6 +184,8 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     fitted = None
     if models and lean:
         release_unread_visit_columns(prepared)
+    if models:
+        trim()  # derivation's temporaries (and the deleted columns): each fit starts from what is held
     if models:
         fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers,
                             helper=helper, meanwhile=meanwhile and (lambda: meanwhile(derivation)), render=lean)

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .heap import trim
 from .protocol import FigureSpec, TableSpec, ci_label, tag
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -254,12 +255,15 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
 
     def timed(e: Entry):
         t0 = time.perf_counter()
-        return (fit if e.local else kept)(e.name), time.perf_counter() - t0
+        out = (fit if e.local else kept)(e.name)
+        trim()  # its work arrays, back to the system before the next fit (a few ms; see analytics.heap)
+        return out, time.perf_counter() - t0
 
     shared = sorted((e for e in todo if not e.local), key=lambda e: -e.cost)
     parallel = workers > 1 and bool(shared)
     if meanwhile is not None and not parallel:
         meanwhile()
+        trim()
     # On one process, those with the largest intermediates first (the mixed model's, the quality
     # indicators', the scheme's): they then come while few results are held, which lowers the peak
     # memory (100,000 patients: the largest stage's peak 1.37 -> 1.28 GB ordered by cost, -> 1.22 GB

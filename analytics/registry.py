@@ -25,6 +25,10 @@ Each entry says:
   (``cost``: seconds at 10,000 patients); on one process, the largest intermediates first
   (``memory``: MB the fit adds at 100,000 patients, ``benchmarks/bench_memory.py``), so that they
   come while few results are held. Neither changes a result.
+- ``visits``: the columns of the prepared visits it reads, itself or through the analysis table
+  (:data:`TABLE_VISIT_COLUMNS`); ``analyze`` on the command line deletes the columns no analysis
+  reads before fitting (:func:`visit_columns`). None (the default): it may read any, and then
+  none is deleted.
 
 Suppression rules live with the tables (:class:`~analytics.protocol.TableSpec`) and are applied
 once by :mod:`analytics.display.suppression`.
@@ -474,26 +478,26 @@ def _builtins() -> None:
               figures={"trajectories": "trajectories", "sequences": "sequences", "swimmer": "swimmer"},
               stage="overview", local=True, visits=()),
         Entry("table1", "Table 1: characteristics by arm", lambda ctx: _fit("stats.table1", "table1", ctx.table, ctx.arms, alpha=ctx.alpha),
-              results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04, memory=91,
+              results_key=("table1",), tables={"table": "table1"}, stage="adjusted", cost=0.04, memory=89,
               visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: ["SMD: largest absolute pairwise standardised mean difference between arms."]),
         Entry("km", "Time to response (Kaplan-Meier)",
               lambda ctx: _fit("stats.survival", "fit_km", ctx.table, ctx.arms, list(ctx.options.ticks), alpha=ctx.alpha),
               results_key=("time_to_response",), to_results=_km_results,
               tables={"medians": "km_medians", "risk_table": "km_risk_table", "pairwise": "logrank_pairwise"},
-              figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13, memory=130,
+              figures={"curves": "km"}, section="Time to response", cli=_km_cli, cost=0.13, memory=125,
               visits=TABLE_VISIT_COLUMNS,
               methods=lambda r, ctx: (f"Kaplan-Meier estimates with {ci_label(r.alpha)}s (log-log); log-rank "
                                       "tests across arms and pairwise with Holm correction.")),
         Entry("cox", "Cox model, unadjusted", lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, (), alpha=ctx.alpha),
               results_key=("time_to_response", "cox"), tables={"hazard_ratios": "cox_unadjusted"},
-              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14, memory=136,
+              figures={"forest": "cox_unadjusted"}, section="Cox model", cli=_cox_cli("unadjusted"), cost=0.14, memory=132,
               visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: [f"Unadjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("cox_adjusted", "Cox model, adjusted",
               lambda ctx: _fit("stats.cox", "fit_cox", ctx.table, ctx.arms, tuple(ctx.options.adjust_for), alpha=ctx.alpha),
               results_key=("time_to_response", "cox_adjusted"), tables={"hazard_ratios": "cox_adjusted"},
-              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19, memory=154,
+              figures={"forest": "cox_adjusted"}, section="Cox model", cli=_cox_cli("adjusted"), cost=0.19, memory=182,
               visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: [f"Adjusted model. Proportional hazards: {r.ph_text}"], methods=_cox_methods),
         Entry("competing", "Competing risks",
@@ -506,7 +510,7 @@ def _builtins() -> None:
         Entry("interval", "Interval-censoring sensitivity",
               lambda ctx: _fit("stats.interval", "fit_interval", ctx.table, ctx.derivation, ctx.arms, alpha=ctx.alpha),
               results_key=("interval_censoring",), tables={"summary": "interval_censoring"},
-              figures={"medians": "interval_censoring"}, cost=1.15, memory=274,
+              figures={"medians": "interval_censoring"}, cost=1.15, memory=251,
               visits=TABLE_VISIT_COLUMNS,
               notes=lambda r: ["Time ratios below 1: faster response than the reference arm (Weibull AFT)."],
               methods=lambda r, ctx: ("Interval-censoring sensitivity: Turnbull NPMLE medians and Weibull AFT time "
@@ -518,13 +522,13 @@ def _builtins() -> None:
                                                     "variance": "mixed_variance"},
               figures={"trajectories": "mixed_model", "diagnostics": "mixed_model_diagnostics"},
               notes=_mixed_notes, cli=_mixed_cli,
-              methods=_mixed_methods, stage="mixed_model", cost=0.8, memory=441,
+              methods=_mixed_methods, stage="mixed_model", cost=0.8, memory=459,
               visits=TABLE_VISIT_COLUMNS),
         Entry("adjusted", "Adjusted comparison (weighted)",
               lambda ctx: _fit("stats.adjusted", "fit_adjusted", ctx.table, ctx.arms, tuple(ctx.options.adjust_for),
                                tuple(ctx.options.trim), alpha=ctx.alpha),
               place=_place_adjusted, tables={"balance": "balance", "cox": "cox_weighted"},
-              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27, memory=243,
+              figures={"balance": "balance", "km": "km_weighted"}, notes=lambda r: [r.note], stage="adjusted", cost=0.27, memory=239,
               visits=TABLE_VISIT_COLUMNS,
               methods=lambda r, ctx: ("Adjusted comparison: stabilised inverse-probability-of-treatment weights from "
                                       "a multinomial propensity model on the common support, truncated at the "
@@ -540,7 +544,7 @@ def _builtins() -> None:
               figures={"ladder": "scheme_ladder", "paths": "scheme_paths", "refractory": "scheme_refractory",
                        "refractory_cox": "scheme_refractory_cox"},
               section="Stepwise scheme", cli=_scheme_cli, notes=_scheme_notes, methods=_scheme_methods,
-              stage="scheme", cost=0.7, memory=374,
+              stage="scheme", cost=0.7, memory=310,
               visits=TABLE_VISIT_COLUMNS),
         Entry("quality", "Quality indicators",
               lambda ctx: _fit("stats.quality", "compute_quality", ctx.prepared, ctx.full, ctx.options.period,
@@ -550,7 +554,7 @@ def _builtins() -> None:
                                                    for k in QUALITY_INDICATOR_KEYS}},
               figures={key: f"quality_{key}" for key in QUALITY_INDICATOR_KEYS},
               notes=lambda q: ["The cohort filters do not apply: the indicators describe care in the whole export.",
-                               *q.notes], whole_export=True, stage="quality", cost=0.33, memory=393,
+                               *q.notes], whole_export=True, stage="quality", cost=0.33, memory=323,
               visits=QUALITY_VISIT_COLUMNS),
     ]
     for e in builtin:

@@ -182,11 +182,10 @@ def analyze(prepared: Prepared, options: DeriveOptions | None = None, timings: d
     timings["derive"] = time.perf_counter() - t0
     model_options = models if isinstance(models, ModelOptions) else ModelOptions()
     fitted = None
-    if models and lean:
-        release_unread_visit_columns(prepared)
     if models:
+        if lean:
+            release_unread_visit_columns(prepared)
         trim()  # derivation's temporaries (and the deleted columns): each fit starts from what is held
-    if models:
         fitted = fit_models(derivation, prepared, model_options, full=full, progress=progress, workers=workers,
                             helper=helper, meanwhile=meanwhile and (lambda: meanwhile(derivation)), render=lean)
         timings |= fitted.timings_s

@@ -290,9 +290,10 @@ class _Design:
         # In place (no fresh block per deviance: at 100,000 patients that is 40 MB of page faults). When
         # the caller keeps what it returns (the per-group B) past the next evaluation, the work arrays
         # holding it are handed over (forgotten here) instead of copied: the final evaluation of a fit
-        # then needs no more memory than the optimiser's.
+        # then needs no more memory than the optimiser's. With a patient level, B of the lines is
+        # computed into FHB below, and these stay work arrays.
         Bx = [np.subtract(R[i], SGZ[i], out=SGZ[i]) for i in range(2)]
-        if level and keep:
+        if level and keep and not q2:
             self._forget("SGZ", 2, R[0])
         if q2:
             l2 = _const(L2)

@@ -227,7 +227,10 @@ class _Fit:
         if self.progress:
             self.progress(e.title)
         result = fit_entry(e, self.ctx)
-        return Rendered.of(e, result) if self.render else result
+        if self.render:
+            result = Rendered.of(e, result)  # the result's frames are let go here
+        trim()  # its work arrays, back to the system before the next fit, in whichever process fitted it
+        return result
 
 
 def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
@@ -259,8 +262,7 @@ def fit_all(ctx: FitContext, names: Iterable[str] | None = None,
 
     def timed(e: Entry):
         t0 = time.perf_counter()
-        out = (fit if e.local else kept)(e.name)
-        trim()  # its work arrays, back to the system before the next fit (a few ms; see analytics.heap)
+        out = (fit if e.local else kept)(e.name)  # which trims the heap after the fit (see analytics.heap)
         return out, time.perf_counter() - t0
 
     shared = sorted((e for e in todo if not e.local), key=lambda e: -e.cost)

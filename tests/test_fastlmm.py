@@ -232,3 +232,61 @@ def test_the_preconditioned_search_finds_the_plain_searchs_optimum_in_theta():
 
     res = _preconditioned_lbfgs(nowhere, start)
     np.testing.assert_array_equal(res.x, start)
+
+
+@pytest.mark.parametrize("qs", [{"line": 2}, {"patient": 1, "line": 2}, {"patient": 2, "line": 2}],
+                         ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
+def test_a_large_fit_starts_from_a_subsample_and_reaches_the_same_optimum(monkeypatch, qs):
+    """Above SUBSAMPLE_ABOVE outermost groups the search starts from a fit on a tenth of them; the
+    optimum is the full data's all the same. The threshold is lowered here so that 400 patients
+    take that path, and the fit is compared with the one from lme4's start."""
+    from patsy import dmatrix
+
+    from analytics.stats import fastlmm
+
+    from .nested_sim import simulate_nested
+
+    d = simulate_nested(400, 11)
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
+    X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
+    args = (X, d["cdasi_activity"].to_numpy(), pd.factorize(d["line_id"])[0],
+            pd.factorize(d["patient_id"])[0] if "patient" in qs else None, d["weeks"].to_numpy())
+    kw = {"q_line": qs["line"], "q_patient": qs.get("patient", 0)}
+    plain = fit_lmm(*args, **kw)
+    starts = []
+    real = fastlmm._subsample_start
+
+    def spy(*a):
+        starts.append(real(*a))
+        return starts[-1]
+
+    monkeypatch.setattr(fastlmm, "SUBSAMPLE_ABOVE", 30)
+    monkeypatch.setattr(fastlmm, "_subsample_start", spy)
+    sub = fit_lmm(*args, **kw)
+    assert starts and starts[-1] is not None  # the subsample was fitted (the last call: the outermost), its optimum the start
+    assert sub.converged and plain.converged
+    assert sub.deviance == pytest.approx(plain.deviance, rel=1e-9, abs=1e-7)
+    np.testing.assert_allclose(sub.beta, plain.beta, rtol=1e-5, atol=1e-7)
+    for lev in plain.cov_re:
+        np.testing.assert_allclose(sub.cov_re[lev], plain.cov_re[lev], rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose([sub.df(e) for e in np.eye(6)], [plain.df(e) for e in np.eye(6)], rtol=1e-3)
+
+
+def test_a_subsample_that_cannot_be_fitted_gives_no_start(monkeypatch):
+    """A subsample whose design is rank-deficient (an arm that only a few patients had, all left
+    out) gives no start: the fit starts from lme4's, as a small one does."""
+    from analytics.stats import fastlmm
+
+    monkeypatch.setattr(fastlmm, "SUBSAMPLE_ABOVE", 30)
+    rng = np.random.default_rng(1)
+    n = 400
+    lines = np.repeat(np.arange(n), 3)
+    rare = np.zeros(len(lines))
+    rare[lines == 7] = 1.0  # one line of one patient: a tenth of the patients almost never holds it
+    X = np.column_stack([np.ones(len(lines)), np.tile([0.0, 4.0, 8.0], n), rare])
+    y = X @ [10.0, -0.3, 2.0] + rng.normal(0, 1, n)[lines] + rng.normal(0, 1, len(lines))
+    keep = np.random.default_rng(fastlmm.SUBSAMPLE_SEED).random(n) < fastlmm.SUBSAMPLE_SHARE
+    assert not keep[7]  # the rare line is not in the subsample
+    assert fastlmm._subsample_start(X, y, lines, None, X[:, 1], 1, 0, True) is None
+    fit = fit_lmm(X, y, lines, None, X[:, 1], q_line=1)
+    assert fit.converged

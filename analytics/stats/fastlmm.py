@@ -21,8 +21,10 @@ sufficient statistics (Z'Z, Z'X, Z'y per line), so one deviance costs O(lines x 
 O(observations).
 
 beta and sigma^2 are profiled out; theta (up to 3 numbers per level) is optimised by L-BFGS-B
-with the exact gradient, from up to two starts, and reported with a non-negative diagonal of
-each Lambda. Singular fits are flagged as lme4's ``isSingular`` does.
+with the exact gradient, in coordinates scaled by the Hessian at the start, from up to two starts
+(three for a fit of more than 20,000 outermost groups: first the optimum of a fit on a fixed random
+tenth of them), and reported with a non-negative diagonal of each Lambda. Singular fits are
+flagged as lme4's ``isSingular`` does.
 
 Small-sample inference: :meth:`LmmFit.df` gives Satterthwaite degrees of freedom for any
 contrast of the fixed effects, computed as lmerTest does (Kuznetsova et al., J Stat Softw 2017):

@@ -263,7 +263,8 @@ def test_a_large_fit_starts_from_a_subsample_and_reaches_the_same_optimum(monkey
     monkeypatch.setattr(fastlmm, "SUBSAMPLE_ABOVE", 30)
     monkeypatch.setattr(fastlmm, "_subsample_start", spy)
     sub = fit_lmm(*args, **kw)
-    assert starts and starts[-1] is not None  # the subsample was fitted (the last call: the outermost), its optimum the start
+    # the subsample was fitted (the last call is the outermost one) and its optimum is the start
+    assert starts and starts[-1] is not None
     assert sub.converged and plain.converged
     assert sub.deviance == pytest.approx(plain.deviance, rel=1e-9, abs=1e-7)
     np.testing.assert_allclose(sub.beta, plain.beta, rtol=1e-5, atol=1e-7)

@@ -498,10 +498,11 @@ def _preconditioned_lbfgs(f, start: np.ndarray):
     """Minimise ``f`` (value and gradient) with L-BFGS-B from ``start``, in coordinates z with
     theta = x0 + C z, where C C' is the inverse of the Hessian at the start x0 (forward differences
     of the exact gradient: len(theta) more evaluations), its eigenvalues taken in absolute value and
-    floored, so that C is defined where the deviance is not convex. The scales of the elements of theta differ by orders of magnitude (a slope's against
-    an intercept's), and L-BFGS-B, which starts from the identity, spent most of its evaluations
-    learning them: at 100,000 patients the default model's two searches took 35 + 35 evaluations,
-    and 31 + 20 preconditioned (the Hessian's included). The optimum is the same (the same function, the same tolerances); the
+    floored, so that C is defined where the deviance is not convex. The scales of the elements of
+    theta differ by orders of magnitude (a slope's against an intercept's), and L-BFGS-B, which
+    starts from the identity, spent most of its evaluations learning them: at 100,000 patients the
+    default model's two searches took 35 + 35 evaluations, and 31 + 20 preconditioned (the
+    Hessian's included). The optimum is the same (the same function, the same tolerances); the
     result is in theta, with ``jac`` the gradient in theta. Plain L-BFGS-B when no Hessian can be
     measured."""
     options = {"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10}

@@ -234,7 +234,8 @@ def test_the_preconditioned_search_finds_the_plain_searchs_optimum_in_theta():
     np.testing.assert_array_equal(res.x, start)
 
 
-@pytest.mark.parametrize("qs", [{"line": 2}, {"patient": 1, "line": 2}, {"patient": 2, "line": 2}],
+@pytest.mark.parametrize("qs", [{"line": 1}, {"line": 2}, {"patient": 1, "line": 1}, {"patient": 1, "line": 2},
+                                {"patient": 2, "line": 2}],
                          ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
 def test_a_large_fit_starts_from_a_subsample_and_reaches_the_same_optimum(monkeypatch, qs):
     """Above SUBSAMPLE_ABOVE outermost groups the search starts from a fit on a tenth of them; the

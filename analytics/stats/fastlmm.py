@@ -429,14 +429,9 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
     if start is not None:
         starts.insert(0, np.asarray(start, float))
 
-    last: dict = {}
-
     def scaled(th):
-        key = np.asarray(th, float).tobytes()
-        if last.get("key") != key:  # the optimiser's first point is the one the preconditioner measured
-            dev, grad = design.deviance_and_gradient(th)
-            last.update(key=key, value=(dev / n, grad / n))
-        return last["value"]
+        dev, grad = design.deviance_and_gradient(th)
+        return dev / n, grad / n
 
     def deviance(th):
         return design.evaluate(th)["dev"]
@@ -507,29 +502,24 @@ def _preconditioned_lbfgs(f, start: np.ndarray):
     measured."""
     options = {"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10}
     x0 = start
-    C = None
     f0, g0 = f(x0)
     H = _hessian(f, x0, g0) if np.isfinite(f0) and f0 < 1e299 and np.all(np.isfinite(g0)) else None
-    if H is not None:
-        vals, vecs = np.linalg.eigh(H)
-        vals = np.abs(vals)
-        if vals.max() > 0:
-            C = vecs / np.sqrt(np.maximum(vals, 1e-3 * vals.max()))
-    if C is None:
+    if H is None or not np.any(H):
         return optimize.minimize(f, x0, jac=True, method="L-BFGS-B", options=options)
-    grads: dict = {}
+    vals, vecs = np.linalg.eigh(H)
+    vals = np.abs(vals)
+    root = np.sqrt(np.maximum(vals, 1e-3 * vals.max()))
+    C = vecs / root  # C' g = root^-1 V' g, so g = V (root * (C' g))
 
     def in_z(z):
-        th = x0 + C @ z
-        value, grad = f(th)
-        grads[z.tobytes()] = grad
+        if not np.any(z):  # the start, measured above
+            return f0, C.T @ g0
+        value, grad = f(x0 + C @ z)
         return value, C.T @ grad
 
     res = optimize.minimize(in_z, np.zeros(len(x0)), jac=True, method="L-BFGS-B", options=options)
-    theta = x0 + C @ res.x
-    jac = grads.get(res.x.tobytes())
-    res.jac = jac if jac is not None else f(theta)[1]
-    res.x = theta
+    res.x = x0 + C @ res.x
+    res.jac = vecs @ (root * res.jac)  # the gradient in theta
     return res
 
 

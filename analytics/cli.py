@@ -553,6 +553,9 @@ def _become(cmd: list[str], env: dict) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .heap import small_pages
+
+    small_pages()  # before numpy is imported (see analytics.heap)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler = {"validate": _cmd_validate, "analyze": _stored(_cmd_analyze, "analyze"),

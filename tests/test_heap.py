@@ -1,8 +1,10 @@
 """analytics.heap.trim: the freed pages of a stage go back to the system before the next stage
-(the command line's peak memory at 100,000 patients)."""
+(the command line's peak memory at 100,000 patients); small_pages: the command line's numpy
+arrays in ordinary pages (the kernel's time at 100,000 patients)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -41,3 +43,45 @@ def test_trim_hands_freed_heap_pages_back(tmp_path):
 def test_trim_is_a_no_op_without_glibc(monkeypatch):
     monkeypatch.setattr(heap, "_LIBC", [None])
     assert heap.trim() is None
+
+
+SMALL_PAGES_CHILD = r"""
+import sys
+sys.path.insert(0, {root!r})
+from analytics.cli import main
+main(["validate", {visits!r}])
+import numpy as np
+core = getattr(np, "_core", None) or np.core
+print(core.multiarray._set_madvise_hugepage(True))  # returns the setting in force until now
+"""
+
+
+@pytest.mark.parametrize("user_value, expected", [(None, "False"), ("1", "True")])
+def test_the_command_line_keeps_numpy_off_huge_pages_unless_told(tmp_path, user_value, expected):
+    """A command (here ``validate``) runs with numpy's transparent huge pages off (the kernel's
+    compaction stalls at 100,000 patients; analytics.heap.small_pages), unless the user set
+    NUMPY_MADVISE_HUGEPAGE: then numpy keeps what they chose."""
+    from .conftest import ROOT
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    if user_value is not None:
+        env["NUMPY_MADVISE_HUGEPAGE"] = user_value
+    code = SMALL_PAGES_CHILD.format(root=str(ROOT), visits=str(ROOT / "sample_data" / "visits.csv"))
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=tmp_path).stdout.split()
+    assert out[-1] == expected
+
+
+def test_small_pages_tells_an_imported_numpy(monkeypatch):
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "unset")  # recorded, so that the test's value is undone
+    monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE")
+    before = core.multiarray._set_madvise_hugepage(True)
+    try:
+        heap.small_pages()
+        assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
+        assert core.multiarray._set_madvise_hugepage(True) is False
+    finally:
+        core.multiarray._set_madvise_hugepage(before)

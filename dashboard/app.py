@@ -2,8 +2,11 @@
 
 import streamlit as st
 
+from analytics.heap import small_pages
 from analytics.spec import SPEC_KEYS
 from dashboard import state, ui
+
+small_pages()  # numpy's arrays in ordinary pages, as `cdasi-outcomes dashboard` sets (analytics.heap)
 
 st.set_page_config(page_title="cdasi-outcomes", page_icon=":material/monitoring:", layout="wide")
 

@@ -11,11 +11,12 @@ command line's peak is then the largest stage's own, not the sum of every stage'
 It changes no result. Where glibc is not the C library (macOS, musl) only Arrow's pool is
 trimmed.
 
-:func:`small_pages` is the other half, for the command line's processes: numpy asks the kernel
-for transparent huge pages (2 MB) for every array of 4 MB or more, and where the kernel compacts
-memory to find them on demand (``defrag`` set to ``madvise``, as on Debian) each new array can
-stall for that. At 100,000 patients ``analyze`` spent 8-11 s of its 29-34 s in the kernel that
-way; with 4 KB pages, 1-5 s (the same user time, and the same results).
+:func:`small_pages` concerns the other side of a page's life, its first use, for the command
+line's processes: numpy asks the kernel for transparent huge pages (2 MB) for every array of
+4 MB or more, and where the kernel compacts memory to find them on demand (``defrag`` set to
+``madvise``, as on Debian) each new array can stall for that. At 100,000 patients ``analyze``
+spent 7-13 s of its 28-34 s in the kernel that way; with 4 KB pages, 2-6 s (the same user time,
+and the same results).
 """
 
 from __future__ import annotations

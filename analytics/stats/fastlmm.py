@@ -475,13 +475,19 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
     return best
 
 
+def _step(x: float) -> float:
+    """The finite-difference step for an element of theta in a Hessian (the search's start, and the
+    variance parameters' covariance): relative, with a floor for elements near zero."""
+    return 1e-4 * max(abs(x), 1e-2)
+
+
 def _hessian(f, x: np.ndarray, g: np.ndarray) -> np.ndarray | None:
     """The symmetrised Hessian of ``f`` at ``x`` (gradient ``g``) by forward differences of the
     exact gradient (len(x) evaluations); None where it is not finite."""
     k = len(x)
     H = np.empty((k, k))
     for i in range(k):
-        h = 1e-4 * max(abs(x[i]), 1e-2)
+        h = _step(x[i])
         e = np.zeros(k)
         e[i] = h
         H[i] = (f(x + e)[1] - g) / h
@@ -542,7 +548,7 @@ def _varpar_covariance(design: _Design, theta: np.ndarray, ev: dict, sigma: floa
     H = np.zeros((k + 1, k + 1))
     s2 = sigma**2
     for i in range(k):
-        h = 1e-4 * max(abs(theta[i]), 1e-2)
+        h = _step(theta[i])
         e = np.zeros(k)
         e[i] = h
         # one evaluation at a time, in the work arrays (keep=False): only its gradient is kept

@@ -167,7 +167,8 @@ def test_satterthwaite_df_is_invariant_to_the_order_of_the_rows():
 
 @pytest.mark.parametrize("qs", [{"line": 2}, {"patient": 2, "line": 2}, {"patient": 1, "line": 2}],
                          ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
-def test_a_kept_evaluation_is_not_overwritten_by_the_next(qs):
+@pytest.mark.parametrize("cells", [False, True], ids=["plain", "cells"])
+def test_a_kept_evaluation_is_not_overwritten_by_the_next(qs, cells):
     """The deviance is computed in work arrays kept between evaluations. An evaluation whose blocks
     the caller keeps (the final one of a fit, the Hessian's) is handed those arrays: later
     evaluations, kept or not, at other parameters must leave its blocks as they were."""
@@ -182,7 +183,8 @@ def test_a_kept_evaluation_is_not_overwritten_by_the_next(qs):
     X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
     design = _Design(X, d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
                      pd.factorize(d["patient_id"])[0] if "patient" in qs else None, d["weeks"].to_numpy(float),
-                     qs["line"], qs.get("patient", 0), True)
+                     qs["line"], qs.get("patient", 0), True, pd.factorize(d["arm"])[0] if cells else None)
+    assert (design.T is not None) == cells
     theta = np.full(design.n_theta, 0.4)
     kept = design.evaluate(theta, level=2)
     before = [[b.copy() for b in s["B"]] for s in kept["levels"]]
@@ -292,3 +294,99 @@ def test_a_subsample_that_cannot_be_fitted_gives_no_start(monkeypatch):
     assert fastlmm._subsample_start(X, y, lines, None, X[:, 1], 1, 0, True) is None
     fit = fit_lmm(X, y, lines, None, X[:, 1], q_line=1)
     assert fit.converged
+
+
+def _nested_design(n_patients: int = 60, seed: int = 5):
+    from patsy import dmatrix
+
+    from .nested_sim import simulate_nested
+
+    d = simulate_nested(n_patients, seed)
+    d["arm"] = pd.Categorical(d["arm"], categories=ARMS)
+    X = dmatrix("weeks * arm", d, return_type="dataframe").to_numpy()
+    return d, X
+
+
+@pytest.mark.parametrize("reml", [True, False])
+@pytest.mark.parametrize("qs", STRUCTURES, ids=lambda q: "+".join(f"{k}{v}" for k, v in q.items()))
+def test_the_cell_basis_computes_the_plain_paths_numbers(qs, reml):
+    """With the arm as cells (``weeks * arm``: two columns per arm), every per-line block is 3 rows
+    instead of p + 1, and the lines' forms with a patient level are computed without the lines'
+    blocks. The deviance, beta, the gradient and d cov(beta) / d theta must be the plain path's, to
+    rounding, away from the optimum; the fits must agree to the optimiser's tolerance."""
+    from analytics.stats.fastlmm import _Design
+
+    d, X = _nested_design()
+    args = (X, d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0],
+            pd.factorize(d["patient_id"])[0] if "patient" in qs else None, d["weeks"].to_numpy(float),
+            qs["line"], qs.get("patient", 0), reml)
+    cells = pd.factorize(d["arm"])[0]
+    plain, cell = _Design(*args), _Design(*args, cells)
+    assert plain.T is None and cell.T is not None and cell.R[0].shape[0] == 3 and plain.R[0].shape[0] == 7
+    for theta in (np.linspace(0.3, 0.9, plain.n_theta), np.linspace(-1.2, 0.4, plain.n_theta)):
+        a, b = plain.evaluate(theta, level=2), cell.evaluate(theta, level=2)
+        assert b["dev"] == pytest.approx(a["dev"], rel=1e-12)
+        np.testing.assert_allclose(b["beta"], a["beta"], rtol=1e-10, atol=1e-12)
+        for x, y in zip(plain.gradient_parts(a), cell.gradient_parts(b)):
+            np.testing.assert_allclose(y, x, rtol=1e-9, atol=1e-9)
+        for x, y in zip(plain.dcov_dtheta(a, 1.7), cell.dcov_dtheta(b, 1.7)):
+            np.testing.assert_allclose(y, x, rtol=1e-9, atol=1e-12)
+    fa = fit_lmm(*args[:5], q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml)
+    fb = fit_lmm(*args[:5], q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml, cells=cells)
+    assert fb.deviance == pytest.approx(fa.deviance, rel=1e-10)
+    np.testing.assert_allclose(fb.beta, fa.beta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(fb.fitted, fa.fitted, rtol=1e-5, atol=1e-5)  # BLUPs mapped back to the rows
+    np.testing.assert_allclose([fb.df(e) for e in np.eye(6)], [fa.df(e) for e in np.eye(6)], rtol=1e-3)
+
+
+def test_the_cell_basis_is_used_only_where_it_reproduces_x():
+    """A covariate that varies within an arm, or a line whose visits are in two cells, or cells far
+    wider than X: the plain path, with the same fit."""
+    from analytics.stats.fastlmm import _cell_basis, _Design
+
+    d, X = _nested_design(40, 3)
+    y, lines, w = d["cdasi_activity"].to_numpy(float), pd.factorize(d["line_id"])[0], d["weeks"].to_numpy(float)
+    cells = pd.factorize(d["arm"])[0]
+    T = _cell_basis(X, w, cells)
+    assert T is not None and T.shape == (6, 6)
+    rows = np.arange(len(w))
+    np.testing.assert_allclose(T[2 * cells] + w[:, None] * T[2 * cells + 1], X, atol=1e-12)  # X = X~ T
+    extra = np.column_stack([X, np.sin(rows)])  # varies within every line
+    assert _cell_basis(extra, w, cells) is None
+    line_level = np.column_stack([X, pd.factorize(d["line_id"])[0] % 5 == 0])  # constant per line, not per arm
+    assert _cell_basis(line_level, w, cells) is None
+    assert _cell_basis(X, w, rows % 40) is None  # 80 columns for 6: not worth it
+    split = cells.copy()
+    split[0] = (split[0] + 1) % 3  # the first line's first visit in another arm's cell
+    assert _cell_basis(X, w, split) is None or _Design(X, y, lines, None, w, 2, 0, True, split).T is None
+    plain = fit_lmm(extra, y, lines, None, w, q_line=1)
+    again = fit_lmm(extra, y, lines, None, w, q_line=1, cells=cells)
+    np.testing.assert_array_equal(again.beta, plain.beta)
+
+
+def test_the_search_stops_where_the_deviance_is_flat_to_rounding(monkeypatch):
+    """At the optimum of a large fit the deviance no longer changes in its last digits, and L-BFGS-B's
+    line search can spend tens of evaluations there before its ftol test is reached. The search stops
+    at the first step whose value is within rounding of the best, when the best point's gradient
+    predicts less than ftol more decrease: it reports success, at the optimum, in fewer evaluations.
+    Without the rule the same search takes more than twice as many."""
+    from analytics.stats import fastlmm
+
+    scales = np.array([2.0, 0.2])
+
+    def f(x):  # smooth, with rounding noise of 1e-14 in the value, as a deviance summed over a million terms
+        calls.append(1)
+        u = np.asarray(x, float) - 1.0
+        value = 6.0 + float(np.sum(np.log(np.cosh(scales * u)))) + 1e-14 * float(np.sin(1e8 * x[0]))
+        return value, scales * np.tanh(scales * u)
+
+    counts, rounding = {}, fastlmm._FLAT
+    for rule in (rounding, -1.0):
+        monkeypatch.setattr(fastlmm, "_FLAT", rule)
+        calls = []
+        res = fastlmm._preconditioned_lbfgs(f, np.array([2.0, 2.0]))
+        assert res.success
+        np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-5)
+        assert res.fun == pytest.approx(6.0, abs=1e-12)
+        counts[rule] = len(calls)
+    assert counts[rounding] <= 20 < 30 <= counts[-1.0], counts

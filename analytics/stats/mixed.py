@@ -262,7 +262,8 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         warns.append(f"too few visits ({len(X)}) for the model's {X.shape[1]} fixed effects: no residual degrees "
                      "of freedom")
         return empty
-    codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None}
+    codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None,
+             "arm": pd.factorize(d["arm"])[0]}  # the cells of fastlmm's basis (weeks * arm, line-level covariates)
     done: dict = {}
     if len(attempts) == 3:
         # The full nested model starts from the fit with a random patient intercept (its fallback, fitted
@@ -320,7 +321,7 @@ def _try_fast(d: pd.DataFrame, X: pd.DataFrame, codes: dict, qs: dict, reml: boo
         fit = fit_lmm(X.to_numpy(), d["cdasi_activity"].to_numpy(float), codes["line"],
                       codes["patient"] if "patient" in qs else None,
                       d["weeks"].to_numpy(float), q_line=qs["line"], q_patient=qs.get("patient", 0), reml=reml,
-                      satterthwaite=False, start=start)
+                      satterthwaite=False, start=start, cells=codes["arm"])
     except (ValueError, np.linalg.LinAlgError) as exc:
         msg = f"fast path not used ({exc})" + ("; statsmodels MixedLM instead" if "patient" not in qs else "")
         if msg not in warns:

@@ -390,3 +390,29 @@ def test_the_search_stops_where_the_deviance_is_flat_to_rounding(monkeypatch):
         assert res.fun == pytest.approx(6.0, abs=1e-12)
         counts[rule] = len(calls)
     assert counts[rounding] <= 20 < 30 <= counts[-1.0], counts
+
+
+def test_the_bounded_polish_stops_at_the_bound_where_only_the_bound_holds_the_gradient(monkeypatch):
+    """The polish of a singular fit searches with lme4's bounds (a diagonal of Lambda >= 0). At the
+    bounded optimum the gradient of the bounded element is not zero, but it pushes against the bound:
+    it predicts no decrease, so the flat-to-rounding stop applies there, in the search's metric. The
+    result is the bounded optimum, in a handful of evaluations; without the stop the same search
+    spends tens there and ends in a failed line search."""
+    from analytics.stats import fastlmm
+
+    def f(x):
+        calls.append(1)
+        u = np.asarray(x, float) - [1.0, 0.0]
+        value = 6.0 + float(np.log(np.cosh(0.5 * u[0]))) + 0.3 * u[1] + 0.5 * u[1] ** 2 + 1e-14 * float(np.sin(1e8 * x[0]))
+        return value, np.array([0.5 * np.tanh(0.5 * u[0]), 0.3 + u[1]])
+
+    counts, results, rounding = {}, {}, fastlmm._FLAT
+    for rule in (rounding, -1.0):
+        monkeypatch.setattr(fastlmm, "_FLAT", rule)
+        calls = []
+        results[rule] = fastlmm._lbfgs(f, np.array([3.0, 1.0]), metric=np.diag([2.0, 1.0]),
+                                       bounds=[(None, None), (0.0, None)])
+        counts[rule] = len(calls)
+    assert results[rounding].success
+    np.testing.assert_allclose(results[rounding].x, [1.0, 0.0], atol=1e-6)
+    assert counts[rounding] <= 12 < 24 <= counts[-1.0], counts

@@ -74,12 +74,17 @@ def _inv_logdet(M: list) -> tuple[list, np.ndarray]:
 # numpy's batched matmul calls a kernel per 2x2 matrix, which made a deviance about 6 times slower.
 
 
-def _mul(A: list, B: list) -> list:
-    """A @ B for stacks held entry by entry (either may be constant); zero constants are skipped."""
+def _mul(A: list, B: list, sym: bool = False) -> list:
+    """A @ B for stacks held entry by entry (either may be constant); zero constants are skipped.
+    ``sym``: the product is known to be symmetric (L'SL, L D^-1 L', S G S'), so only its lower
+    triangle is computed and the upper one is the same arrays."""
     out = []
-    for row in A:
+    for i, row in enumerate(A):
         new = []
         for j in range(len(B[0])):
+            if sym and j > i:
+                new.append(None)  # filled from the lower triangle below
+                continue
             acc = None
             for k, a in enumerate(row):
                 b = B[k][j]
@@ -91,7 +96,28 @@ def _mul(A: list, B: list) -> list:
                     acc += a * b
             new.append(0.0 if acc is None else acc)
         out.append(new)
+    if sym:
+        for i, row in enumerate(out):
+            for j in range(i + 1, len(row)):
+                row[j] = out[j][i]
     return out
+
+
+def _sums(M: list, n: int) -> np.ndarray:
+    """The sums over the groups of a stack held entry by entry (a constant counts n times)."""
+    return np.array([[float(np.sum(x)) * (1 if isinstance(x, np.ndarray) else n) for x in row] for row in M])
+
+
+def _sum_of_mul(A: list, B: list, n: int) -> np.ndarray:
+    """The sums over the groups of A @ B, as dot products: the product itself is never formed."""
+    def dot(a, b):
+        if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+            return float(np.dot(a, b))
+        if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+            return float(np.sum(a * b))
+        return a * b * n
+
+    return np.array([[sum(dot(a, B[k][j]) for k, a in enumerate(row)) for j in range(len(B[0]))] for row in A])
 
 
 def _t(A: list) -> list:
@@ -396,17 +422,18 @@ class _Design:
         l1 = _const(L1)
         S, R = self.S, self.R  # 2 x 2 entries over lines; 2 blocks of (p + 1) x J
         S_1 = [row[:q1] for row in S]  # 2 x q1
-        D = _mul(_mul(_t(l1), S_1[:q1]), l1)
+        D = _mul(_mul(_t(l1), S_1[:q1]), l1, sym=True)
         for i in range(q1):
             D[i][i] = D[i][i] + 1.0
         Dinv, logdet = _inv_logdet(D)
-        G = _mul(_mul(l1, Dinv), _t(l1))  # per line: Lambda D^-1 Lambda'
+        G = _mul(_mul(l1, Dinv), _t(l1), sym=True)  # per line: Lambda D^-1 Lambda'
         GZ = _rows(G, R[:q1], self._ws("GZ", q1, R[0]), self._ws("scratch", 1, R[0])[0])
         Aug = self.XyXy - sum(self._outer(R[i], GZ[i]) for i in range(q1))
         total_logdet = float(np.sum(logdet))
         # Z'W Z and Z'W [X y] on the [1, weeks] basis, W = blockdiag(V_line^-1)
-        SGS = _mul(_mul(S_1, G), S[:q1])
-        E = [[S[i][j] - SGS[i][j] for j in range(2)] for i in range(2)]
+        SGS = _mul(_mul(S_1, G), S[:q1], sym=True)  # S_1 G S_1'
+        e01 = S[0][1] - SGS[0][1]
+        E = [[S[0][0] - SGS[0][0], e01], [e01, S[1][1] - SGS[1][1]]]
         SGZ = _rows(S_1, GZ, self._ws("SGZ", 2, R[0]), self._ws("scratch", 1, R[0])[0])
         # In place (no fresh block per deviance: at 100,000 patients that is 40 MB of page faults). When
         # the caller keeps what it returns (the per-group B) past the next evaluation, the work arrays
@@ -421,11 +448,11 @@ class _Design:
             a01 = self._by_patient(E[0][1]) if q2 == 2 else None
             A2p = [[self._by_patient(E[i][j]) if i == j else a01 for j in range(q2)] for i in range(q2)]
             B2p = [self._block_by_patient(Bx[i]) for i in range(q2)]
-            C = _mul(_mul(_t(l2), A2p), l2)
+            C = _mul(_mul(_t(l2), A2p), l2, sym=True)
             for i in range(q2):
                 C[i][i] = C[i][i] + 1.0
             Cinv, logdetC = _inv_logdet(C)
-            H = _mul(_mul(l2, Cinv), _t(l2))
+            H = _mul(_mul(l2, Cinv), _t(l2), sym=True)
             HB = _rows(H, B2p, self._ws("HB", q2, B2p[0]), self._ws("scratch", 1, B2p[0])[0])
             Aug = Aug - sum(B2p[i] @ HB[i].T for i in range(q2))
             total_logdet += float(np.sum(logdetC))
@@ -457,8 +484,7 @@ class _Design:
             lp = self.line_patient
             F = [row[:q2] for row in E[:q1]]  # q1 x q2
             FH = _mul(F, [[h[lp] if isinstance(h, np.ndarray) else h for h in row] for row in H])
-            FHF = _mul(FH, _t(F))
-            P1 = [[E1[i][j] - FHF[i][j] for j in range(q1)] for i in range(q1)]
+            P1 = _sums(E1, self.n_lines) - _sum_of_mul(FH, _t(F), self.n_lines)
             if cells:
                 lines = self._nested_line_forms(Bx[:q1], FH, B2p, v, Ainv, keep)
                 B1 = lines.pop("B")
@@ -468,8 +494,7 @@ class _Design:
                 B1 = [np.subtract(B1[i], FHB[i], out=FHB[i]) for i in range(q1)]
                 if keep:
                     self._forget("FHB", q1, R[0])
-            AHA = _mul(_mul(A2p, H), A2p)
-            P2 = [[A2p[i][j] - AHA[i][j] for j in range(q2)] for i in range(q2)]
+            P2 = _sums(A2p, self.n_patients) - _sum_of_mul(_mul(A2p, H), A2p, self.n_patients)
             AHB = _rows(A2p, HB, self._ws("AHB", q2, B2p[0]), self._ws("scratch", 1, B2p[0])[0])
             Bv2 = [B2p[i] - AHB[i] for i in range(q2)]
             groups = [(P1, B1, L1), (P2, Bv2, L2)]
@@ -478,10 +503,10 @@ class _Design:
                 lines = {"a": np.column_stack([self._cell_dot(v, bb) for bb in B1]),
                          "K": np.array([[self._cell_gram(Ainv, bi, bj) for bj in B1] for bi in B1])}
                 B1 = [self._expand(bb) for bb in B1] if keep else None
-            groups = [(E1, B1, L1)]
+            groups = [(_sums(E1, self.n_lines), B1, L1)]
         out["levels"] = []
         for k, (P, B, L) in enumerate(groups):
-            s = {"P": np.array([[float(np.sum(x)) for x in row] for row in P]), "B": B, "L": L, "Ainv": Ainv}
+            s = {"P": P, "B": B, "L": L, "Ainv": Ainv}
             if k == 0 and lines:  # the lines' forms, computed on the compressed blocks (cell basis)
                 s["a"], s["K"] = lines["a"], lines["K"]
             else:
@@ -627,7 +652,10 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
                                        options={"xatol": 1e-9, "fatol": 1e-9, "maxiter": 8000})
             if polish.fun <= res.fun + 1e-9:
                 res = polish
-        res.x = _canonical(res.x, design)
+        canonical = _canonical(res.x, design)
+        if "metric" in res:  # the deviance is even in the flipped elements: its Hessian is D H D there
+            res.metric = np.where(np.sign(canonical) * np.sign(res.x) < 0, -1.0, 1.0)[:, None] * res.metric
+        res.x = canonical
         if best is None or res.fun < best.fun - 1e-9:
             best = res
         if best.success:
@@ -640,8 +668,9 @@ def _optimise(design: _Design, start: np.ndarray | None = None):
         x0 = best.x.copy()
         x0[diag[np.abs(x0[diag]) < SINGULAR_TOL]] = 0.0
         bounds = [(0.0, None) if i in set(diag.tolist()) else (None, None) for i in range(len(x0))]
-        res = optimize.minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=bounds,
-                                options={"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10})
+        metric = best.get("metric")  # the search's preconditioner, when it had one
+        res = (_lbfgs(scaled, x0, metric, bounds) if metric is not None else
+               optimize.minimize(scaled, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=_OPTIONS))
         res.fun = res.fun * n
         if res.fun < best.fun:
             res.success = res.success or bool(np.max(np.abs(res.jac)) < 1e-6)
@@ -676,6 +705,41 @@ class _Flat(Exception):
     """Raised inside the search when it has converged but L-BFGS-B's line search would go on."""
 
 
+_OPTIONS = {"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10}
+
+
+def _lbfgs(f, x0: np.ndarray, metric: np.ndarray | None = None, bounds=None):
+    """L-BFGS-B on ``f`` (value and gradient) from ``x0``, stopped where the function is flat to its
+    rounding: at the first step whose value is within ``_FLAT`` (relative) of the best seen, when the
+    best point's gradient predicts less decrease than ``ftol`` allows. The decrease left is the
+    Newton decrement |M' g|^2 / 2, with M M' an approximate inverse Hessian (``metric``; None: the
+    identity, for coordinates in which the Hessian is about that), and with the components of g
+    that push against a lower bound left out. At the optimum of a large fit the deviance no longer
+    changes in its last digits, and L-BFGS-B's line search spent up to 29 evaluations there (at
+    100,000 patients) before it gave up."""
+    lower = None if bounds is None else np.array([-np.inf if lo is None else lo for lo, _ in bounds])
+    best = {"x": np.asarray(x0, float), "f": np.inf, "g": None, "left": np.inf, "n": 0}
+
+    def guarded(x):
+        value, grad = f(x)
+        best["n"] += 1
+        flat = abs(value - best["f"]) <= _FLAT * abs(best["f"])
+        if value < best["f"]:
+            g = grad if lower is None else np.where((x <= lower) & (grad > 0), 0.0, grad)
+            g = g if metric is None else metric.T @ g
+            best.update(x=np.array(x, float), f=value, g=grad, left=0.5 * float(g @ g))
+        if flat and best["left"] < _OPTIONS["ftol"] * max(abs(best["f"]), 1.0):
+            raise _Flat
+        return value, grad
+
+    try:
+        return optimize.minimize(guarded, x0, jac=True, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
+    except _Flat:
+        return optimize.OptimizeResult(x=best["x"], fun=best["f"], jac=best["g"], success=True, nfev=best["n"],
+                                       message="converged: a step changed the value by less than its rounding, "
+                                               "where the gradient predicts less than ftol more decrease")
+
+
 def _preconditioned_lbfgs(f, start: np.ndarray):
     """Minimise ``f`` (value and gradient) with L-BFGS-B from ``start``, in coordinates z with
     theta = x0 + C z, where C C' is the inverse of the Hessian at the start x0 (forward differences
@@ -690,43 +754,29 @@ def _preconditioned_lbfgs(f, start: np.ndarray):
 
     At the optimum of a large fit the deviance is flat to its rounding, and L-BFGS-B's line search
     could spend tens of evaluations there (at 100,000 patients, 29 of one search's 36) before it
-    gave up. The search therefore stops at the first step whose value is within ``_FLAT`` (relative)
-    of the best seen, when the best point's gradient predicts less decrease than ``ftol`` allows
-    (in z the Hessian is about the identity, so the decrease left is about |g|^2 / 2)."""
-    options = {"maxiter": 3000, "ftol": 1e-13, "gtol": 1e-10}
+    gave up. The search stops there as :func:`_lbfgs` says (in z the Hessian is about the identity,
+    so the decrease left is about |g|^2 / 2). ``metric`` on the result: C, for a search that goes on
+    from it in theta."""
     x0 = start
     f0, g0 = f(x0)
     H = _hessian(f, x0, g0) if np.isfinite(f0) and f0 < 1e299 and np.all(np.isfinite(g0)) else None
     if H is None or not np.any(H):
-        return optimize.minimize(f, x0, jac=True, method="L-BFGS-B", options=options)
+        return optimize.minimize(f, x0, jac=True, method="L-BFGS-B", options=_OPTIONS)
     vals, vecs = np.linalg.eigh(H)
     vals = np.abs(vals)
     root = np.sqrt(np.maximum(vals, 1e-3 * vals.max()))
     C = vecs / root  # C' g = root^-1 V' g, so g = V (root * (C' g))
 
-    best = {"z": np.zeros(len(x0)), "f": f0, "g": C.T @ g0, "n": 1}
-
     def in_z(z):
         if not np.any(z):  # the start, measured above
             return f0, C.T @ g0
         value, grad = f(x0 + C @ z)
-        grad = C.T @ grad
-        best["n"] += 1
-        flat = abs(value - best["f"]) <= _FLAT * abs(best["f"])
-        if value < best["f"]:
-            best.update(z=np.array(z, float), f=value, g=grad)
-        if flat and 0.5 * float(best["g"] @ best["g"]) < options["ftol"] * max(abs(best["f"]), 1.0):
-            raise _Flat
-        return value, grad
+        return value, C.T @ grad
 
-    try:
-        res = optimize.minimize(in_z, np.zeros(len(x0)), jac=True, method="L-BFGS-B", options=options)
-    except _Flat:
-        res = optimize.OptimizeResult(x=best["z"], fun=best["f"], jac=best["g"], success=True, nfev=best["n"],
-                                      message="converged: a step changed the deviance by less than its rounding, "
-                                              "at a gradient that predicts less than ftol more")
+    res = _lbfgs(in_z, np.zeros(len(x0)))
     res.x = x0 + C @ res.x
     res.jac = vecs @ (root * res.jac)  # the gradient in theta
+    res.metric = C
     return res
 
 

@@ -247,13 +247,15 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
         warns.append("no patient has more than one line in the model: patient and line effects cannot be told "
                      "apart, so the random effects are by line only")
         nested = False
-    empty = _empty(spec, formula, arms, present, d, warns, alpha)
+    def empty() -> MixedResult:  # built only when returned: its observed means cost 0.1 s at 100,000 patients
+        return _empty(spec, formula, arms, present, d, warns, alpha)
+
     if d["line_id"].nunique() < 3 or len(d) < 6:
         warns.append("too few lines or visits for a mixed model")
-        return empty
+        return empty()
     if d["cdasi_activity"].nunique() < 2:
         warns.append("CDASI activity is constant in these data: nothing to model")
-        return empty
+        return empty()
 
     attempts = _attempts(spec, nested)
     fit, used, fallback = None, None, None
@@ -261,7 +263,7 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
     if len(X) <= X.shape[1]:
         warns.append(f"too few visits ({len(X)}) for the model's {X.shape[1]} fixed effects: no residual degrees "
                      "of freedom")
-        return empty
+        return empty()
     codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None,
              "arm": pd.factorize(d["arm"])[0]}  # the cells of fastlmm's basis (weeks * arm, line-level covariates)
     done: dict = {}
@@ -296,7 +298,7 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
                 break
     if fit is None:
         warns.append("the mixed model could not be fitted with any random-effects structure")
-        return empty
+        return empty()
     if fallback:
         warns.append(f"fallback: {fallback}")
     if getattr(fit, "hessian_note", ""):

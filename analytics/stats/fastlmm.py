@@ -415,8 +415,11 @@ class _Design:
         per-group B = Z'V^-1 [X y] and the sum of Z'V^-1 Z that the gradient, d cov(beta) and the
         BLUPs need. [X y] is carried as one matrix (y its last column), and the line-level weighted
         statistics are computed once for the whole [1, weeks] basis, of which each level's Z is a slice.
-        Per-group matrices are held entry by entry (see :func:`_mul`). ``keep=False``: the result is
-        used before the next evaluation (the optimiser's gradient), so its blocks may be work arrays."""
+        Per-group matrices are held entry by entry (see :func:`_mul`). In the cell basis the lines' B
+        is formed at level 2 only (for :meth:`dcov_dtheta`): the gradient and the BLUPs need only the
+        forms computed from the compressed blocks (its "B" is None at level 1). ``keep=False``: the
+        result is used before the next evaluation (the optimiser's gradient), so its blocks may be
+        work arrays."""
         q1, q2, p = self.q1, self.q2, self.p
         L1, L2 = self.split(theta)
         l1 = _const(L1)
@@ -486,7 +489,7 @@ class _Design:
             FH = _mul(F, [[h[lp] if isinstance(h, np.ndarray) else h for h in row] for row in H])
             P1 = _sums(E1, self.n_lines) - _sum_of_mul(FH, _t(F), self.n_lines)
             if cells:
-                lines = self._nested_line_forms(Bx[:q1], FH, B2p, v, Ainv, keep)
+                lines = self._nested_line_forms(Bx[:q1], FH, B2p, v, Ainv, keep and level >= 2)
                 B1 = lines.pop("B")
             else:
                 gathered = [np.take(bb, lp, axis=1, out=w) for bb, w in zip(B2p, self._ws("B2p_lines", q2, R[0]))]
@@ -502,7 +505,7 @@ class _Design:
             if cells:
                 lines = {"a": np.column_stack([self._cell_dot(v, bb) for bb in B1]),
                          "K": np.array([[self._cell_gram(Ainv, bi, bj) for bj in B1] for bi in B1])}
-                B1 = [self._expand(bb) for bb in B1] if keep else None
+                B1 = [self._expand(bb) for bb in B1] if keep and level >= 2 else None
             groups = [(_sums(E1, self.n_lines), B1, L1)]
         out["levels"] = []
         for k, (P, B, L) in enumerate(groups):
@@ -884,7 +887,7 @@ def fit_lmm(X: np.ndarray, y: np.ndarray, lines: np.ndarray, patients: np.ndarra
     design = _Design(X, y, lines, patients, weeks, q_line, q_patient, reml, cells)
     best = _optimise(design, start)
     theta = best.x
-    ev = design.evaluate(theta, level=2)
+    ev = design.evaluate(theta, level=1)  # the BLUPs need the per-group a only
     if ev["dev"] >= 1e300:
         raise ValueError("the REML criterion cannot be evaluated (no residual variation left: the data are fitted "
                          "exactly)")

@@ -726,7 +726,7 @@ def _lbfgs(f, x0: np.ndarray, metric: np.ndarray | None = None, bounds=None):
     def guarded(x):
         value, grad = f(x)
         best["n"] += 1
-        flat = abs(value - best["f"]) <= _FLAT * abs(best["f"])
+        flat = bool(np.isfinite(best["f"])) and abs(value - best["f"]) <= _FLAT * abs(best["f"])  # not at the start
         if value < best["f"]:
             g = grad if lower is None else np.where((x <= lower) & (grad > 0), 0.0, grad)
             g = g if metric is None else metric.T @ g

@@ -265,7 +265,8 @@ def fit_mixed(trajectories: pd.DataFrame, arms: list[str] | tuple[str, ...], spe
                      "of freedom")
         return empty()
     codes = {"line": pd.factorize(d["line_id"])[0], "patient": pd.factorize(d["patient_id"])[0] if nested else None,
-             "arm": pd.factorize(d["arm"])[0]}  # the cells of fastlmm's basis (weeks * arm, line-level covariates)
+             "arm": pd.factorize(d["arm"])[0]}  # fastlmm's cells: weeks * arm (with a covariate that varies
+    # within an arm, X is not of that form and fastlmm takes its plain path)
     done: dict = {}
     if len(attempts) == 3:
         # The full nested model starts from the fit with a random patient intercept (its fallback, fitted

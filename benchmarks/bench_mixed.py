@@ -91,7 +91,7 @@ def main() -> None:
                     fit = fit_lmm(X, dd["cdasi_activity"].to_numpy(float), pd.factorize(dd["line_id"])[0],
                                   pd.factorize(dd["patient_id"])[0] if "patient" in qs else None,
                                   dd["weeks"].to_numpy(float), q_line=qs["line"], q_patient=qs.get("patient", 0),
-                                  satterthwaite=False)
+                                  satterthwaite=False, cells=pd.factorize(dd["arm"])[0])  # as fit_mixed does
                     fit_times.append(time.perf_counter() - t0)
                 line_group = "patient_id:line_id" if "patient" in qs else "line_id"
                 formula = "cdasi_activity ~ weeks * arm" + "".join(

@@ -368,8 +368,8 @@ def test_the_search_stops_where_the_deviance_is_flat_to_rounding(monkeypatch):
     """At the optimum of a large fit the deviance no longer changes in its last digits, and L-BFGS-B's
     line search can spend tens of evaluations there before its ftol test is reached. The search stops
     at the first step whose value is within rounding of the best, when the best point's gradient
-    predicts less than ftol more decrease: it reports success, at the optimum, in fewer evaluations.
-    Without the rule the same search takes more than twice as many."""
+    predicts less than ftol more decrease: it reports success, at the optimum, in fewer evaluations
+    than the same search without the rule."""
     from analytics.stats import fastlmm
 
     scales = np.array([2.0, 0.2])
@@ -389,7 +389,7 @@ def test_the_search_stops_where_the_deviance_is_flat_to_rounding(monkeypatch):
         np.testing.assert_allclose(res.x, [1.0, 1.0], atol=1e-5)
         assert res.fun == pytest.approx(6.0, abs=1e-12)
         counts[rule] = len(calls)
-    assert counts[rounding] <= 20 < 30 <= counts[-1.0], counts
+    assert counts[rounding] <= 20 and counts[rounding] < counts[-1.0], counts
 
 
 def test_the_bounded_polish_stops_at_the_bound_where_only_the_bound_holds_the_gradient(monkeypatch):
@@ -397,7 +397,8 @@ def test_the_bounded_polish_stops_at_the_bound_where_only_the_bound_holds_the_gr
     bounded optimum the gradient of the bounded element is not zero, but it pushes against the bound:
     it predicts no decrease, so the flat-to-rounding stop applies there, in the search's metric. The
     result is the bounded optimum, in a handful of evaluations; without the stop the same search
-    spends tens there and ends in a failed line search."""
+    spends more there (how many depends on scipy's line search: 16 with scipy 1.11, 47 with 1.17,
+    where it ends in a failed line search)."""
     from analytics.stats import fastlmm
 
     def f(x):
@@ -415,4 +416,4 @@ def test_the_bounded_polish_stops_at_the_bound_where_only_the_bound_holds_the_gr
         counts[rule] = len(calls)
     assert results[rounding].success
     np.testing.assert_allclose(results[rounding].x, [1.0, 0.0], atol=1e-6)
-    assert counts[rounding] <= 12 < 24 <= counts[-1.0], counts
+    assert counts[rounding] <= 12 and counts[rounding] < counts[-1.0], counts  # scipy 1.11: 8 vs 16; 1.17: 8 vs 47

@@ -260,6 +260,31 @@ def test_distinct_values_are_found_once_per_column_and_only_while_validating(mon
     assert len(calls) == 4  # outside the block, nothing is kept
 
 
+def test_a_stripped_column_shares_its_distinct_values_while_validating(monkeypatch):
+    """A per-unique parser's text output (stripped, lower-cased) gets its distinct values from its
+    input's, so the blank and number checks after it do not factorise it again; duplicates that the
+    parser makes (" x" and "x") are merged, in order of appearance. The output stays writeable:
+    pandas 2.1 cannot compare read-only object arrays (the minimum-versions run found that)."""
+    import pandas as pd
+
+    import analytics.ingest.distinct as distinct_mod
+    from analytics.ingest.distinct import distinct, shared_factorization
+    from analytics.ingest.validate import _strip, _strip_lower
+
+    frame = pd.DataFrame({"a": [" X", "x ", "Y", " X", None]})
+    with shared_factorization(frame):
+        stripped = _strip_lower(frame["a"])
+        calls = []
+        real = pd.factorize
+        monkeypatch.setattr(distinct_mod.pd, "factorize", lambda v, **k: calls.append(len(v)) or real(v, **k))
+        codes, uniques = distinct(stripped)
+        assert not calls  # known from the input's
+        assert list(uniques[:2]) == ["x", "y"] and pd.isna(uniques[2]) and list(codes) == [0, 0, 1, 0, 2]
+        assert stripped.to_numpy().flags.writeable and bool(stripped.eq("x").iloc[0])
+    plain = _strip(frame["a"])  # outside the block: nothing shared, the same values
+    assert list(plain[:4]) == ["X", "x", "Y", "X"] and plain.to_numpy().flags.writeable
+
+
 def test_a_patient_level_value_that_varies_names_the_patients_in_order_and_every_row():
     # patients in the file out of order; two of them vary; the first value is kept for everyone
     p = prep(V.strip() + ",sex,age_at_onset\nP9,0,20,MMF,F,40\nP3,0,20,MMF,M,50\nP9,30,10,MMF,M,40\n"

@@ -20,7 +20,7 @@ from contextvars import ContextVar
 import numpy as np
 import pandas as pd
 
-__all__ = ["distinct", "remember", "shared_factorization"]
+__all__ = ["distinct", "remember", "share", "shared_factorization"]
 
 _CACHE: ContextVar[dict | None] = ContextVar("cdasi_factorize_cache", default=None)
 _KNOWN: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}  # a read-only column's memory -> (codes, uniques)
@@ -38,6 +38,21 @@ def remember(values: np.ndarray, codes: np.ndarray, uniques: np.ndarray) -> None
     key = _key(values)
     _KNOWN[key] = (_small(codes, len(uniques)), uniques)
     weakref.finalize(values, _KNOWN.pop, key, None)
+
+
+def share(values: np.ndarray, codes: np.ndarray, derived: np.ndarray) -> None:
+    """Within :func:`shared_factorization`, record the distinct values of a column derived value by
+    value from a column with known ones (a stripped or lower-cased copy): ``codes`` are the input's,
+    ``derived`` what each of the input's distinct values became (they may coincide: " a" and "a").
+    The next :func:`distinct` of ``values`` in the block then needs no factorisation of it.
+    Outside the block, nothing. Unlike :func:`remember`, ``values`` stays writeable (pandas 2.1
+    cannot compare read-only object arrays); its owner does not change it while the block lasts."""
+    cache = _CACHE.get()
+    if cache is None or not isinstance(values, np.ndarray):
+        return
+    inner, kept = pd.factorize(derived, use_na_sentinel=False)
+    cache["columns"][id(values)] = values
+    cache[id(values)] = (_small(inner[codes], len(kept)), kept)
 
 
 def _remembered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:

@@ -55,7 +55,7 @@ import numpy as np
 import pandas as pd
 
 from .deid import mask_patient_ids, scan_identifiers
-from .distinct import distinct, remember, shared_factorization
+from .distinct import distinct, share, shared_factorization
 from .drugs import AGENTS, DrugNormaliser, split_therapy
 from ..errors import InvalidDataError
 from .io import ColumnMapping, RawTable
@@ -101,10 +101,8 @@ def _per_unique(fn):
         if values.dtype == object:
             # A derived text column (stripped, lower-cased): its distinct values follow from the input's,
             # and the next parser of it (a blank check, numbers) need not factorise it again (80 ms for a
-            # column of 1.6 million visits). Remembering makes it read-only, at any size, so that the tests
-            # see what a large export sees.
-            inner, kept = pd.factorize(parsed.to_numpy(), use_na_sentinel=False)
-            remember(values, inner[codes], kept)
+            # column of 1.6 million visits).
+            share(values, codes, parsed.to_numpy())
         return pd.Series(values, index=s.index, dtype=parsed.dtype)
     wrapper.__doc__ = fn.__doc__
     return wrapper

@@ -264,7 +264,8 @@ def test_a_stripped_column_shares_its_distinct_values_while_validating(monkeypat
     """A per-unique parser's text output (stripped, lower-cased) gets its distinct values from its
     input's, so the blank and number checks after it do not factorise it again; duplicates that the
     parser makes (" x" and "x") are merged, in order of appearance. The output stays writeable:
-    pandas 2.1 cannot compare read-only object arrays (the minimum-versions run found that)."""
+    pandas 2.1 cannot compare read-only object arrays (the minimum-versions run found that); and
+    it is held weakly, so the record goes when the column does."""
     import pandas as pd
 
     import analytics.ingest.distinct as distinct_mod
@@ -281,6 +282,10 @@ def test_a_stripped_column_shares_its_distinct_values_while_validating(monkeypat
         assert not calls  # known from the input's
         assert list(uniques[:2]) == ["x", "y"] and pd.isna(uniques[2]) and list(codes) == [0, 0, 1, 0, 2]
         assert stripped.to_numpy().flags.writeable and bool(stripped.eq("x").iloc[0])
+        held = distinct_mod._CACHE.get()["derived"]
+        assert len(held) == 1
+        del stripped, codes, uniques
+        assert not held  # held weakly: validation's peak does not carry a derived column it let go
     plain = _strip(frame["a"])  # outside the block: nothing shared, the same values
     assert list(plain[:4]) == ["X", "x", "Y", "X"] and plain.to_numpy().flags.writeable
 

@@ -46,13 +46,18 @@ def share(values: np.ndarray, codes: np.ndarray, derived: np.ndarray) -> None:
     ``derived`` what each of the input's distinct values became (they may coincide: " a" and "a").
     The next :func:`distinct` of ``values`` in the block then needs no factorisation of it.
     Outside the block, nothing. Unlike :func:`remember`, ``values`` stays writeable (pandas 2.1
-    cannot compare read-only object arrays); its owner does not change it while the block lasts."""
+    cannot compare read-only object arrays); its owner does not change it while the block lasts.
+    ``values`` is held weakly: the record goes when the array does."""
     cache = _CACHE.get()
     if cache is None or not isinstance(values, np.ndarray):
         return
     inner, kept = pd.factorize(derived, use_na_sentinel=False)
-    cache["columns"][id(values)] = values
-    cache[id(values)] = (_small(inner[codes], len(kept)), kept)
+    # Held weakly, unlike the block's own columns: a derived column is often a temporary (a lower-cased
+    # key), and a million-row one is 13 MB that validation's peak need not carry. Its entry goes when it does.
+    derived_cache = cache.setdefault("derived", {})
+    key = id(values)
+    derived_cache[key] = (weakref.ref(values), _small(inner[codes], len(kept)), kept)
+    weakref.finalize(values, derived_cache.pop, key, None)
 
 
 def _remembered(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
@@ -87,6 +92,9 @@ def distinct(s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(values, np.ndarray) and (known := _remembered(values)) is not None:
         return known
     cache = _CACHE.get()
+    if cache is not None and (derived := cache.get("derived", {}).get(id(values))) is not None \
+            and derived[0]() is values:
+        return derived[1], derived[2]
     if cache is None or cache["columns"].get(id(values)) is not values:
         return pd.factorize(values, use_na_sentinel=False)
     hit = cache.get(id(values))

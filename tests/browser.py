@@ -84,6 +84,25 @@ def wait_until_idle(page, timeout_ms: int = 120_000) -> None:
     page.wait_for_timeout(800)
 
 
+def download(page, button, attempts: int = 3, timeout_ms: int = 40_000) -> Path:
+    """Click a Streamlit download button and return the downloaded file's path. A download whose
+    click lands while the script is rerunning asks for a deferred file Streamlit has just dropped,
+    and no download comes (a race seen in CI, not a defect of the page): the click is then
+    repeated once the script is idle, up to ``attempts`` times, and the last timeout is raised."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for attempt in range(attempts):
+        wait_until_idle(page)
+        try:
+            with page.expect_download(timeout=timeout_ms) as got:
+                button.click()
+            return Path(got.value.path())
+        except PlaywrightTimeout:
+            if attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 def visit_all(base_url: str, out_dir: Path, width: int = 1400, height: int = 1000) -> dict[str, dict]:
     """Visit every page; return per page the number of charts, of exceptions, and the screenshot path."""
     from playwright.sync_api import sync_playwright

@@ -84,7 +84,7 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
       in the sidebar."""
     from playwright.sync_api import sync_playwright
 
-    from .browser import CHROMIUM_ARGS, wait_until_idle
+    from .browser import CHROMIUM_ARGS, download, wait_until_idle
     from .test_dashboard import TINY
 
     if chromium_path() is None:
@@ -147,10 +147,8 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
 
             # the downloads of this page carry the analysis now in force (the spec just opened)
             buttons = main.locator('[data-testid="stDownloadButton"] button')
-            with page.expect_download(timeout=120_000) as got:
-                buttons.filter(has_text="CSV").first.click()
-            head = [line for line in open(got.value.path(), encoding="utf-8-sig").read().splitlines()
-                    if line.startswith("#")]
+            head = [line for line in open(download(page, buttons.filter(has_text="CSV").first),
+                                          encoding="utf-8-sig").read().splitlines() if line.startswith("#")]
             assert any("rule percent:40" in h for h in head) and any("ILD: no" in h for h in head), head
             assert any("Data: tiny.csv" in h for h in head), head
             # a download reruns the page, which registers its deferred files again: clicking the next
@@ -158,9 +156,7 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             # not found"), and no download comes
             wait_until_idle(page)
             page.wait_for_timeout(1000)
-            with page.expect_download(timeout=120_000) as got:
-                buttons.filter(has_text="SVG").first.click()
-            svg = open(got.value.path(), encoding="utf-8").read()
+            svg = open(download(page, buttons.filter(has_text="SVG").first), encoding="utf-8").read()
             assert "rule percent:40" in svg and "ILD: no" in svg and "<metadata>" in svg
         finally:
             browser.close()

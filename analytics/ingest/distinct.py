@@ -3,9 +3,11 @@
 Validation reads each distinct value once (exports repeat values a lot), so it factorises columns
 many times: blank checks, numbers, dates and the de-identification scan of the same column. Within
 :func:`shared_factorization` a column's codes are computed once and reused; outside it, nothing is
-kept. Only the columns of the frames given are cached (not the many derived series), each
-recognised by the identity of its values array, which the cache holds while it lives (so an id
-cannot be reused by another array).
+kept. The columns of the frames given are cached, each recognised by the identity of its values
+array, which the cache holds while it lives (so an id cannot be reused by another array). Of the
+many derived series, only those a per-unique parser made (a stripped or lower-cased copy) are
+known too, through :func:`share`: their distinct values follow from their input's, and they are
+held weakly.
 
 The CSV reader finds a column's distinct values anyway (Arrow's dictionary encoding, in C) and
 hands them over with :func:`remember`: the column is made read-only, so they cannot go stale, and

@@ -319,11 +319,12 @@ class _Design:
         self.R = [np.ascontiguousarray(np.vstack([self.S[k][0], self.S[k][1], ry[k]])) for k in range(2)]
         n_cells = self.T.shape[0] // 2
         self.c = c = 2 * n_cells
-        self.bounds = np.searchsorted(cell_line, np.arange(n_cells + 1))
+        bounds = np.searchsorted(cell_line, np.arange(n_cells + 1))
+        self.cell_lines = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:])]  # per cell: its lines
         self.cell_rows = [2 * cell_line, 2 * cell_line + 1]  # per line: its cell's two rows in the basis
         XyXy = np.zeros((c + 1, c + 1))
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            block = self.R[0][:, a:b].sum(axis=1), self.R[1][:, a:b].sum(axis=1)
+        for g, sl in enumerate(self.cell_lines):
+            block = self.R[0][:, sl].sum(axis=1), self.R[1][:, sl].sum(axis=1)
             XyXy[2 * g:2 * g + 2, 2 * g:2 * g + 2] = [block[0][:2], block[1][:2]]
             XyXy[2 * g:2 * g + 2, c] = XyXy[c, 2 * g:2 * g + 2] = block[0][2], block[1][2]
         XyXy[c, c] = y @ y
@@ -339,31 +340,31 @@ class _Design:
             return U @ V.T
         c = self.c
         out = np.zeros((c + 1, c + 1))
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
+        for g, sl in enumerate(self.cell_lines):
             ix = np.array([2 * g, 2 * g + 1, c])
-            out[np.ix_(ix, ix)] += U[:, a:b] @ V[:, a:b].T
+            out[np.ix_(ix, ix)] += U[:, sl] @ V[:, sl].T
         return out
 
     def _expand(self, U: np.ndarray) -> np.ndarray:
         """A compressed per-line block as the (c + 1) x J block of the cell basis."""
         out = np.zeros((self.c + 1, U.shape[1]))
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            out[2 * g:2 * g + 2, a:b] = U[:2, a:b]
+        for g, sl in enumerate(self.cell_lines):
+            out[2 * g:2 * g + 2, sl] = U[:2, sl]
         out[self.c] = U[2]
         return out
 
     def _cell_dot(self, vec: np.ndarray, U: np.ndarray) -> np.ndarray:
         """Per line, vec (cell basis) dotted with a compressed block's column."""
         out = vec[self.c] * U[2]
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            out[a:b] += vec[2 * g] * U[0, a:b] + vec[2 * g + 1] * U[1, a:b]
+        for g, sl in enumerate(self.cell_lines):
+            out[sl] += vec[2 * g] * U[0, sl] + vec[2 * g + 1] * U[1, sl]
         return out
 
     def _cell_gram(self, Ab: np.ndarray, U: np.ndarray, V: np.ndarray) -> float:
         """sum over lines of U_l' Ab V_l for compressed blocks, without their y row."""
         total = 0.0
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            total += float(np.sum(Ab[2 * g:2 * g + 2, 2 * g:2 * g + 2] * (U[:2, a:b] @ V[:2, a:b].T)))
+        for g, sl in enumerate(self.cell_lines):
+            total += float(np.sum(Ab[2 * g:2 * g + 2, 2 * g:2 * g + 2] * (U[:2, sl] @ V[:2, sl].T)))
         return total
 
     def _block_by_patient(self, U: np.ndarray) -> np.ndarray:
@@ -373,9 +374,9 @@ class _Design:
             return self._by_patient(U)
         lp, k, c = self.line_patient, self.n_patients, self.c
         out = np.empty((c + 1, k))
-        for g, (a, b) in enumerate(zip(self.bounds[:-1], self.bounds[1:])):
-            out[2 * g] = np.bincount(lp[a:b], U[0, a:b], minlength=k)
-            out[2 * g + 1] = np.bincount(lp[a:b], U[1, a:b], minlength=k)
+        for g, sl in enumerate(self.cell_lines):
+            out[2 * g] = np.bincount(lp[sl], U[0, sl], minlength=k)
+            out[2 * g + 1] = np.bincount(lp[sl], U[1, sl], minlength=k)
         out[c] = np.bincount(lp, U[2], minlength=k)
         return out
 

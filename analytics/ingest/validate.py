@@ -367,6 +367,11 @@ def sorted_by_patient_and_day(v: pd.DataFrame) -> bool:
     return bool(np.all(np.diff(day)[same_patient] >= 0))
 
 
+def first_of_patient(pid: np.ndarray) -> np.ndarray:
+    """Per visit of visits sorted by patient: whether it is its patient's first (a run's start)."""
+    return np.r_[True, pid[1:] != pid[:-1]] if len(pid) else np.zeros(0, bool)
+
+
 def sort_by_patient_and_day(v: pd.DataFrame, in_place: bool = False) -> pd.DataFrame:
     """``v`` sorted by patient_id, then day, stably, its index kept; ``v`` itself when it is
     sorted already (a check of one pass, where sorting a million visits takes most of a second).
@@ -430,7 +435,7 @@ def _patient_level(raw: RawTable, rep: ValidationReport, v: pd.DataFrame) -> pd.
     if not names or not len(v):
         return v
     pid = v["patient_id"].to_numpy()
-    run = np.r_[True, pid[1:] != pid[:-1]]  # the first visit of each patient
+    run = first_of_patient(pid)
     starts = np.flatnonzero(run)
     patient = np.cumsum(run) - 1  # per visit: its patient's number
     for name in names:

@@ -19,7 +19,7 @@ from ..lines.derive import Derivation, followup_visits, patient_codes
 from ..errors import OptionError
 from ..protocol import Call, FigureSpec, TableSpec, recorded, tag
 from ..display.style import base_layout, count_text, figure_width
-from ..ingest.validate import Prepared, sort_by_patient_and_day, sorted_by_patient_and_day
+from ..ingest.validate import Prepared, first_of_patient, sort_by_patient_and_day, sorted_by_patient_and_day
 
 __all__ = ["INDICATORS", "Indicator", "QualityResult", "compute_quality", "HIGH_RISK_ANTIBODIES"]
 
@@ -235,14 +235,15 @@ class _ByPatient:
     """Per-patient reductions of visit columns, grouped on integer codes made once (each patient's
     number in patient_id order): a groupby on a million patient_id strings hashes them every time
     (about 0.1 s each at 100,000 patients). Sorted visits (Prepared's contract) give the codes from
-    their runs; otherwise a sorted factorize. Results are indexed by patient_id, sorted, as
+    their runs (``first``: each visit's being its patient's first; None for unsorted visits);
+    otherwise a sorted factorize. Results are indexed by patient_id, sorted, as
     ``v.groupby("patient_id")`` would give them."""
 
     def __init__(self, v: pd.DataFrame, is_sorted: bool):
         pid = v["patient_id"].to_numpy()
+        self.first = first_of_patient(pid) if is_sorted else None
         if is_sorted:
-            run = np.r_[True, pid[1:] != pid[:-1]] if len(pid) else np.zeros(0, bool)
-            self.codes, ids = np.cumsum(run) - 1, pid[run]
+            self.codes, ids = np.cumsum(self.first) - 1, pid[self.first]
         else:
             self.codes, ids = pd.factorize(pid, sort=True)
         self.index = pd.Index(ids, name="patient_id")
@@ -335,7 +336,8 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     vs = v if is_sorted else sort_by_patient_and_day(
         v[["patient_id", "day", "visit_date"] if dated else ["patient_id", "day"]])
     pid, day = vs["patient_id"].to_numpy(), vs["day"].to_numpy()
-    later = np.flatnonzero(np.r_[False, pid[1:] == pid[:-1]])  # visits after an earlier one of the patient's
+    # visits after an earlier one of the patient's (the runs of the sorted visits, found once)
+    later = np.flatnonzero(~(by_patient.first if is_sorted else first_of_patient(pid)))
     gap = pd.Series((day[later] - day[later - 1]).astype(float), index=vs.index[later], name="gap")
     gap_period = (_periods(vs["visit_date"].iloc[later], eff_period) if dated
                   else pd.Series("all", index=gap.index, dtype=object)).rename("period")

@@ -46,30 +46,38 @@ def test_trim_is_a_no_op_without_glibc(monkeypatch):
 
 
 SMALL_PAGES_CHILD = r"""
-import sys
+import os, sys
 sys.path.insert(0, {root!r})
 from analytics.cli import main
+print("pyarrow" in sys.modules)  # mimalloc reads its options when pyarrow is first imported
 main(["validate", {visits!r}])
+print(os.environ.get("MIMALLOC_ARENA_EAGER_COMMIT"))
 import numpy as np
 core = getattr(np, "_core", None) or np.core
 print(core.multiarray._set_madvise_hugepage(True))  # returns the setting in force until now
 """
 
 
-@pytest.mark.parametrize("user_value, expected", [(None, "False"), ("1", "True")])
-def test_the_command_line_keeps_numpy_off_huge_pages_unless_told(tmp_path, user_value, expected):
-    """A command (here ``validate``) runs with numpy's transparent huge pages off (the kernel's
-    compaction stalls at 100,000 patients; analytics.heap.small_pages), unless the user set
-    NUMPY_MADVISE_HUGEPAGE: then numpy keeps what they chose."""
+@pytest.mark.parametrize("user_value, expected, arrow_expected",
+                         [(None, "False", "0"), ("1", "True", "1")])
+def test_the_command_line_keeps_numpy_and_arrow_off_huge_pages_unless_told(tmp_path, user_value, expected,
+                                                                          arrow_expected):
+    """A command (here ``validate``) runs with numpy's transparent huge pages off and Arrow's
+    mimalloc arenas committed as used (the kernel's compaction stalls at 100,000 patients;
+    analytics.heap.small_pages), unless the user set NUMPY_MADVISE_HUGEPAGE or
+    MIMALLOC_ARENA_EAGER_COMMIT: then the libraries keep what they chose. pyarrow is not imported
+    before the setting is made, so that mimalloc reads it."""
     from .conftest import ROOT
 
-    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMPY_MADVISE_HUGEPAGE", "MIMALLOC_ARENA_EAGER_COMMIT")}
     if user_value is not None:
         env["NUMPY_MADVISE_HUGEPAGE"] = user_value
+        env["MIMALLOC_ARENA_EAGER_COMMIT"] = user_value
     code = SMALL_PAGES_CHILD.format(root=str(ROOT), visits=str(ROOT / "sample_data" / "visits.csv"))
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
                          cwd=tmp_path).stdout.split()
-    assert out[-1] == expected
+    assert out[0] == "False"
+    assert out[-2:] == [arrow_expected, expected]
 
 
 def test_small_pages_tells_an_imported_numpy(monkeypatch):
@@ -78,10 +86,13 @@ def test_small_pages_tells_an_imported_numpy(monkeypatch):
     core = getattr(np, "_core", None) or np.core
     monkeypatch.setenv("NUMPY_MADVISE_HUGEPAGE", "unset")  # recorded, so that the test's value is undone
     monkeypatch.delenv("NUMPY_MADVISE_HUGEPAGE")
+    monkeypatch.setenv("MIMALLOC_ARENA_EAGER_COMMIT", "unset")
+    monkeypatch.delenv("MIMALLOC_ARENA_EAGER_COMMIT")
     before = core.multiarray._set_madvise_hugepage(True)
     try:
         heap.small_pages()
         assert os.environ["NUMPY_MADVISE_HUGEPAGE"] == "0"
+        assert os.environ["MIMALLOC_ARENA_EAGER_COMMIT"] == "0"
         assert core.multiarray._set_madvise_hugepage(True) is False
     finally:
         core.multiarray._set_madvise_hugepage(before)

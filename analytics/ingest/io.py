@@ -204,16 +204,23 @@ def _read_csv_arrow(data: bytes, sep: str) -> pd.DataFrame | None:
         return pd.DataFrame()
     header, columns = [], {}
     for i, n in enumerate(names):  # a column at a time, each Arrow column let go once converted: a bounded peak
-        cells = pc.utf8_trim(table.column(n), characters=_WHITESPACE, memory_pool=pool)
-        header.append(cells[0].as_py())
+        cells = table.column(n)
+        header.append(pc.utf8_trim(cells.slice(0, 1), characters=_WHITESPACE).to_pylist()[0])
         # The rows below the header through their distinct values (in order of appearance, as
         # pandas.factorize finds them): each distinct string is one Python object, shared by its
         # cells, and validation reuses the codes. Each column is its own block (nothing copied).
         encoded = cells.slice(1).combine_chunks(memory_pool=pool).dictionary_encode()
         del cells
         codes = encoded.indices.to_numpy(zero_copy_only=False)
-        uniques = encoded.dictionary.to_numpy(zero_copy_only=False)
+        # Trimmed once per distinct value, not per cell. Values that differ only in their spaces
+        # become one: numbered by first appearance (the smallest of their codes, since Arrow numbers
+        # the distinct values in order of appearance too), as pandas.factorize would number them.
+        trimmed = pc.utf8_trim(encoded.dictionary, characters=_WHITESPACE, memory_pool=pool)
         del encoded
+        merged, uniques = pd.factorize(trimmed.to_numpy(zero_copy_only=False))
+        del trimmed
+        if len(uniques) < len(merged):
+            codes = merged[codes]
         columns[i] = values = uniques.take(codes)
         remember(values, codes, uniques)
         table = table.drop_columns([n]) if hasattr(table, "drop_columns") else table.drop([n])

@@ -50,17 +50,30 @@ class Derivation:
 
     def to_dict(self) -> dict:
         lines = self.lines
-        excluded = {r: int((lines["exclusion_reason"] == r).sum()) for r in EXCLUSION_REASONS}
+        included = lines["included"].eq(1).fillna(False).to_numpy(dtype=bool)
+        event = lines["event"]
+
+        def tally(column: str, reasons, mask: np.ndarray) -> dict[str, int]:
+            # each reason counted from the column's codes (found once), not by comparing the strings of
+            # every line again for each reason and arm (0.5 s at 100,000 patients)
+            codes, uniques = coded[column]
+            found = dict(zip(uniques, np.bincount(codes[mask & (codes >= 0)], minlength=len(uniques))))
+            return {r: int(found.get(r, 0)) for r in reasons}
+
+        coded = {c: pd.factorize(lines[c].to_numpy()) for c in ("exclusion_reason", "censor_reason", "arm")}
+        every = np.ones(len(lines), dtype=bool)
+        arm_codes, arm_uniques = coded["arm"]
         by_arm = {}
         for arm in self.options.arms:
-            sub = lines[lines["arm"] == arm]
-            inc = sub[sub["included"] == 1]
-            by_arm[arm] = {"derived": len(sub), "included": len(inc), "events": int(inc["event"].sum()),
-                           "excluded": {r: int((sub["exclusion_reason"] == r).sum()) for r in EXCLUSION_REASONS}}
-        inc = lines[lines["included"] == 1]
-        return {"derived": len(lines), "included": int(lines["included"].sum()), "excluded": excluded,
-                "events": int(inc["event"].sum()),
-                "censored": {r: int((inc["censor_reason"] == r).sum()) for r in CENSOR_REASONS},
+            position = [i for i, u in enumerate(arm_uniques) if u == arm]
+            sub = arm_codes == position[0] if position else np.zeros(len(lines), dtype=bool)
+            by_arm[arm] = {"derived": int(sub.sum()), "included": int((sub & included).sum()),
+                           "events": int(event[sub & included].sum()),
+                           "excluded": tally("exclusion_reason", EXCLUSION_REASONS, sub)}
+        return {"derived": len(lines), "included": int(lines["included"].sum()),
+                "excluded": tally("exclusion_reason", EXCLUSION_REASONS, every),
+                "events": int(event[included].sum()),
+                "censored": tally("censor_reason", CENSOR_REASONS, included),
                 "by_arm": by_arm, "episode_source": self.episode_source}
 
 

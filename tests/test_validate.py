@@ -324,3 +324,25 @@ def test_visits_in_any_order_prepare_alike_duplicates_merged_and_patient_values_
     assert next(f for f in shuffled.report.findings if f.rule == "duplicate_visit_merged").rows == (5, 6)
     cols = [c for c in ordered.visits.columns if c != "row"]
     pd.testing.assert_frame_equal(ordered.visits[cols], shuffled.visits[cols])
+
+
+def test_therapy_episodes_in_any_order_merge_and_overlap_alike():
+    """Episodes are ordered by patient (as text: P10 before P2), agent, start and row before a
+    touching pair is merged and an overlap reported; an export in another order gives the same
+    episodes and names the same rows. By hand: P1's MMF 0-50 and 50-80 touch (one episode, 0-80);
+    P1's IVIG 100- runs on; P2's MMF 0-30 and 20-40 overlap (row of the later start reported, and
+    the two kept as one episode, 0-40); P10's methotrexate 5-9 stands alone."""
+    visits = V + "P1,0,20,MMF\nP1,120,10,IVIG\nP2,0,20,MMF\nP10,0,20,MTX\n"
+    rows = ["P2,MMF,20,40,other", "P1,MMF,50,80,other", "P10,Methotrexate,5,9,other", "P1,IVIG,100,,",
+            "P1,MMF,0,50,other", "P2,MMF,0,30,other"]
+    ordered = prep(visits, TD + "\n".join([rows[4], rows[1], rows[3], rows[2], rows[5], rows[0]]) + "\n")
+    shuffled = prep(visits, TD + "\n".join(rows) + "\n")
+    for p, overlap_row, merged_row in ((ordered, 7, 3), (shuffled, 2, 3)):
+        overlap = next(f for f in p.report.findings if f.rule == "episode_overlap")
+        merged = next(f for f in p.report.findings if f.rule == "episodes_merged")
+        assert overlap.rows == (overlap_row,) and overlap.patient_ids == ("P2",)
+        assert merged.rows == (merged_row,) and merged.patient_ids == ("P1",)
+        ep = p.therapies
+        assert list(zip(ep["patient_id"], ep["agent"], ep["start_day"], ep["stop_day"].fillna(-1))) == [
+            ("P1", "ivig", 100, -1), ("P1", "mycophenolate", 0, 80), ("P10", "methotrexate", 5, 9),
+            ("P2", "mycophenolate", 0, 40)]

@@ -588,10 +588,19 @@ def _parse_therapies(raw: RawTable, rep: ValidationReport, order: str, basis: st
 
 
 def _merge_episodes(raw: RawTable, rep: ValidationReport, ep: pd.DataFrame) -> pd.DataFrame:
-    ep = ep.sort_values(["patient_id", "agent", "start_day", "row"]).reset_index(drop=True)
+    # sorted by patient, agent, start and row through integer codes of the two text keys (their
+    # sorted order, as sort_values orders strings): each (patient, agent) pair is then one run,
+    # found by comparing codes, not strings, and grouped by its run number
+    patient = pd.factorize(ep["patient_id"].to_numpy(), sort=True)[0]
+    agent = pd.factorize(ep["agent"].to_numpy(), sort=True)[0]
+    order = np.lexsort((ep["row"].to_numpy(), ep["start_day"].to_numpy(), agent, patient))
+    ep = ep.take(order).reset_index(drop=True)
+    patient, agent = patient[order], agent[order]
+    same_pair = np.zeros(len(ep), dtype=bool)  # each episode and the one before it: the same pair
+    same_pair[1:] = (patient[1:] == patient[:-1]) & (agent[1:] == agent[:-1])
+    same = pd.Series(same_pair, index=ep.index)
     stop = ep["stop_day"].fillna(np.inf)
-    same = ep["patient_id"].eq(ep["patient_id"].shift()) & ep["agent"].eq(ep["agent"].shift())
-    prev_stop = stop.groupby([ep["patient_id"], ep["agent"]]).cummax().shift()
+    prev_stop = stop.groupby(np.cumsum(~same_pair)).cummax().shift()
     overlap = same & (ep["start_day"] < prev_stop)
     touch = same & (ep["start_day"] == prev_stop)
     if overlap.any():

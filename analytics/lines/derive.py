@@ -198,10 +198,13 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     ln["line_id"] = ln["patient_id"] + ":" + ln["line_number"].astype(str)
     ln["arm"] = ln["agent"].map({a: arm_of(a, options.arms) or "" for a in ln["agent"].unique()}).astype(object)
 
-    # End day: the earliest of the agent's stop, any other new agent's start, the patient's last visit.
-    last_visit = visits.groupby("patient_id")["day"].max()
-    ln["last_visit_day"] = ln["patient_id"].map(last_visit).astype(float)
+    # End day: the earliest of the agent's stop, any other new agent's start, the patient's last visit
+    # (a patient's latest visit day, grouped on integer codes, not on a million patient id strings).
     visit_pc, line_pc = patient_codes(visits["patient_id"], ln["patient_id"])
+    last_visit = pd.Series(visits["day"].to_numpy(dtype=float, na_value=np.nan)).groupby(visit_pc).max()
+    last_by_code = np.full(int(max(visit_pc.max(initial=-1), line_pc.max(initial=-1))) + 1, np.nan)
+    last_by_code[last_visit.index.to_numpy()] = last_visit.to_numpy()
+    ln["last_visit_day"] = last_by_code[line_pc]
     # The next start: the start day of the patient's next group of lines (ln is sorted by patient and
     # start day, so lines that start together are contiguous)
     start = ln["start_day"].to_numpy(dtype=np.int64)
@@ -248,25 +251,35 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     fu = followup_visits(cand, scored, line_pc[has_base], scored_pc)
     del cand, scored, scored_pc
     meets = pd.Series(meets_rule(fu["baseline_cdasi"], fu["cdasi_activity"], options.response), index=fu.index)
+    # per line, by its row in ln (fu's pos): grouped on integers, not on the line id strings
+    fu_pos = fu["pos"].to_numpy(dtype=np.int64)
     if options.confirm:
-        nxt_meets = meets.groupby(fu["line_id"], sort=False).shift(-1, fill_value=False).astype(bool)
+        nxt_meets = meets.groupby(fu_pos, sort=False).shift(-1, fill_value=False).astype(bool)
         meets = meets & nxt_meets
-    gfu = fu.groupby("line_id", sort=False)["day"]
-    n_fu = gfu.size()
-    last_fu = gfu.max()
-    first_event = fu.loc[meets.to_numpy(), ["line_id", "day"]].groupby("line_id")["day"].min()
+    fu_day = fu["day"].to_numpy(dtype=float)
+    met = meets.to_numpy(dtype=bool)
 
-    has_fu = ln["line_id"].map(n_fu).fillna(0).astype(int)
+    def per_line(day: np.ndarray, line: np.ndarray, how: str) -> pd.Series:
+        out = np.full(len(ln), np.nan)
+        found = pd.Series(day).groupby(line).agg(how)
+        if len(found):
+            out[found.index.to_numpy(dtype=np.int64)] = found.to_numpy()
+        return pd.Series(out, index=ln.index)
+
+    last_fu = per_line(fu_day, fu_pos, "max")
+    first_event = per_line(fu_day[met], fu_pos[met], "min")
+
+    has_fu = pd.Series(np.bincount(fu_pos, minlength=len(ln)), index=ln.index).astype(int)
     ln["n_followup_visits"] = has_fu
     ln["included"] = ((ln["baseline_day"].notna()) & (has_fu > 0)).astype(int)
     ln["exclusion_reason"] = _labels([ln["baseline_day"].isna().to_numpy(), (has_fu == 0).to_numpy()],
                                      list(EXCLUSION_REASONS), "")
-    ev_day = ln["line_id"].map(first_event)
+    ev_day = first_event
     inc = ln["included"].eq(1)
     ln["event"] = pd.array(np.where(inc, ev_day.notna().astype(int), 0), dtype="Int64")
     ln.loc[~inc, "event"] = pd.NA
-    t_day = ev_day.fillna(ln["line_id"].map(last_fu))
-    del meets, gfu, n_fu, last_fu, first_event
+    t_day = ev_day.fillna(last_fu)
+    del meets, met, fu_day, last_fu, first_event
     ln["time_weeks"] = np.where(inc, (t_day - ln["start_day"]) / 7.0, np.nan)
     ln["censor_reason"] = ln["end_reason"].where((inc & ev_day.isna()).to_numpy(), "")
     for c in ("end_day", "baseline_day"):

@@ -175,12 +175,16 @@ def test_the_arrow_csv_writer_gives_pandas_bytes(floats, ints, text, rows, seed,
         "e": pd.array(np.where(rng.random(rows) < 0.2, None, rng.choice(np.array(ints, dtype=np.int64), rows)),
                       dtype="Int64"),
     })
-    df = export.neutralise(export._no_infinity(df))
-    buf = io.BytesIO()
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(export, "_CSV_CHUNK", chunk)
-        assert export._arrow_csv(df, buf)
-    assert buf.getvalue().decode("utf-8") == df.to_csv(index=False, lineterminator="\n")
+    coded = {}  # the text columns' distinct values, as write_csv hands them from neutralising to writing
+    df = export._neutralise(export._no_infinity(df), coded)
+    assert export.neutralise(df).equals(df)
+    expected = df.to_csv(index=False, lineterminator="\n")
+    for given in (None, coded):  # each cell converted, or each distinct value once
+        buf = io.BytesIO()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(export, "_CSV_CHUNK", chunk)
+            assert export._arrow_csv(df, buf, given)
+        assert buf.getvalue().decode("utf-8") == expected
 
 
 def test_the_arrow_csv_writer_leaves_quoting_and_dates_to_pandas():

@@ -32,6 +32,10 @@ def _has_formula(values: np.ndarray) -> bool:
         uniques = pd.unique(values)
     except TypeError:  # unhashable cells (lists): look at every cell
         uniques = values
+    return _formula_among(uniques)
+
+
+def _formula_among(uniques: np.ndarray) -> bool:
     if len(uniques) > 1000:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -47,11 +51,27 @@ def _has_formula(values: np.ndarray) -> bool:
 
 def neutralise(df: pd.DataFrame) -> pd.DataFrame:
     """A copy of ``df`` whose text cells (and headers) cannot run as spreadsheet formulas."""
+    return _neutralise(df)
+
+
+def _neutralise(df: pd.DataFrame, coded: dict | None = None) -> pd.DataFrame:
+    """:func:`neutralise`; ``coded``: filled with (codes, distinct values) of each object column
+    left as it was, by position, found while looking for formulas, for the CSV writer to print
+    each distinct value once (missing: code -1)."""
     out = df.copy(deep=False)  # columns that need no change are shared, not copied; changed ones are replaced
     for i in range(out.shape[1]):
         s = out.iloc[:, i]
         if s.dtype == object or pd.api.types.is_string_dtype(s):
-            if _has_formula(s.to_numpy(dtype=object)):
+            values = s.to_numpy(dtype=object)
+            try:
+                codes, uniques = pd.factorize(values)
+            except TypeError:  # unhashable cells (lists): look at every cell
+                formula = _has_formula(values)
+            else:
+                formula = _formula_among(uniques)
+                if coded is not None and not formula:
+                    coded[i] = (codes, uniques)
+            if formula:
                 out.isetitem(i, s.map(_neutral_cell))
     out.columns = [_neutral_cell(str(c)) for c in out.columns]
     return out
@@ -104,14 +124,18 @@ _CSV_SPECIAL = '[",\r\n]'  # a cell with one of these is quoted by pandas' write
 _CSV_CHUNK = 50_000  # rows formatted at once by the Arrow writer (bounded memory)
 
 
-def _arrow_text(column: pd.Series):
+def _arrow_text(column: pd.Series, coded: tuple | None = None):
     """The cells of ``column`` as Arrow strings, exactly as pandas' CSV writer prints them
     (missing: null), or None for a column this does not cover. Floats are printed by numpy's
     ``astype(str)`` (what pandas itself calls), once per distinct value; integers by Arrow's cast
-    (plain decimal, as ``str``); booleans as True/False; text as is."""
+    (plain decimal, as ``str``); booleans as True/False; text as is. ``coded``: an object column's
+    (codes, Arrow strings of its distinct values), from :func:`_coded_text`: taken, not converted."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    if coded is not None:
+        codes, text = coded
+        return pc.take(text, pa.array(codes, mask=codes < 0, type=pa.int64()))
     values = column.to_numpy() if column.dtype != object else column.to_numpy(dtype=object)
     kind = column.dtype.kind if isinstance(column.dtype, np.dtype) else None
     if kind == "f" and column.dtype == np.float64:
@@ -134,7 +158,23 @@ def _arrow_text(column: pd.Series):
     return None
 
 
-def _arrow_csv(df: pd.DataFrame, fh) -> bool:
+def _coded_text(coded: dict) -> dict:
+    """Object columns' (codes, distinct values) as (codes, Arrow strings), for those whose
+    distinct values are all text; the others are converted chunk by chunk (or refused)."""
+    import pyarrow as pa
+
+    out = {}
+    for i, (codes, uniques) in coded.items():
+        if pd.api.types.infer_dtype(uniques, skipna=True) not in ("string", "empty"):
+            continue
+        try:
+            out[i] = (codes, pa.array(uniques, type=pa.string(), from_pandas=True))
+        except (pa.ArrowException, TypeError, ValueError):
+            continue
+    return out
+
+
+def _arrow_csv(df: pd.DataFrame, fh, coded: dict | None = None) -> bool:
     """Write ``df`` as pandas' ``to_csv(index=False, lineterminator="\\n")`` would, byte for byte,
     with Arrow's string kernels joining the cells (pandas' writer builds a Python list per row: 3 s
     of the 5 s that the line tables of 100,000 patients took). False, with nothing written, when a
@@ -148,9 +188,11 @@ def _arrow_csv(df: pd.DataFrame, fh) -> bool:
         return False
     fh.write((",".join(header) + "\n").encode("utf-8"))
     comma, newline, empty = pa.scalar(","), pa.scalar("\n"), pa.scalar("")
+    text = _coded_text(coded or {})
     for start in range(0, len(df), _CSV_CHUNK):
         chunk = df.iloc[start:start + _CSV_CHUNK]
-        cells = [_arrow_text(chunk.iloc[:, i]) for i in range(chunk.shape[1])]
+        cells = [_arrow_text(chunk.iloc[:, i], (text[i][0][start:start + _CSV_CHUNK], text[i][1]) if i in text else None)
+                 for i in range(chunk.shape[1])]
         if any(c is None for c in cells):
             return _undo(fh)
         rows = pc.binary_join_element_wise(*cells, comma, null_handling="replace", null_replacement="")
@@ -180,10 +222,11 @@ def write_csv(df: pd.DataFrame, path: str | Path) -> Path:
     (a test holds them equal), written by :func:`_arrow_csv` where it can."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    df = neutralise(_no_infinity(df))
+    coded = {}  # each text column's distinct values, found once: for formulas, then to print them
+    df = _neutralise(_no_infinity(df), coded)
     if path.suffix.lower() == ".csv":
         with open(path, "wb") as fh:
-            if _arrow_csv(df, fh):
+            if _arrow_csv(df, fh, coded):
                 return path
     _as_csv_text(df).to_csv(path, index=False, lineterminator="\n")
     return path

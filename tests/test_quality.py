@@ -233,3 +233,34 @@ def test_visit_intervals_do_not_depend_on_the_order_of_the_visits():
     days_back = pd.DataFrame({"patient_id": ["A", "A", "B"], "day": [5, 3, 0]})
     assert not sorted_by_patient_and_day(days_back)
     assert sorted_by_patient_and_day(pd.DataFrame({"patient_id": ["A", "B", "B"], "day": [9, 0, 0]}))
+
+
+def test_per_patient_first_and_last_visits_from_runs_match_a_groupby():
+    """Sorted visits give each patient's earliest and latest date (and day, and any number) run by
+    run; the result is a groupby's: missing dates and numbers skipped, a patient with none of them
+    missing, the same dtype, index and name. By hand: P1's dates are NaT and 2020-03-01, so both
+    its min and max are 2020-03-01; P2 has no date at all."""
+    import numpy as np
+    import pandas as pd
+
+    from analytics.stats.quality import _ByPatient
+
+    rng = np.random.default_rng(1)
+    pid = np.repeat([f"P{i:03d}" for i in range(50)], rng.integers(1, 6, 50))
+    n = len(pid)
+    dates = pd.Series(pd.Timestamp("2020-01-01") + pd.to_timedelta(rng.integers(0, 900, n), unit="D"))
+    dates[rng.random(n) < 0.4] = pd.NaT
+    v = pd.DataFrame({"patient_id": pid, "visit_date": dates, "day": rng.integers(-5, 900, n),
+                      "score": np.where(rng.random(n) < 0.4, np.nan, rng.random(n))})
+    v.loc[v["patient_id"] == "P003", ["visit_date", "score"]] = [pd.NaT, np.nan]
+    runs, grouped = _ByPatient(v, True), _ByPatient(v, False)
+    for column in ("visit_date", "day", "score"):
+        for how in ("min", "max"):
+            pd.testing.assert_series_equal(runs(column, how), grouped(column, how))
+    assert runs("visit_date", "min").isna()["P003"]
+
+    hand = pd.DataFrame({"patient_id": ["P1", "P1", "P2"], "day": [0, 30, 0],
+                         "visit_date": pd.to_datetime([None, "2020-03-01", None])})
+    by = _ByPatient(hand, True)
+    assert by("visit_date", "min")["P1"] == by("visit_date", "max")["P1"] == pd.Timestamp("2020-03-01")
+    assert pd.isna(by("visit_date", "min")["P2"]) and pd.isna(by("visit_date", "max")["P2"])

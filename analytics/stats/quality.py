@@ -250,6 +250,24 @@ class _ByPatient:
         self.v = v
 
     def __call__(self, column: str, how: str) -> pd.Series:
+        values = self.v[column].to_numpy() if self.first is not None and how in ("min", "max") else None
+        if values is not None and len(values) and values.dtype.kind in "Mfi":
+            # each patient's visits are one run: reduced run by run, missing values skipped as
+            # groupby skips them (a patient with none gets a missing value)
+            starts = np.flatnonzero(self.first)
+            if values.dtype.kind == "M":
+                ints = values.view(np.int64)
+                nat = np.iinfo(np.int64).min  # NaT; the smallest integer, which max already skips
+                if how == "min":
+                    ints = np.where(ints == nat, np.iinfo(np.int64).max, ints)
+                    reduced = np.minimum.reduceat(ints, starts)
+                    reduced[reduced == np.iinfo(np.int64).max] = nat
+                else:
+                    reduced = np.maximum.reduceat(ints, starts)
+                reduced = reduced.view(values.dtype)
+            else:
+                reduced = (np.fmin if how == "min" else np.fmax).reduceat(values, starts)
+            return pd.Series(reduced, index=self.index, name=column)
         out = self.v[column].groupby(self.codes, sort=True).agg(how)
         out.index = self.index[out.index.to_numpy()]
         return out

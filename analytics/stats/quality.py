@@ -388,8 +388,12 @@ def compute_quality(prepared: Prepared, derivation: Derivation, period: str = "y
     pats["antibody"] = ab.reindex(pats.index)
 
     def events(col: str) -> pd.DataFrame:
-        e = v.loc[v[col].notna(), ["patient_id", col]].copy()
-        e["offset"] = (e[col] - e["patient_id"].map(first_date)).dt.days
+        has = v[col].notna().to_numpy()
+        e = v.loc[has, ["patient_id", col]].copy()
+        # each visit's patient's first date through its code (first_date is in code order), not by
+        # looking every patient id up again
+        first = pd.Series(first_date.to_numpy()[by_patient.codes[has]], index=e.index)
+        e["offset"] = (e[col] - first).dt.days
         return e
 
     def add_patient_indicator(key: str, mask: pd.Series, ok: pd.Series) -> None:

@@ -329,12 +329,15 @@ def _attrition(prepared: Prepared, lines: pd.DataFrame, options: DeriveOptions) 
         ("patients with a therapy line", int(lines["patient_id"].nunique()), ""),
         ("therapy lines derived", len(lines), "all systemic agents"),
     ]
-    in_arm = lines[lines["arm"] != ""]
-    rows.append((f"lines in the arms ({', '.join(options.arms)})", len(in_arm), ""))
+    # masks over the lines' columns, not filtered copies of the whole table (18 columns)
+    in_arm = (lines["arm"] != "").to_numpy()
+    included, event = lines["included"], lines["event"]
+    rows.append((f"lines in the arms ({', '.join(options.arms)})", int(in_arm.sum()), ""))
     for reason in EXCLUSION_REASONS:
-        rows.append((f"  excluded: {reason}", int((in_arm["exclusion_reason"] == reason).sum()), reason))
-    rows.append(("lines included in the arms", int(in_arm["included"].sum()), ""))
+        rows.append((f"  excluded: {reason}", int(((lines["exclusion_reason"] == reason).to_numpy() & in_arm).sum()),
+                     reason))
+    rows.append(("lines included in the arms", int(included[in_arm].sum()), ""))
     for arm in options.arms:
-        sub = in_arm[in_arm["arm"] == arm]
-        rows.append((f"  {arm}", int(sub["included"].sum()), f"{int(sub['event'].sum())} responses"))
+        sub = (lines["arm"] == arm).to_numpy() & in_arm
+        rows.append((f"  {arm}", int(included[sub].sum()), f"{int(event[sub].sum())} responses"))
     return pd.DataFrame(rows, columns=["step", "n", "note"])

@@ -109,8 +109,12 @@ def _per_unique(fn):
 
 
 def _map_unique(s: pd.Series, fn) -> pd.Series:
-    """``s.map(fn)`` with ``fn`` called once per distinct value, not once per row."""
-    return s.map({v: fn(v) for v in distinct(s)[1]}).astype(object)
+    """``s.map(fn)`` with ``fn`` called once per distinct value, not once per row, and its results
+    taken by the distinct values' codes, not looked up row by row (an object column)."""
+    codes, uniques = distinct(s)
+    table = np.empty(len(uniques), dtype=object)
+    table[:] = [fn(v) for v in uniques]
+    return pd.Series(table[codes], index=s.index, dtype=object)
 
 
 @_per_unique
@@ -307,7 +311,7 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
     if "sex" in d.columns:
         key = _strip_lower(d["sex"])
         blank = _is_blank(key)
-        mapped = key.map(SEX_VALUES)
+        mapped = _map_unique(key, lambda v: SEX_VALUES.get(v, np.nan))
         unknown = mapped.isna() & ~blank
         _row_problem(rep, raw, unknown, "unknown_value", "sex",
                      "{n} sex value(s) are not recognised, e.g. " + repr(d["sex"][unknown].head(3).tolist())
@@ -344,13 +348,13 @@ def _parse_categories(raw: RawTable, rep: ValidationReport, out: pd.DataFrame) -
                          + "; they are treated as 'unknown'",
                          f"use {', '.join(ANTIBODIES[:-1])} or {ANTIBODIES[-1]} (several separated by ';')",
                          severity="warning")
-        out["antibody"] = d["antibody"].map(parsed)
+        out["antibody"] = _map_unique(d["antibody"], parsed.get)
     for name in ("ild", "malignancy"):
         if name not in d.columns:
             continue
         key = _strip_lower(d[name])
         blank = _is_blank(key)
-        mapped = key.map(FLAG_VALUES)
+        mapped = _map_unique(key, lambda v: FLAG_VALUES.get(v, np.nan))
         unknown = mapped.isna() & ~blank
         _row_problem(rep, raw, unknown, "unknown_value", name,
                      "{n} value(s) are not yes/no, e.g. " + repr(d[name][unknown].head(3).tolist())

@@ -93,6 +93,13 @@ def test_neutralise_leaves_numbers_and_plain_text():
     assert df["a"].tolist()[0] == "=1+1"  # the input is not modified
 
 
+def test_neutralise_looks_at_every_cell_of_a_column_with_unhashable_cells():
+    import pandas as pd
+
+    out = neutralise(pd.DataFrame({"a": [[1], "=y", "ok"], "b": [[1], "ok", None]}))
+    assert out["a"].tolist() == [[1], "'=y", "ok"] and out["b"].tolist() == [[1], "ok", None]
+
+
 # The CSV writer formats a large table's repeated numbers once per distinct value; the file must be
 # byte for byte what pandas writes cell by cell, neutralised as every CSV is.
 from hypothesis import example, given, settings, strategies as st  # noqa: E402

@@ -24,18 +24,10 @@ def _neutral_cell(v):
     return v
 
 
-def _has_formula(values: np.ndarray) -> bool:
-    """Whether a text cell of an object column starts like a formula. Each distinct value is looked
-    at once (a column of a large table repeats a few values), by Arrow's string kernel where every
-    cell is text or missing (a line id column has as many values as lines)."""
-    try:
-        uniques = pd.unique(values)
-    except TypeError:  # unhashable cells (lists): look at every cell
-        uniques = values
-    return _formula_among(uniques)
-
-
 def _formula_among(uniques: np.ndarray) -> bool:
+    """Whether a text cell among a column's distinct values (or, for unhashable cells, all of its
+    cells) starts like a formula: by Arrow's string kernel where every value is text or missing (a
+    line id column has as many values as lines), else value by value."""
     if len(uniques) > 1000:
         import pyarrow as pa
         import pyarrow.compute as pc
@@ -66,7 +58,7 @@ def _neutralise(df: pd.DataFrame, coded: dict | None = None) -> pd.DataFrame:
             try:
                 codes, uniques = pd.factorize(values)
             except TypeError:  # unhashable cells (lists): look at every cell
-                formula = _has_formula(values)
+                formula = _formula_among(values)
             else:
                 formula = _formula_among(uniques)
                 if coded is not None and not formula:

@@ -153,8 +153,8 @@ def test_uploads_and_an_opened_spec_in_a_real_browser(tmp_path):
             assert any("Data: tiny.csv" in h for h in head), head
             # a download reruns the page, which registers its deferred files again: clicking the next
             # button before that rerun ends asks for a file Streamlit has dropped ("Deferred file ...
-            # not found"), and no download comes
-            wait_until_idle(page)
+            # not found"), and no download comes; download() waits until the page is idle (and
+            # clicks again if no file comes), after a second for the rerun to begin
             page.wait_for_timeout(1000)
             svg = open(download(page, buttons.filter(has_text="SVG").first), encoding="utf-8").read()
             assert "rule percent:40" in svg and "ILD: no" in svg and "<metadata>" in svg

@@ -346,3 +346,19 @@ def test_therapy_episodes_in_any_order_merge_and_overlap_alike():
         assert list(zip(ep["patient_id"], ep["agent"], ep["start_day"], ep["stop_day"].fillna(-1))) == [
             ("P1", "ivig", 100, -1), ("P1", "mycophenolate", 0, 80), ("P10", "methotrexate", 5, 9),
             ("P2", "mycophenolate", 0, 40)]
+
+
+def test_rows_ordered_by_group_then_day_as_lexsort_orders_them():
+    """One integer key where it fits, lexsort otherwise: the same stable order either way, with
+    negative days, a group code of -1, days given as floats, and a span too wide for one key."""
+    import numpy as np
+
+    from analytics.ingest.validate import order_by_group_and_day
+
+    rng = np.random.default_rng(3)
+    group = rng.integers(-1, 40, 500)
+    for day in (rng.integers(-30, 30, 500), rng.integers(-30, 30, 500).astype(float),
+                np.where(rng.random(500) < 0.5, -(2 ** 60), 2 ** 60)):
+        assert order_by_group_and_day(group, day).tolist() == np.lexsort((day, group)).tolist()
+    assert order_by_group_and_day(np.array([1, 0, 1, 0]), np.array([5, 5, 2, 5])).tolist() == [1, 3, 2, 0]
+    assert order_by_group_and_day(np.zeros(0, int), np.zeros(0, int)).tolist() == []

@@ -376,6 +376,19 @@ def first_of_patient(pid: np.ndarray) -> np.ndarray:
     return np.r_[True, pid[1:] != pid[:-1]] if len(pid) else np.zeros(0, bool)
 
 
+def order_by_group_and_day(group: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """The stable order of rows by an integer group code, then day. Where the days are integers
+    and (group, day) fits in one 62-bit key, that key is argsorted (an adaptive sort, fast on rows
+    that come in runs of a group: 0.16 s against lexsort's 0.25 s for 1.6 million visits); lexsort
+    otherwise."""
+    if day.dtype.kind in "iu" and len(day):
+        low, base = int(day.min()), int(group.min())
+        span = int(day.max()) - low + 1
+        if (int(group.max()) - base + 1) * span < 2 ** 62:
+            return np.argsort((group.astype(np.int64) - base) * span + (day - low), kind="stable")
+    return np.lexsort((day, group))  # lexsort is stable
+
+
 def sort_by_patient_and_day(v: pd.DataFrame, in_place: bool = False) -> pd.DataFrame:
     """``v`` sorted by patient_id, then day, stably, its index kept; ``v`` itself when it is
     sorted already (a check of one pass, where sorting a million visits takes most of a second).
@@ -384,14 +397,7 @@ def sort_by_patient_and_day(v: pd.DataFrame, in_place: bool = False) -> pd.DataF
     if sorted_by_patient_and_day(v):
         return v
     codes = pd.factorize(v["patient_id"].to_numpy(), sort=True)[0]
-    day = v["day"].to_numpy()
-    low, high = (int(day.min()), int(day.max())) if day.dtype.kind in "iu" and len(day) else (0, -1)
-    if day.dtype.kind in "iu" and len(day) and (int(codes.max()) + 1) * (high - low + 1) < 2 ** 62:
-        # one integer key, patient then day, stably sorted: an adaptive sort, fast on an export
-        # whose visits come in runs of a patient (0.16 s against lexsort's 0.25 s at 1.6 million)
-        order = np.argsort(codes.astype(np.int64) * (high - low + 1) + (day - low), kind="stable")
-    else:
-        order = np.lexsort((day, codes))  # lexsort is stable
+    order = order_by_group_and_day(codes, v["day"].to_numpy())
     if not in_place:
         return v.take(order)
     for i in range(v.shape[1]):

@@ -14,7 +14,7 @@ import pandas as pd
 from ..ingest.drugs import arm_of
 from .options import DeriveOptions, ResponseRule
 from ..ingest.schema import LINES_COLUMNS, TRAJECTORY_COLUMNS
-from ..ingest.validate import Prepared
+from ..ingest.validate import Prepared, order_by_group_and_day
 
 __all__ = ["Derivation", "derive", "episodes_from_visits", "followup_visits", "meets_rule", "patient_codes"]
 
@@ -300,8 +300,7 @@ def derive(prepared: Prepared, options: DeriveOptions | None = None) -> Derivati
     activity = np.concatenate([lines["baseline_cdasi"].to_numpy(dtype=float)[base_pos],
                                fu["cdasi_activity"].to_numpy(dtype=float)])
     del fu
-    low = int(visit_day.min(initial=0))
-    order = np.argsort(pos * (int(visit_day.max(initial=0)) - low + 1) + (visit_day - low), kind="stable")
+    order = order_by_group_and_day(pos, visit_day)
     pos, visit_day, activity = pos[order], visit_day[order], activity[order]
     del order
     trajectories = pd.DataFrame({

@@ -9,7 +9,9 @@ are made once and kept in the system's temporary folder.
 
 - CLI start: `cdasi-outcomes --help` against a bare `python -c "import pandas"` (medians).
 - Meeting pack: `cdasi-outcomes report` wall time and size, and the 10,000 / 400 ratio.
-- `cdasi-outcomes analyze`: wall time and peak memory.
+- `cdasi-outcomes analyze`: wall time (median, fastest and slowest of ``--repeats`` runs, at every
+  size: at 100,000 patients one run can differ from the next by a fifth, mostly in the kernel's
+  time) and peak memory.
 - Dashboard (Streamlit's AppTest on a cohort, in a process that has imported what
   :mod:`dashboard.serve` imports while the real server starts): the app's first run and every
   page's first visit, clicked at once, and again after ``--think`` seconds on the first page (the
@@ -143,9 +145,10 @@ def bench_report(n: int, tmp: Path) -> dict:
 def bench_analyze(n: int, tmp: Path, repeats: int) -> dict:
     c = cohort(n)
     cmd = [EXE, "analyze", str(c["visits"]), "--therapies", str(c["therapies"]), "--out", str(tmp / f"a{n}")]
-    runs = [timed(cmd, tree=False) for _ in range(1 if n >= 100_000 else repeats)]  # wall, unsampled
+    runs = [timed(cmd, tree=False)[0] for _ in range(repeats)]  # wall, unsampled
     stages = json.loads((tmp / f"a{n}" / "results.json").read_text())["timings_s"]
-    res = {("analyze, wall", n): statistics.median(r[0] for r in runs),
+    res = {("analyze, wall", n): statistics.median(runs),
+           ("analyze, wall, fastest", n): min(runs), ("analyze, wall, slowest", n): max(runs),
            ("analyze, peak memory", n): timed(cmd)[1]}  # every process of the command
     res.update({(f"analyze, {k} (in-process)", n): v for k, v in stages.items()})
     return res
@@ -197,6 +200,7 @@ def main() -> None:
     ap.add_argument("--think", type=float, default=3.0,
                     help="the dashboard is also measured after this many seconds on the first page (0: not)")
     args = ap.parse_args()
+    print(machine())
     res: dict = {}
     with tempfile.TemporaryDirectory() as tmp:
         if "cli" not in args.skip:
@@ -224,6 +228,19 @@ def main() -> None:
         print(f"| {what} | {'' if n is None else f'{n:,}'} | {_fmt(value, unit)} | {_fmt(base, unit)} | "
               f"{'' if base is None else f'{value / base:.2f}'} | {_fmt(target, unit)} | {met} |")
     print("\nTimes are wall clock in a fresh process (medians where repeated); memory is the peak resident set.")
+
+
+def machine() -> str:
+    """One line naming the machine: the same code's times differ by a fifth from one machine (or
+    one hour) to the next, so a table is only comparable with tables from the same line."""
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), model)
+    except OSError:
+        pass
+    return (f"Machine: {model}, {os.cpu_count()} cores, {os.uname().sysname} {os.uname().release}, "
+            f"Python {sys.version.split()[0]}, {time.strftime('%Y-%m-%d %H:%M %Z')}")
 
 
 def _fmt(v, unit: str) -> str:

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success (warnings allowed), 1 the data is invalid, 2 unusable arguments or an
 unreadable file, 3 an internal error (a bug: please report it); 130 after Ctrl-C, 143 after
-SIGTERM (``analyze``: cleaned up as after Ctrl-C). Never a traceback, unless ``CDASI_DEBUG=1``
+SIGTERM (``analyze`` and ``report``: cleaned up as after Ctrl-C). Never a traceback, unless ``CDASI_DEBUG=1``
 is set.
 """
 
@@ -435,6 +435,7 @@ def _cmd_report(args) -> int:
 
     spec = _spec(args)
     workers = _jobs(args)
+    previous = _terminate_on_sigterm()  # a service manager's stop: clean up as Ctrl-C does
     try:
         result = build_pack(args.visits, args.out, args.therapies, args.mapping, options=PackOptions(pptx=args.pptx),
                             date_format=args.date_format, workers=workers,
@@ -443,6 +444,8 @@ def _cmd_report(args) -> int:
         print(exc.report.to_text(), file=sys.stderr)
         print("INVALID - no pack was written; fix the errors above", file=sys.stderr)
         return 1
+    finally:
+        _restore_sigterm(previous)
     files = result.manifest["files"]
     mc = spec.pack.min_cell
     print(f"Meeting pack in {result.out}: {len(files)} files"

@@ -17,6 +17,8 @@ from analytics.cli import main
 from analytics.outputs.pack import NO_CHROMIUM, PackOptions, build_pack, chromium
 from analytics.sample import write_sample
 
+from .procs import descendants, name, running
+
 HAVE_CHROMIUM = chromium() is not None
 COUNT_COLUMNS = {"n", "lines", "events", "at_risk", "censored", "responses", "stopped_first", "n_lines", "n_events",
                  "count", "numerator", "denominator"}
@@ -414,3 +416,66 @@ def test_large_tables_are_neutralised(tmp_path):
     assert [p.name for p in paths] == ["t.csv.gz", "t.parquet"]
     assert "'=HYPERLINK(1)" in gzip.decompress(paths[0].read_bytes()).decode()
     assert pd.read_parquet(paths[1])["patient_id"].iloc[0] == "'=HYPERLINK(1)"
+
+
+def test_a_new_pack_replaces_the_earlier_one_whole(tmp_path):
+    """A second pack in the same folder: the first one's files that the second does not make (a
+    deck, a figure left out) are gone, the manifest lists exactly what is there, a file of the
+    user's own stays, and no staging folder is left behind."""
+    paths = write_sample(tmp_path / "src", n_patients=40, seed=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    first = build_pack(paths["visits"], out, paths["therapies"], options=PackOptions(formats=(), pptx=False))
+    assert "figures/swimmer.html" in _files(first)
+    (out / "meeting.pptx").write_bytes(b"an earlier deck")
+    second = build_pack(paths["visits"], out, paths["therapies"], options=PackOptions(formats=(), figures=("km",)))
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert on_disk - {"manifest.json", "notes.txt"} == set(_files(second))
+    assert "figures/km.html" in on_disk and "figures/swimmer.html" not in on_disk and "meeting.pptx" not in on_disk
+    assert (out / "notes.txt").read_text() == "mine"
+    assert not list(out.glob(".cdasi-partial-*"))
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
+def test_sigterm_while_the_figures_render_leaves_the_folder_as_it_was(tmp_path, sample_dir):
+    """A service manager's stop (SIGTERM) while Chromium renders the figures: `report` exits 143
+    without a traceback (before this was handled, it cleaned nothing up, and closing the browser
+    by cancelling kaleido's task left Chromium running and the interpreter waiting for it at
+    exit: a hang), its browser processes end, and the --out folder holds what it held before: no
+    half pack, no staging folder."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _need_chromium()
+    exe = Path(sys.executable).with_name("cdasi-outcomes")
+    if not exe.exists():
+        pytest.skip("the console script is not installed")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "report.html").write_text("an earlier pack's report")
+    before = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = subprocess.Popen([str(exe), "report", str(sample_dir / "visits.csv"), "--therapies",
+                             str(sample_dir / "therapies.csv"), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    deadline = time.monotonic() + 180
+    browser: list[int] = []
+    while not browser:  # wait until Chromium runs: the figures are rendering
+        assert proc.poll() is None and time.monotonic() < deadline, "the command ended before it could be stopped"
+        time.sleep(0.05)
+        browser = [pid for pid in descendants(proc.pid) if "chrom" in name(pid)]
+    time.sleep(1.0)  # a few figures in
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)  # a hang fails here
+    assert proc.returncode == 143, err
+    assert "terminated (SIGTERM)" in err and "Traceback" not in err
+    after = {p.relative_to(out).as_posix(): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert not list(out.glob(".cdasi-partial-*"))
+    deadline = time.monotonic() + 30
+    while alive := [pid for pid in browser if running(pid)]:
+        assert time.monotonic() < deadline, f"browser processes still running: {alive}"
+        time.sleep(0.1)
+

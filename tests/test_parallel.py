@@ -15,6 +15,8 @@ import pytest
 from analytics.cli import main
 from analytics.parallel import AUTO_MAX_VISITS, fit_parallel, usable_workers
 
+from .procs import descendants, running
+
 ROOT = Path(__file__).resolve().parents[1]
 fork = pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(), reason="needs fork")
 PARENT = os.getpid()
@@ -339,37 +341,16 @@ def test_sigterm_during_analyze_cleans_up_like_ctrl_c(tmp_path, sample_dir):
     while not list(out.glob(".cdasi-partial-*")):  # the line tables are being written: the models are fitting
         assert proc.poll() is None and time.monotonic() < deadline, "the command ended before it could be stopped"
         time.sleep(0.005)
-    helpers = _children(proc.pid)
+    helpers = descendants(proc.pid)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "terminated (SIGTERM)" in err and "Traceback" not in err
     assert not list(out.glob(".cdasi-partial-*")) and not (out / "results.json").exists()
     deadline = time.monotonic() + 30
-    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in helpers):
+    while any(running(pid) for pid in helpers):
         assert time.monotonic() < deadline, f"helper processes still running: {helpers}"
         time.sleep(0.05)
-
-
-def _children(pid: int) -> list[int]:
-    """The process's children and their children (Linux /proc)."""
-    out = []
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            if ppid == pid:
-                out += [int(p.name), *_children(int(p.name))]
-    return out
-
-
-def _state(pid: int) -> str:
-    try:
-        return {"Z": "zombie"}.get((Path(f"/proc/{pid}") / "stat").read_text().rsplit(")", 1)[1].split()[0], "alive")
-    except OSError:
-        return "zombie"
 
 
 def _pid_and_sigterm_default(x):

@@ -262,11 +262,15 @@ def kaleido_render_many(items: list[tuple["go.Figure", dict]], tabs: int = KALEI
     with tempfile.TemporaryDirectory() as tmp:
         paths = [os.path.join(tmp, f"figure_{i}.{opts['format']}") for i, (_, opts) in enumerate(items)]
         jobs = [{"fig": fig, "path": path, "opts": opts} for (fig, opts), path in zip(items, paths)]
+        stop = _Stop()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:  # its own event loop, even under a running one
             try:
-                pool.submit(_render_jobs, jobs, tabs).result()
+                pool.submit(_render_jobs, jobs, tabs, stop).result()
             except Exception:  # noqa: BLE001 the batch failed as a whole: each figure is retried alone below
                 pass
+            except BaseException:  # stopped (Ctrl-C, SIGTERM): close the browser now, not after the last figure
+                stop.set()
+                raise
         out: list[bytes | Exception] = []
         for (fig, opts), path in zip(items, paths):
             if os.path.exists(path) and os.path.getsize(path) > 0:
@@ -280,7 +284,35 @@ def kaleido_render_many(items: list[tuple["go.Figure", dict]], tabs: int = KALEI
         return out
 
 
-def _render_jobs(jobs: list[dict], tabs: int) -> None:
+class _Stop:
+    """Stops a batch rendering in another thread's event loop by closing its browser there
+    (kaleido's own ``close``: Chromium is asked to quit, and killed if it does not), so that the
+    renders fail at once and the thread ends; a batch stopped before its browser opened closes
+    it as soon as it has."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._close = None
+
+    def opened(self, loop, browser) -> bool:
+        """Called in the loop once the browser is open; False: stopped already, close it now."""
+        import asyncio
+
+        with self._lock:
+            self._close = lambda: asyncio.run_coroutine_threadsafe(browser.close(), loop)
+            return not self._stopped
+
+    def set(self) -> None:
+        with self._lock:
+            self._stopped = True
+            if self._close is not None:
+                self._close()
+
+
+def _render_jobs(jobs: list[dict], tabs: int, stop: _Stop | None = None) -> None:
     import asyncio
 
     import kaleido
@@ -293,6 +325,7 @@ def _render_jobs(jobs: list[dict], tabs: int) -> None:
 
     async def run():
         async with cls(n=tabs, **KALEIDO_OPTIONS) as k:
-            await k.write_fig_from_object(jobs)
+            if stop is None or stop.opened(asyncio.get_running_loop(), k):
+                await k.write_fig_from_object(jobs)
 
     asyncio.run(run())

@@ -9,6 +9,9 @@ Chromium session for all figures; self-contained interactive HTML), ``tables/`` 
 machine-readable names and full precision, ``data_dictionary.csv`` saying what each of their
 columns means, and ``tables.xlsx``: a sheet per table for people, with labelled columns), ``report.html`` (self-contained; ``report.pdf`` where
 Chromium exists), ``meeting.pptx`` (optional, one figure per slide) and ``manifest.json``.
+The pack is written into a staging folder inside DIR and moved into place when complete, the
+manifest last, replacing an earlier pack's files: a run stopped or failed halfway leaves DIR as
+it was.
 
 What a pack holds comes from the registry of analyses (:mod:`analytics.registry`): every
 entry's tables and figures, in registry order, one report section per entry heading.
@@ -415,94 +418,121 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
                        progress=lambda title: say(f"fitting: {title}"), spec=spec, workers=workers)
     t1 = time.perf_counter()
-    mc = options.min_cell
-    messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data
-    out.mkdir(parents=True, exist_ok=True)
-    contents = collect(analysis, mc, options.figures, options.tables)
-    spec_used = analysis.spec(PackChoices(mc, _unless_all(options.figures, figure_names()),
-                                          _unless_all(options.tables, table_names())))
-    src = prepared.sources["visits"]
-    data = f"{src['name']} (sha256 {src['sha256'][:16]}...)"
-    stamps = {name: spec_used.stamp(contents.scopes.get(name, "cohort"), data, caption, mc)
-              for name, (_, caption) in contents.figures.items()}
-    contents.figures = {name: (stamp_figure(fig, stamps[name]), caption)
-                        for name, (fig, caption) in contents.figures.items()}
-    table_dir = out / "tables"
-    table_dir.mkdir(parents=True, exist_ok=True)  # the workbook's "about" sheet is written with no table chosen
-    for name, df in contents.tables.items():
-        write_table(df, table_dir, name)
-    if contents.tables:  # what every column of every CSV means (the CSVs keep machine names)
-        write_csv(dictionary(contents.tables), table_dir / "data_dictionary.csv")
-    sheets = {n: df for n, df in contents.tables.items() if not is_large(df)}
-    whole = [n for n in sheets if contents.scopes.get(n) == "export"]
-    extra = {}
-    if whole:
-        extra["whole export"] = f"sheets {', '.join(whole)} describe the whole export (cohort filters not applied)"
-    large = [n for n in contents.tables if n not in sheets]
-    if large:
-        extra["large tables"] = (f"{', '.join(large)} (over {LARGE_TABLE_ROWS:,} rows) are not in this workbook: "
-                                 "see tables/" + ", tables/".join(table_files(n, True)[0] for n in large)
-                                 + " and their .parquet")
-    book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
-    if extra:
-        book = dataclasses.replace(book, extra=extra)
-    (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(sheets, book))
-    say("rendering the figures (one browser session)")
-    fig_dir = out / "figures"
-    t2 = time.perf_counter()
-    _export_figures(contents.figures, fig_dir, options.formats, messages, stamps)
-    t3 = time.perf_counter()
+    final = out
+    final.mkdir(parents=True, exist_ok=True)
+    # written into a staging folder and moved into place when complete: a run stopped (Ctrl-C,
+    # SIGTERM) or failed halfway leaves no half pack, and an earlier pack in ``out`` stays whole
+    out = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=final))
+    try:
+        mc = options.min_cell
+        messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data
+        contents = collect(analysis, mc, options.figures, options.tables)
+        spec_used = analysis.spec(PackChoices(mc, _unless_all(options.figures, figure_names()),
+                                              _unless_all(options.tables, table_names())))
+        src = prepared.sources["visits"]
+        data = f"{src['name']} (sha256 {src['sha256'][:16]}...)"
+        stamps = {name: spec_used.stamp(contents.scopes.get(name, "cohort"), data, caption, mc)
+                  for name, (_, caption) in contents.figures.items()}
+        contents.figures = {name: (stamp_figure(fig, stamps[name]), caption)
+                            for name, (fig, caption) in contents.figures.items()}
+        table_dir = out / "tables"
+        table_dir.mkdir(parents=True, exist_ok=True)  # the workbook's "about" sheet is written with no table chosen
+        for name, df in contents.tables.items():
+            write_table(df, table_dir, name)
+        if contents.tables:  # what every column of every CSV means (the CSVs keep machine names)
+            write_csv(dictionary(contents.tables), table_dir / "data_dictionary.csv")
+        sheets = {n: df for n, df in contents.tables.items() if not is_large(df)}
+        whole = [n for n in sheets if contents.scopes.get(n) == "export"]
+        extra = {}
+        if whole:
+            extra["whole export"] = f"sheets {', '.join(whole)} describe the whole export (cohort filters not applied)"
+        large = [n for n in contents.tables if n not in sheets]
+        if large:
+            extra["large tables"] = (f"{', '.join(large)} (over {LARGE_TABLE_ROWS:,} rows) are not in this workbook: "
+                                     "see tables/" + ", tables/".join(table_files(n, True)[0] for n in large)
+                                     + " and their .parquet")
+        book = spec_used.stamp("cohort", data, f"{options.title}: tables", mc)
+        if extra:
+            book = dataclasses.replace(book, extra=extra)
+        (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(sheets, book))
+        say("rendering the figures (one browser session)")
+        fig_dir = out / "figures"
+        t2 = time.perf_counter()
+        _export_figures(contents.figures, fig_dir, options.formats, messages, stamps)
+        t3 = time.perf_counter()
 
-    say("writing the report")
-    versions = _versions()
-    meta = {"Created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "Input": f"{src['name']} (sha256 {src['sha256'][:16]}...)",
-            "Response rule": str(derive_options.response) + (" (confirmed)" if derive_options.confirm else ""),
-            "Arms": ", ".join(derive_options.arms),
-            "Cohort filters": "; ".join(cohort.describe()) or "none",
-            "Intervals": f"{100 * (1 - model_options.alpha):.10g}% (alpha {model_options.alpha:g})",
-            "Small-cell suppression": f"counts below {mc} shown as <{mc}" if mc else "off (internal use only)",
-            "Tool": f"cdasi-outcomes {__version__}"}
-    methods = _methods(analysis, options, versions)
-    for static in (False, True):
-        page = _report_html(options.title, meta, contents, methods, fig_dir, static)
-        (out / ("report_print.html" if static else "report.html")).write_text(page, encoding="utf-8")
-    if chromium() is not None and "svg" in options.formats:
-        _pdf(out / "report_print.html", out / "report.pdf", messages)
-    (out / "report_print.html").unlink(missing_ok=True)
-    if options.pptx:
-        _pptx(contents.figures, fig_dir, out / "meeting.pptx", options.title, messages)
-    t4 = time.perf_counter()
+        say("writing the report")
+        versions = _versions()
+        meta = {"Created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                "Input": f"{src['name']} (sha256 {src['sha256'][:16]}...)",
+                "Response rule": str(derive_options.response) + (" (confirmed)" if derive_options.confirm else ""),
+                "Arms": ", ".join(derive_options.arms),
+                "Cohort filters": "; ".join(cohort.describe()) or "none",
+                "Intervals": f"{100 * (1 - model_options.alpha):.10g}% (alpha {model_options.alpha:g})",
+                "Small-cell suppression": f"counts below {mc} shown as <{mc}" if mc else "off (internal use only)",
+                "Tool": f"cdasi-outcomes {__version__}"}
+        methods = _methods(analysis, options, versions)
+        for static in (False, True):
+            page = _report_html(options.title, meta, contents, methods, fig_dir, static)
+            (out / ("report_print.html" if static else "report.html")).write_text(page, encoding="utf-8")
+        if chromium() is not None and "svg" in options.formats:
+            _pdf(out / "report_print.html", out / "report.pdf", messages)
+        (out / "report_print.html").unlink(missing_ok=True)
+        if options.pptx:
+            _pptx(contents.figures, fig_dir, out / "meeting.pptx", options.title, messages)
+        t4 = time.perf_counter()
 
-    results = analysis.results()
-    manifest = {
-        "tool": {"name": "cdasi-outcomes", "version": __version__},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "input": {"sha256": src["sha256"], "sources": prepared.sources,
-                  "rows": prepared.counts.get("rows_read"), "visits": prepared.counts.get("visits"),
-                  "patients": prepared.counts.get("patients"),
-                  "lines": {"derived": int(len(analysis.derivation.lines)),
-                            "included": int(analysis.derivation.lines["included"].sum())}},
-        "definitions": results["definitions"],
-        "spec": spec_used.to_dict(),
-        "filters": asdict(cohort) | {"text": cohort.describe()},
-        "options": {"derive": repr(derive_options), "models": repr(model_options), "pack": asdict(options)},
-        "analyses": results["analyses"],
-        "contents": {"figures": list(contents.figures), "tables": list(contents.tables)},
-        "min_cell": mc,
-        "software": versions,
-        "messages": messages,
-        "timings_s": {"analysis": t1 - t0, "tables": t2 - t1, "figures": t3 - t2, "report": t4 - t3},
-    }
-    if mc:
-        for k in ("rows", "visits", "patients"):
-            manifest["input"][k] = count_text(manifest["input"][k] or 0, mc)
-        manifest["input"]["lines"] = {k: count_text(v, mc) for k, v in manifest["input"]["lines"].items()}
-    manifest["files"] = [{"path": path.relative_to(out).as_posix(), "sha256": _sha256(path),
-                          "bytes": path.stat().st_size}
-                         for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")]
-    (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
-    return PackResult(out, manifest, messages, manifest["timings_s"])
+        results = analysis.results()
+        manifest = {
+            "tool": {"name": "cdasi-outcomes", "version": __version__},
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "input": {"sha256": src["sha256"], "sources": prepared.sources,
+                      "rows": prepared.counts.get("rows_read"), "visits": prepared.counts.get("visits"),
+                      "patients": prepared.counts.get("patients"),
+                      "lines": {"derived": int(len(analysis.derivation.lines)),
+                                "included": int(analysis.derivation.lines["included"].sum())}},
+            "definitions": results["definitions"],
+            "spec": spec_used.to_dict(),
+            "filters": asdict(cohort) | {"text": cohort.describe()},
+            "options": {"derive": repr(derive_options), "models": repr(model_options), "pack": asdict(options)},
+            "analyses": results["analyses"],
+            "contents": {"figures": list(contents.figures), "tables": list(contents.tables)},
+            "min_cell": mc,
+            "software": versions,
+            "messages": messages,
+            "timings_s": {"analysis": t1 - t0, "tables": t2 - t1, "figures": t3 - t2, "report": t4 - t3},
+        }
+        if mc:
+            for k in ("rows", "visits", "patients"):
+                manifest["input"][k] = count_text(manifest["input"][k] or 0, mc)
+            manifest["input"]["lines"] = {k: count_text(v, mc) for k, v in manifest["input"]["lines"].items()}
+        manifest["files"] = [{"path": path.relative_to(out).as_posix(), "sha256": _sha256(path),
+                              "bytes": path.stat().st_size}
+                             for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")]
+        (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
+        _publish(out, final)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    return PackResult(final, manifest, messages, manifest["timings_s"])
+
+
+PARTIAL_PREFIX = ".cdasi-partial-"
+# what a pack is made of in its folder: a new pack replaces all of them, so that no figure, deck or
+# PDF of an earlier pack stays beside a manifest that does not list it
+PACK_ENTRIES = ("figures", "tables", "report.html", "report.pdf", "meeting.pptx", "manifest.json")
+
+
+def _publish(work: Path, out: Path) -> None:
+    """Move the finished pack from its staging folder ``work`` into ``out``, replacing an earlier
+    pack's files; the manifest last, so that a folder with a manifest holds a whole pack."""
+    for name in PACK_ENTRIES:
+        old = out / name
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        elif old.exists() or old.is_symlink():
+            old.unlink()
+    for entry in sorted(work.iterdir(), key=lambda p: p.name == "manifest.json"):
+        entry.replace(out / entry.name)
 
 
 def _unless_all(chosen, every) -> tuple[str, ...] | None:

@@ -440,10 +440,10 @@ def test_a_new_pack_replaces_the_earlier_one_whole(tmp_path):
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads the process tree from /proc")
 def test_sigterm_while_the_figures_render_leaves_the_folder_as_it_was(tmp_path, sample_dir):
     """A service manager's stop (SIGTERM) while Chromium renders the figures: `report` exits 143
-    without a traceback (before this was handled, it cleaned nothing up, and closing the browser
-    by cancelling kaleido's task left Chromium running and the interpreter waiting for it at
-    exit: a hang), its browser processes end, and the --out folder holds what it held before: no
-    half pack, no staging folder."""
+    without a traceback and without hanging (closing the browser by cancelling kaleido's task
+    left Chromium running and the interpreter waiting for it at exit), its browser processes
+    end, and the --out folder holds what it held before: no half pack (unhandled, SIGTERM left
+    the tables and some figures without a manifest), no staging folder."""
     import signal
     import subprocess
     import sys

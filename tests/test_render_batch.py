@@ -67,3 +67,28 @@ def test_a_figure_that_cannot_be_rendered_is_reported_and_the_rest_are_drawn(fig
     assert isinstance(got[0], bytes) and got[0].lstrip().startswith(b"<svg")
     assert isinstance(got[1], Exception) and "bmp" in str(got[1]), got[1]  # kaleido 1.1 raises its own error
     assert isinstance(got[2], bytes) and got[2].startswith(b"\x89PNG")
+
+
+def test_a_stop_before_the_browser_opens_or_after_its_loop_closed_is_harmless():
+    """The stop of a batch (Ctrl-C, SIGTERM while figures render): given before the browser
+    opened, the batch is told not to render; given after the batch's loop closed (the batch ended
+    meanwhile), it does nothing and raises nothing, so the stop itself goes on as Ctrl-C does."""
+    import asyncio
+
+    from analytics.display.provenance import _Stop
+
+    class Browser:
+        closed = 0
+
+        async def close(self):
+            Browser.closed += 1
+
+    early = _Stop()
+    early.set()
+    loop = asyncio.new_event_loop()
+    assert early.opened(loop, Browser()) is False
+    late = _Stop()
+    assert late.opened(loop, Browser()) is True
+    loop.close()
+    late.set()  # no RuntimeError("Event loop is closed")
+    assert Browser.closed == 0

@@ -301,15 +301,22 @@ class _Stop:
         """Called in the loop once the browser is open; False: stopped already, close it now."""
         import asyncio
 
+        def close() -> None:
+            if not loop.is_closed():
+                asyncio.run_coroutine_threadsafe(browser.close(), loop)
+
         with self._lock:
-            self._close = lambda: asyncio.run_coroutine_threadsafe(browser.close(), loop)
+            self._close = close
             return not self._stopped
 
     def set(self) -> None:
         with self._lock:
             self._stopped = True
             if self._close is not None:
-                self._close()
+                try:
+                    self._close()
+                except RuntimeError:  # the loop has closed (the batch ended meanwhile): nothing to stop
+                    pass
 
 
 def _render_jobs(jobs: list[dict], tabs: int, stop: _Stop | None = None) -> None:

@@ -160,10 +160,11 @@ def test_satterthwaite_df_is_invariant_to_the_order_of_the_rows():
         fits.append(fit_lmm(X, frame["cdasi_activity"].to_numpy(), pd.factorize(frame["line_id"])[0],
                             pd.factorize(frame["patient_id"])[0], frame["weeks"].to_numpy()))
     a, b = fits
-    # the same optimum: the deviance agrees to rounding. The optimiser stops at its tolerance, not
-    # at one point: the lines' slope variance (theta about 2e-4, near its bound) is flat there, and
-    # on an AMD EPYC (another BLAS kernel) it stopped 2e-5 apart in that component, which moved the
-    # weeks coefficient by 1.2e-6 relative; so beta is held to 1e-5, ten times that
+    # the same optimum: the deviance agrees to rounding (2e-14 relative). The optimiser stops at
+    # its tolerance, not at one point: the lines' slope variance (theta about 2e-4, near its bound)
+    # is flat there, and on an AMD EPYC (another CPU, other rounding) the two fits stopped 2e-4
+    # apart, relative, in that component, which moved the weeks coefficient by 1.2e-6 relative;
+    # so beta is held to 1e-5
     np.testing.assert_allclose(a.deviance, b.deviance, rtol=1e-10)
     np.testing.assert_allclose(a.beta, b.beta, rtol=1e-5)
     np.testing.assert_allclose([a.df(e) for e in np.eye(6)], [b.df(e) for e in np.eye(6)], rtol=1e-4)

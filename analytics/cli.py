@@ -309,7 +309,7 @@ def _cmd_delete(args) -> int:
 
 def _cmd_analyze(args) -> int:
     from .parallel import Helper
-    from .pipeline import analyze, load, write_outputs, write_tables
+    from .pipeline import PARTIAL_PREFIX, analyze, load, write_outputs, write_tables
 
     spec = _spec(args)  # checked before the data is read
     options = spec.derive
@@ -321,7 +321,7 @@ def _cmd_analyze(args) -> int:
     # a service manager's stop: clean up as Ctrl-C does (set after the fork: the helper keeps
     # the default, to end at once when it is terminated)
     previous = _terminate_on_sigterm()
-    staging = Path(args.out) / f".cdasi-partial-{os.getpid()}"
+    staging = Path(args.out) / f"{PARTIAL_PREFIX}{os.getpid()}"
     finished = False
     try:
         prepared, timings = load(args.visits, args.therapies, args.mapping, args.date_format)

@@ -223,6 +223,11 @@ def write_tables(derivation: Derivation, out: str | Path) -> dict[str, Path]:
             "attrition": write_csv(derivation.attrition, out / "attrition.csv")}
 
 
+# the name of a staging folder inside --out (with the process id or a random tail): `analyze`'s
+# line tables and `report`'s whole pack are written there and moved into place when complete
+PARTIAL_PREFIX = ".cdasi-partial-"
+
+
 def write_outputs(analysis: Analysis, out: str | Path, tables: str | Path | None = None) -> dict[str, Path]:
     """Write results.json, lines.csv, trajectories.csv and attrition.csv into ``out``.
     ``tables``: a folder where :func:`write_tables` already wrote the three CSVs of this

@@ -50,7 +50,7 @@ from ..display.provenance import (Stamp, html_with_metadata, kaleido_render_many
                                   with_metadata)
 from ..models import ModelOptions
 from ..lines.options import DeriveOptions, OptionError
-from ..pipeline import Analysis, analyze, load
+from ..pipeline import PARTIAL_PREFIX, Analysis, analyze, load
 from ..registry import entries, figure_names, figures_of, table_names, tables_of
 from ..spec import PackChoices
 from ..display.suppression import count_text, small_groups, suppress
@@ -516,7 +516,6 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     return PackResult(final, manifest, messages, manifest["timings_s"])
 
 
-PARTIAL_PREFIX = ".cdasi-partial-"
 # what a pack is made of in its folder: a new pack replaces all of them, so that no figure, deck or
 # PDF of an earlier pack stays beside a manifest that does not list it
 PACK_ENTRIES = ("figures", "tables", "report.html", "report.pdf", "meeting.pptx", "manifest.json")

@@ -418,11 +418,10 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
     analysis = analyze(prepared, derive_options, timings, models=model_options, cohort=cohort,
                        progress=lambda title: say(f"fitting: {title}"), spec=spec, workers=workers)
     t1 = time.perf_counter()
-    final = out
-    final.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     # written into a staging folder and moved into place when complete: a run stopped (Ctrl-C,
     # SIGTERM) or failed halfway leaves no half pack, and an earlier pack in ``out`` stays whole
-    out = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=final))
+    work = Path(tempfile.mkdtemp(prefix=PARTIAL_PREFIX, dir=out))
     try:
         mc = options.min_cell
         messages: list[str] = [str(w) for w in analysis.notes]  # e.g. a spec saved for other data
@@ -435,7 +434,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
                   for name, (_, caption) in contents.figures.items()}
         contents.figures = {name: (stamp_figure(fig, stamps[name]), caption)
                             for name, (fig, caption) in contents.figures.items()}
-        table_dir = out / "tables"
+        table_dir = work / "tables"
         table_dir.mkdir(parents=True, exist_ok=True)  # the workbook's "about" sheet is written with no table chosen
         for name, df in contents.tables.items():
             write_table(df, table_dir, name)
@@ -456,7 +455,7 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
             book = dataclasses.replace(book, extra=extra)
         (table_dir / "tables.xlsx").write_bytes(xlsx_bytes(sheets, book))
         say("rendering the figures (one browser session)")
-        fig_dir = out / "figures"
+        fig_dir = work / "figures"
         t2 = time.perf_counter()
         _export_figures(contents.figures, fig_dir, options.formats, messages, stamps)
         t3 = time.perf_counter()
@@ -474,12 +473,12 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
         methods = _methods(analysis, options, versions)
         for static in (False, True):
             page = _report_html(options.title, meta, contents, methods, fig_dir, static)
-            (out / ("report_print.html" if static else "report.html")).write_text(page, encoding="utf-8")
+            (work / ("report_print.html" if static else "report.html")).write_text(page, encoding="utf-8")
         if chromium() is not None and "svg" in options.formats:
-            _pdf(out / "report_print.html", out / "report.pdf", messages)
-        (out / "report_print.html").unlink(missing_ok=True)
+            _pdf(work / "report_print.html", work / "report.pdf", messages)
+        (work / "report_print.html").unlink(missing_ok=True)
         if options.pptx:
-            _pptx(contents.figures, fig_dir, out / "meeting.pptx", options.title, messages)
+            _pptx(contents.figures, fig_dir, work / "meeting.pptx", options.title, messages)
         t4 = time.perf_counter()
 
         results = analysis.results()
@@ -506,14 +505,14 @@ def build_pack(visits: str | Path, out: str | Path, therapies: str | Path | None
             for k in ("rows", "visits", "patients"):
                 manifest["input"][k] = count_text(manifest["input"][k] or 0, mc)
             manifest["input"]["lines"] = {k: count_text(v, mc) for k, v in manifest["input"]["lines"].items()}
-        manifest["files"] = [{"path": path.relative_to(out).as_posix(), "sha256": _sha256(path),
+        manifest["files"] = [{"path": path.relative_to(work).as_posix(), "sha256": _sha256(path),
                               "bytes": path.stat().st_size}
-                             for path in sorted(p for p in out.rglob("*") if p.is_file() and p.name != "manifest.json")]
-        (out / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
-        _publish(out, final)
+                             for path in sorted(p for p in work.rglob("*") if p.is_file() and p.name != "manifest.json")]
+        (work / "manifest.json").write_text(json.dumps(json_safe(manifest), indent=2) + "\n", encoding="utf-8")
+        _publish(work, out)
     finally:
-        shutil.rmtree(out, ignore_errors=True)
-    return PackResult(final, manifest, messages, manifest["timings_s"])
+        shutil.rmtree(work, ignore_errors=True)
+    return PackResult(out, manifest, messages, manifest["timings_s"])
 
 
 # what a pack is made of in its folder: a new pack replaces all of them, so that no figure, deck or
